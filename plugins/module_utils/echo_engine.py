@@ -1,0 +1,520 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Concurrent C-ECHO engine on top of pynetdicom's association API.
+
+pynetdicom does the protocol (PDUs, the DUL state machine, DIMSE). This module adds what an
+audit needs around it: a bounded pool of associations, a watchdog that enforces every timeout
+as a wall-clock deadline (pynetdicom's own timeouts do not bound a peer that drips bytes), and
+instrumentation of the transport so that each failure is attributed to the phase and cause
+that produced it. Nothing here calls Ansible.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
+    Observation,
+    classify,
+    expectation_met,
+    rtt_statistics,
+)
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
+    EchoInputError,
+    EchoRequest,
+    PeerSpec,
+    TlsSettings,
+)
+
+try:
+    from pynetdicom import AE, evt
+    from pynetdicom.transport import AssociationSocket
+    from pynetdicom.sop_class import Verification
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
+    AE = object
+    AssociationSocket = object
+    evt = None
+
+# pynetdicom's own timers are set this much later than our deadlines, so that the watchdog,
+# which knows the phase, is the one that decides a timeout.
+_PYNETDICOM_TIMEOUT_SLACK_S = 2.0
+# Our watchdog's backstop for phases already bounded by a socket timeout (TCP connect).
+_BACKSTOP_SLACK_S = 0.5
+_WATCHDOG_TICK_S = 0.02
+# An association-phase PDU larger than this cannot be a real answer to our echo; refusing to
+# read it avoids buffering whatever a hostile peer claims to send.
+_MAX_SANE_PDU_LENGTH = 16 * 1024 * 1024
+_VALID_PDU_TYPES = frozenset(range(1, 8))
+_PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
+              5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
+_LOG = logging.getLogger("pynetdicom")
+
+
+class _PeerRun:
+    """Mutable state of one peer's echo, shared by its worker, pynetdicom's threads and the watchdog."""
+
+    def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext]):
+        self.spec = spec
+        self.request = request
+        self.ssl_context = ssl_context
+        self.obs = Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
+                               calling_ae_title=spec.calling_ae_title, count=request.count)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.phase = "resolve"
+        self.phase_timeout = request.connect_timeout
+        self.deadline: Optional[float] = None
+        self.raw_socket: Optional[socket.socket] = None
+        self.address: Optional[str] = None
+        self.started_at: Optional[str] = None
+        self.started = 0.0
+        self.timings: Dict[str, Optional[float]] = {
+            "connect": None, "associate": None, "echo": None, "release": None, "total": None}
+        self.rtts: List[float] = []
+        self.peer_info: Optional[Dict[str, Any]] = None
+        self.transfer_syntax: Optional[str] = None
+        self.debug_lines: List[str] = []
+        self.headers_read = 0
+        self.pdus_decoded = 0
+        self.release_complete = False
+
+    # -- phases and deadlines -------------------------------------------------------------
+    def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
+        with self.lock:
+            self.phase = phase
+            self.phase_timeout = timeout
+            self.deadline = time.monotonic() + timeout + slack
+
+    def expire_if_due(self, now: float) -> None:
+        with self.lock:
+            if self.done.is_set() or self.deadline is None or now < self.deadline:
+                return
+            if self.obs.timed_out_phase is None:
+                self.obs.timed_out_phase = self.phase
+                self.obs.timeout_s = self.phase_timeout
+            self.deadline = None
+            raw = self.raw_socket
+            if self.phase == "resolve":
+                # getaddrinfo() cannot be interrupted: report now and let the worker finish unseen.
+                self.timings["total"] = _ms_since(self.started)
+                self.done.set()
+                return
+        if raw is not None:
+            # Closing the transport wakes pynetdicom's reader at once (Evt17), which ends the
+            # association; asking pynetdicom to abort would wait on the unresponsive peer.
+            try:
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def debug(self, line: str) -> None:
+        if self.request.debug:
+            self.debug_lines.append(line)
+
+
+class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
+    """pynetdicom's transport, with the connect step split into TCP and TLS and each failure kept.
+
+    pynetdicom only logs why a connection failed; classification needs the exception itself,
+    and needs to know whether TCP or the TLS handshake failed.
+    """
+
+    _dn_run: _PeerRun
+
+    def connect(self, primitive) -> None:  # noqa: C901 - mirrors pynetdicom's own connect()
+        run = self._dn_run
+        address = getattr(getattr(primitive, "address_info", None), "as_tuple", None) or primitive.address
+        tls_args = self.tls_args
+        try:
+            if self.socket is None:
+                self.socket = self._create_socket()
+            raw = self.socket
+            run.raw_socket = raw
+            run.enter("connect", run.request.connect_timeout, _BACKSTOP_SLACK_S)
+            raw.settimeout(run.request.connect_timeout)
+            started = time.monotonic()
+            run.debug("Connecting to %s:%s" % address[:2])
+            raw.connect(address)
+            run.timings["connect"] = _ms_since(started)
+            if tls_args:
+                context, server_hostname = tls_args
+                run.enter("tls", run.request.connect_timeout, _BACKSTOP_SLACK_S)
+                self.socket = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+                cipher = self.socket.cipher()
+                run.debug("TLS established: %s, cipher %s" % (self.socket.version(), cipher[0] if cipher else "?"))
+            self.socket.settimeout(None)
+            local = self.socket.getsockname()
+            requestor = self.assoc.requestor
+            if hasattr(requestor, "address_info"):
+                requestor.address_info = type(requestor.address_info).from_tuple(local)
+            run.enter("associate", run.request.acse_timeout)
+            self._is_connected = True
+            evt.trigger(self.assoc, evt.EVT_CONN_OPEN, {"address": address})
+            primitive.result = "Evt2"
+            self.provider_queue.put(primitive)
+        except (OSError, ValueError) as exc:
+            run.obs.connect_error = exc
+            run.obs.connect_error_phase = run.phase if run.phase in ("connect", "tls") else "connect"
+            run.obs.timeout_s = run.request.connect_timeout
+            if self.socket is not None:
+                try:
+                    self.socket.close()
+                except OSError:
+                    pass
+                self.socket = None
+            primitive.result = "Evt17"
+            self.provider_queue.put(primitive)
+        finally:
+            ready = getattr(self, "_ready", None)
+            if ready is not None:
+                ready.set()
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read like pynetdicom, but look at every PDU header first.
+
+        pynetdicom reads a 6-byte header and then the body it announces; a peer that is not
+        DICOM at all, or one that announces gigabytes, is caught here instead of being read.
+        """
+        run = self._dn_run
+        expecting_header = not getattr(self, "_dn_in_body", False)
+        data = super().recv(nr_bytes)
+        if expecting_header and nr_bytes == 6:
+            if len(data) == 6:
+                pdu_type, _reserved, length = struct.unpack(">BBL", bytes(data))
+                run.headers_read += 1
+                if pdu_type not in _VALID_PDU_TYPES:
+                    self._protocol_violation(run, "unknown PDU type 0x%02X, first bytes %s"
+                                             % (pdu_type, _printable(data)))
+                elif length > _MAX_SANE_PDU_LENGTH:
+                    self._protocol_violation(run, "%s announces %d bytes, more than any answer to an echo"
+                                             % (_PDU_NAMES[pdu_type], length))
+                self._dn_in_body = length > 0
+            elif data and run.obs.timed_out_phase is None:
+                self._protocol_violation(run, "connection closed after %d byte(s) %s of a PDU header"
+                                         % (len(data), _printable(data)))
+        else:
+            self._dn_in_body = False
+        return data
+
+    def _protocol_violation(self, run: _PeerRun, reason: str) -> None:
+        if run.obs.protocol_violation is None:
+            run.obs.protocol_violation = reason
+            run.obs.protocol_violation_phase = run.phase
+        # Raising makes pynetdicom treat the transport as closed (Evt17) instead of reading on.
+        raise OSError("protocol violation: %s" % reason)
+
+
+class _EchoAE(AE):  # type: ignore[misc,valid-type]
+    """An AE whose associations use the instrumented transport of one peer run."""
+
+    def __init__(self, run: _PeerRun, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dn_run = run
+
+    def _create_socket(self, assoc, address, tls_args):
+        sock = _InstrumentedSocket(assoc, address=address)
+        sock.tls_args = tls_args
+        sock._dn_run = self._dn_run
+        # pynetdicom's threads carry the run too, for the event handlers and the debug log router.
+        assoc._dn_run = self._dn_run
+        assoc.dul._dn_run = self._dn_run
+        return sock
+
+
+def _printable(data: Any) -> str:
+    raw = bytes(data[:16])
+    text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in raw)
+    return "%s (%r)" % (raw.hex(), text)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000.0, 3)
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip("\x00 ")
+
+
+def _on_pdu_recv(event) -> None:
+    run: _PeerRun = event.assoc._dn_run  # type: ignore[attr-defined]
+    run.pdus_decoded += 1
+    pdu = event.pdu
+    kind = type(pdu).__name__
+    if kind == "A_ASSOCIATE_RJ":
+        run.obs.reject = {"result": int(pdu.result or 0), "source": int(pdu.source or 0),
+                          "diagnostic": int(pdu.reason_diagnostic or 0)}
+    elif kind == "A_ASSOCIATE_AC":
+        run.obs.accepted = True
+        info = pdu.user_information
+        run.peer_info = {
+            "implementation_class_uid": _text(getattr(info, "implementation_class_uid", None)),
+            "implementation_version_name": _text(getattr(info, "implementation_version_name", None)),
+            "max_pdu": getattr(info, "maximum_length", None),
+        }
+        for item in pdu.presentation_context:
+            run.obs.context_result = item.result if item.result is not None else item.result_reason
+            if run.obs.context_result == 0:
+                run.transfer_syntax = _text(item.transfer_syntax)
+    elif kind == "A_ABORT_RQ":
+        run.obs.peer_abort = {"source": pdu.source, "reason": pdu.reason_diagnostic, "phase": run.phase}
+        run.debug("Received A-ABORT: source %s, reason %s" % (pdu.source, pdu.reason_diagnostic))
+    elif kind == "A_RELEASE_RP":
+        run.release_complete = True
+    elif kind == "A_RELEASE_RQ" and run.phase != "release":
+        run.obs.protocol_violation = run.obs.protocol_violation or "peer sent A-RELEASE-RQ during %s" % run.phase
+        run.obs.protocol_violation_phase = run.obs.protocol_violation_phase or run.phase
+
+
+def _on_fsm_transition(event) -> None:
+    run: _PeerRun = event.assoc._dn_run  # type: ignore[attr-defined]
+    fsm_event = getattr(event, "fsm_event", None)
+    action = getattr(event, "action", None)
+    if fsm_event == "Evt19" and run.obs.protocol_violation is None:
+        run.obs.protocol_violation = "a PDU that could not be decoded"
+        run.obs.protocol_violation_phase = run.phase
+    elif action == "AA-8" and run.obs.protocol_violation is None:
+        run.obs.protocol_violation = "a PDU not allowed in state %s (%s)" % (
+            getattr(event, "current_state", "?"), fsm_event)
+        run.obs.protocol_violation_phase = run.phase
+    elif fsm_event == "Evt17" and run.obs.timed_out_phase is None and not run.release_complete \
+            and run.obs.peer_closed_phase is None and run.obs.connect_error is None:
+        run.obs.peer_closed_phase = run.phase
+
+
+def _event_handlers() -> list:
+    return [(evt.EVT_PDU_RECV, _on_pdu_recv), (evt.EVT_FSM_TRANSITION, _on_fsm_transition)]
+
+
+class _DebugLogRouter(logging.Handler):
+    """Collects pynetdicom's own log lines (the echoscu -d style dump) for the run that emitted them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        run = getattr(threading.current_thread(), "_dn_run", None)
+        if run is not None and run.request.debug:
+            try:
+                run.debug_lines.append(record.getMessage())
+            except Exception:  # noqa: BLE001 - a log line must never break an echo
+                pass
+
+
+def build_ssl_context(tls: TlsSettings, where: str) -> Optional[ssl.SSLContext]:
+    """An SSL context for one TLS setting, loaded before any traffic so bad files fail early."""
+    if not tls.enabled:
+        return None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
+    except ssl.SSLError as exc:
+        raise EchoInputError("%s.tls: cannot load the certificate or key: %s" % (where, exc.reason or exc))
+    except (OSError, ValueError) as exc:
+        raise EchoInputError("%s.tls: cannot load TLS material: %s" % (where, exc))
+    return context
+
+
+def _resolve(run: _PeerRun) -> bool:
+    spec = run.spec
+    family = 0
+    if run.request.bind_address:
+        family = socket.AF_INET6 if ":" in run.request.bind_address else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(spec.host, spec.port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        run.obs.dns_error = exc.strerror or str(exc)
+        return False
+    except (UnicodeError, ValueError) as exc:
+        run.obs.dns_error = str(exc)
+        return False
+    run.address = infos[0][4][0]
+    return True
+
+
+def _echo_one(run: _PeerRun) -> None:
+    spec, request = run.spec, run.request
+    threading.current_thread()._dn_run = run  # type: ignore[attr-defined]
+    run.started = time.monotonic()
+    run.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    run.enter("resolve", request.connect_timeout)
+    if not _resolve(run) or run.done.is_set():
+        return
+    ae = _EchoAE(run, ae_title=spec.calling_ae_title)
+    ae.add_requested_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+    ae.connection_timeout = request.connect_timeout
+    ae.acse_timeout = request.acse_timeout + _PYNETDICOM_TIMEOUT_SLACK_S
+    ae.dimse_timeout = request.dimse_timeout + _PYNETDICOM_TIMEOUT_SLACK_S
+    ae.network_timeout = max(request.acse_timeout, request.dimse_timeout) + _PYNETDICOM_TIMEOUT_SLACK_S
+    kwargs: Dict[str, Any] = {"ae_title": spec.ae_title, "max_pdu": request.max_pdu,
+                              "evt_handlers": _event_handlers()}
+    if request.bind_address:
+        kwargs["bind_address"] = (request.bind_address, 0)
+    if run.ssl_context is not None:
+        kwargs["tls_args"] = (run.ssl_context, spec.tls.server_hostname or spec.host)
+    associate_started = time.monotonic()
+    assoc = ae.associate(run.address, spec.port, **kwargs)
+    try:
+        if run.timings["connect"] is not None:
+            run.timings["associate"] = round(_ms_since(associate_started) - run.timings["connect"], 3)
+        if not assoc.is_established:
+            return
+        echo_started = time.monotonic()
+        for message_id in range(1, request.count + 1):
+            run.enter("echo", request.dimse_timeout)
+            sent = time.monotonic()
+            status = assoc.send_c_echo(msg_id=message_id)
+            if status is not None and "Status" in status:
+                run.rtts.append(_ms_since(sent))
+                run.obs.statuses.append(int(status.Status))
+                if int(status.Status) != 0x0000:
+                    break
+            else:
+                run.obs.echo_failed_without_status = True
+                break
+            if not assoc.is_established:
+                break
+        run.timings["echo"] = _ms_since(echo_started)
+        if assoc.is_established:
+            release_started = time.monotonic()
+            run.enter("release", request.acse_timeout)
+            assoc.release()
+            run.timings["release"] = _ms_since(release_started)
+            if not run.release_complete:
+                run.obs.release_problem = (
+                    "peer did not answer A-RELEASE-RQ within %g s; association aborted" % request.acse_timeout
+                    if run.obs.timed_out_phase == "release" else "association ended without A-RELEASE-RP")
+    finally:
+        if not (assoc.is_released or assoc.is_aborted or assoc.is_rejected):
+            assoc.abort()
+
+
+def _worker(queue: List[_PeerRun], queue_lock: threading.Lock) -> None:
+    while True:
+        with queue_lock:
+            if not queue:
+                return
+            run = queue.pop(0)
+        try:
+            _echo_one(run)
+        except Exception as exc:  # noqa: BLE001 - one peer's surprise must not cost the others
+            if run.obs.protocol_violation is None and run.obs.connect_error is None:
+                run.obs.protocol_violation = "unexpected error while talking to the peer: %s: %s" % (
+                    type(exc).__name__, exc)
+                run.obs.protocol_violation_phase = run.phase
+        finally:
+            with run.lock:
+                run.deadline = None
+                if not run.done.is_set():
+                    run.timings["total"] = _ms_since(run.started) if run.started else 0.0
+                    run.done.set()
+
+
+def _watchdog(runs: List[_PeerRun], stop: threading.Event) -> None:
+    while not stop.wait(_WATCHDOG_TICK_S):
+        now = time.monotonic()
+        for run in runs:
+            if not run.done.is_set():
+                run.expire_if_due(now)
+
+
+def _hard_limit(request: EchoRequest) -> float:
+    """The longest one peer may take, even if a thread is stuck where no socket can be closed."""
+    return (2 * request.connect_timeout + 2 * request.acse_timeout
+            + request.count * request.dimse_timeout + 3 * _PYNETDICOM_TIMEOUT_SLACK_S)
+
+
+def _result(run: _PeerRun) -> Dict[str, Any]:
+    spec = run.spec
+    verdict = classify(run.obs)
+    rtt = rtt_statistics(run.rtts)
+    result: Dict[str, Any] = {
+        "name": spec.name,
+        "ae_title": spec.ae_title,
+        "host": spec.host,
+        "port": spec.port,
+        "address": run.address,
+        "calling_ae_title": spec.calling_ae_title,
+        "expect": spec.expect,
+        "outcome": verdict.outcome,
+        "ok": expectation_met(spec.expect, verdict.outcome, verdict.phase),
+        "phase": verdict.phase,
+        "message": verdict.message,
+        "status": verdict.status,
+        "reject": verdict.reject,
+        "rtt_ms": rtt,
+        "timings_ms": dict(run.timings),
+        "peer": run.peer_info,
+        "transfer_syntax": run.transfer_syntax,
+        "tls": spec.tls.enabled,
+        "started_at": run.started_at,
+    }
+    if run.request.debug:
+        result["debug"] = list(run.debug_lines)
+    return result
+
+
+def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
+               ) -> List[Dict[str, Any]]:
+    """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
+    contexts: Dict[TlsSettings, Optional[ssl.SSLContext]] = {}
+    runs: List[_PeerRun] = []
+    for spec in request.peers:
+        if spec.tls not in contexts:
+            contexts[spec.tls] = build_ssl_context(spec.tls, "peers[%d] (%s)" % (spec.index, spec.name))
+        runs.append(_PeerRun(spec, request, contexts[spec.tls]))
+
+    router = _DebugLogRouter()
+    previous_level = _LOG.level
+    if request.debug:
+        _LOG.addHandler(router)
+        _LOG.setLevel(logging.DEBUG)
+    stop = threading.Event()
+    watchdog = threading.Thread(target=_watchdog, args=(runs, stop), name="dicom-echo-watchdog", daemon=True)
+    watchdog.start()
+    queue = list(runs)
+    queue_lock = threading.Lock()
+    workers = [threading.Thread(target=_worker, args=(queue, queue_lock), name="dicom-echo-%d" % i, daemon=True)
+               for i in range(min(request.parallel, len(runs)))]
+    for worker in workers:
+        worker.start()
+    results: List[Dict[str, Any]] = []
+    try:
+        limit = _hard_limit(request)
+        for run in runs:
+            while not run.done.wait(0.5):
+                if run.started and time.monotonic() - run.started > limit:
+                    _abandon(run)
+                    break
+            results.append(_result(run))
+            if on_result is not None:
+                on_result(results[-1])
+    finally:
+        stop.set()
+        if request.debug:
+            _LOG.removeHandler(router)
+            _LOG.setLevel(previous_level)
+    return results
+
+
+def _abandon(run: _PeerRun) -> None:
+    """Give up on a worker stuck where no deadline can reach it (for example a hung resolver)."""
+    with run.lock:
+        if run.obs.timed_out_phase is None:
+            run.obs.timed_out_phase = run.phase
+            run.obs.timeout_s = run.phase_timeout
+        run.timings["total"] = _ms_since(run.started)
+        run.done.set()

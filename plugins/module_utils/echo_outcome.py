@@ -1,0 +1,291 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Outcome classification for one C-ECHO attempt, free of pynetdicom and Ansible.
+
+The echo engine records what it *observed* on the wire in an :class:`Observation`;
+:func:`classify` turns that into exactly one outcome, the phase where it was decided and
+a one-line message. Keeping this pure lets every branch be unit-tested without a peer.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+OUTCOMES = (
+    "success",
+    "rejected",
+    "context_rejected",
+    "status_failure",
+    "aborted",
+    "timeout",
+    "refused",
+    "unreachable",
+    "dns_error",
+    "tls_error",
+    "protocol_error",
+)
+PHASES = ("resolve", "connect", "tls", "associate", "echo", "release")
+EXPECTATIONS = ("accept", "reject", "blocked")
+
+# The peer was reached at the DICOM level and turned this caller away.
+_DICOM_REFUSALS = frozenset(("rejected", "aborted", "context_rejected", "status_failure"))
+_NO_TCP_PATH = frozenset(("refused", "unreachable"))
+
+REJECT_RESULTS = {1: "permanent", 2: "transient"}
+REJECT_SOURCES = {1: "service-user", 2: "service-provider-acse", 3: "service-provider-presentation"}
+REJECT_REASONS = {
+    1: {1: "no-reason-given", 2: "application-context-name-not-supported",
+        3: "calling-ae-title-not-recognized", 7: "called-ae-title-not-recognized"},
+    2: {1: "no-reason-given", 2: "protocol-version-not-supported"},
+    3: {1: "temporary-congestion", 2: "local-limit-exceeded"},
+}
+ABORT_SOURCES = {0: "service-user", 1: "reserved", 2: "service-provider"}
+ABORT_REASONS = {
+    0: "reason-not-specified", 1: "unrecognized-pdu", 2: "unexpected-pdu",
+    4: "unrecognized-pdu-parameter", 5: "unexpected-pdu-parameter",
+    6: "invalid-pdu-parameter-value",
+}
+CONTEXT_RESULTS = {
+    0: "acceptance", 1: "user-rejection", 2: "no-reason",
+    3: "abstract-syntax-not-supported", 4: "transfer-syntaxes-not-supported",
+}
+ECHO_STATUS_MEANINGS = {
+    0x0122: "SOP class not supported",
+    0x0210: "duplicate invocation",
+    0x0211: "unrecognized operation",
+    0x0212: "mistyped argument",
+}
+
+_UNREACHABLE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN")
+    if hasattr(errno, name)
+)
+
+
+@dataclass
+class Observation:
+    """Everything the engine saw during one association attempt, in wire terms."""
+
+    host: str
+    port: int
+    called_ae_title: str
+    calling_ae_title: str
+    dns_error: Optional[str] = None
+    connect_error: Optional[BaseException] = None
+    connect_error_phase: str = "connect"  # "connect" or "tls"
+    timed_out_phase: Optional[str] = None
+    timeout_s: Optional[float] = None
+    reject: Optional[Dict[str, int]] = None  # raw result / source / diagnostic codes
+    accepted: bool = False
+    context_result: Optional[int] = None  # Verification context result from the A-ASSOCIATE-AC
+    peer_abort: Optional[Dict[str, Optional[int]]] = None  # A-ABORT PDU from the peer
+    peer_closed_phase: Optional[str] = None  # TCP closed by the peer without an A-ABORT
+    protocol_violation: Optional[str] = None
+    protocol_violation_phase: Optional[str] = None
+    statuses: List[int] = field(default_factory=list)  # C-ECHO-RSP statuses, in order
+    echo_failed_without_status: bool = False
+    release_problem: Optional[str] = None
+    count: int = 1
+
+
+@dataclass
+class Classification:
+    outcome: str
+    phase: str
+    message: str
+    status: Optional[int] = None
+    reject: Optional[Dict[str, str]] = None
+
+
+def reject_details(result: int, source: int, diagnostic: int) -> Dict[str, str]:
+    """Translate A-ASSOCIATE-RJ codes into the standard's words, keeping unknown codes visible."""
+    return {
+        "result": REJECT_RESULTS.get(result, "unknown-%d" % result),
+        "source": REJECT_SOURCES.get(source, "unknown-%d" % source),
+        "reason": REJECT_REASONS.get(source, {}).get(diagnostic, "unknown-%d" % diagnostic),
+    }
+
+
+def describe_status(status: int) -> str:
+    meaning = ECHO_STATUS_MEANINGS.get(status)
+    if meaning is None:
+        if 0xA000 <= status <= 0xAFFF or 0xC000 <= status <= 0xCFFF:
+            meaning = "failure"
+        elif 0xB000 <= status <= 0xBFFF:
+            meaning = "warning"
+        elif 0xFF00 <= status <= 0xFF01:
+            meaning = "pending"
+        else:
+            meaning = "non-success status"
+    return "0x%04X (%s)" % (status, meaning)
+
+
+def _describe_connect_error(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text.replace("\n", " ")
+
+
+def classify_connect_error(exc: BaseException, phase: str) -> str:
+    """Map an exception from TCP connect or TLS handshake to an outcome."""
+    if isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.CertificateError):
+        return "tls_error"
+    if isinstance(exc, socket.timeout):
+        return "timeout"
+    if phase == "tls":
+        # A reset or EOF in the middle of a handshake is a TLS failure, not a routing one.
+        return "tls_error"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
+        return "unreachable"
+    if isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT:
+        return "timeout"
+    return "unreachable"
+
+
+def classify(obs: Observation) -> Classification:
+    """Decide the single outcome of one echo from what was observed, most specific first."""
+    where = "%s:%s" % (obs.host, obs.port)
+    if obs.dns_error is not None:
+        return Classification("dns_error", "resolve",
+                              "cannot resolve host '%s': %s" % (obs.host, obs.dns_error))
+    if obs.connect_error is not None:
+        outcome = classify_connect_error(obs.connect_error, obs.connect_error_phase)
+        detail = _describe_connect_error(obs.connect_error)
+        if outcome == "refused":
+            message = "TCP connection to %s refused (no listener on that port)" % where
+        elif outcome == "timeout":
+            message = "%s to %s timed out after %s s" % (
+                "TLS handshake" if obs.connect_error_phase == "tls" else "TCP connect", where,
+                _seconds(obs.timeout_s))
+        elif outcome == "tls_error":
+            message = "TLS handshake with %s failed: %s" % (where, detail)
+        else:
+            message = "%s is unreachable: %s" % (where, detail)
+        return Classification(outcome, obs.connect_error_phase, message)
+    if obs.protocol_violation is not None:
+        return Classification(
+            "protocol_error", obs.protocol_violation_phase or "associate",
+            "peer at %s does not speak DICOM here: %s" % (where, obs.protocol_violation))
+    if obs.reject is not None:
+        details = reject_details(obs.reject["result"], obs.reject["source"], obs.reject["diagnostic"])
+        return Classification(
+            "rejected", "associate",
+            "A-ASSOCIATE-RJ (rejected-%s, source %s, reason %s) for calling AE '%s' -> called AE '%s'"
+            % (details["result"], details["source"], details["reason"],
+               obs.calling_ae_title, obs.called_ae_title),
+            reject=details)
+    if obs.accepted and obs.context_result not in (None, 0):
+        return Classification(
+            "context_rejected", "associate",
+            "association accepted but the Verification presentation context was rejected (%s)"
+            % CONTEXT_RESULTS.get(obs.context_result, "result %s" % obs.context_result))
+    if obs.accepted and obs.context_result is None and not obs.statuses and obs.timed_out_phase is None \
+            and obs.peer_abort is None and obs.peer_closed_phase is None:
+        return Classification(
+            "context_rejected", "associate",
+            "association accepted but the peer returned no result for the Verification context")
+    failed_status = next((s for s in obs.statuses if s != 0x0000), None)
+    if failed_status is not None:
+        return Classification("status_failure", "echo",
+                              "C-ECHO-RSP status %s" % describe_status(failed_status),
+                              status=failed_status)
+    if obs.timed_out_phase is not None and len(obs.statuses) < obs.count:
+        return Classification("timeout", obs.timed_out_phase, _timeout_message(obs))
+    if obs.peer_abort is not None and len(obs.statuses) < obs.count:
+        phase = obs.peer_abort.get("phase") or "associate"
+        source = ABORT_SOURCES.get(obs.peer_abort.get("source"), "unknown")
+        reason_code = obs.peer_abort.get("reason")
+        reason = ABORT_REASONS.get(reason_code, "reason-not-specified") if source == "service-provider" \
+            else "reason-not-specified"
+        return Classification("aborted", str(phase),
+                              "peer sent A-ABORT (source %s, %s) during %s" % (source, reason, phase))
+    if obs.peer_closed_phase is not None and len(obs.statuses) < obs.count:
+        return Classification("aborted", obs.peer_closed_phase,
+                              "peer closed the TCP connection during %s without an A-ABORT"
+                              % obs.peer_closed_phase)
+    if len(obs.statuses) < obs.count or obs.echo_failed_without_status:
+        phase = "echo" if obs.accepted else "associate"
+        return Classification("aborted", phase,
+                              "association ended before a C-ECHO-RSP was received (%d of %d)"
+                              % (len(obs.statuses), obs.count))
+    message = "C-ECHO success (0x0000)"
+    if obs.count > 1:
+        message = "%d C-ECHO requests answered with success (0x0000)" % obs.count
+    if obs.release_problem:
+        message += "; " + obs.release_problem
+    return Classification("success", "release", message, status=0x0000)
+
+
+def _seconds(value: Optional[float]) -> str:
+    if value is None:
+        return "?"
+    return ("%g" % value)
+
+
+def _timeout_message(obs: Observation) -> str:
+    waited_for = {
+        "resolve": "name resolution",
+        "connect": "TCP connect",
+        "tls": "TLS handshake",
+        "associate": "A-ASSOCIATE response",
+        "echo": "C-ECHO response",
+        "release": "A-RELEASE response",
+    }.get(obs.timed_out_phase or "", obs.timed_out_phase)
+    return "no %s from %s:%s within %s s" % (waited_for, obs.host, obs.port, _seconds(obs.timeout_s)) \
+        if obs.timed_out_phase not in ("resolve", "connect", "tls") else \
+        "%s to %s:%s timed out after %s s" % (waited_for, obs.host, obs.port, _seconds(obs.timeout_s))
+
+
+def expectation_met(expect: str, outcome: str, phase: str) -> bool:
+    """Whether an outcome is what the peer's ``expect`` asked for.
+
+    ``reject`` needs proof that the peer itself refused the caller, so a network failure never
+    satisfies it; ``blocked`` is the firewall check and needs the TCP path itself to be absent.
+    """
+    if expect == "accept":
+        return outcome == "success"
+    if expect == "reject":
+        return outcome in _DICOM_REFUSALS
+    if expect == "blocked":
+        return outcome in _NO_TCP_PATH or (outcome == "timeout" and phase == "connect")
+    raise ValueError("unknown expectation %r" % (expect,))
+
+
+def rtt_statistics(samples_ms: List[float]) -> Optional[Dict[str, float]]:
+    if not samples_ms:
+        return None
+    return {
+        "min": round(min(samples_ms), 3),
+        "avg": round(sum(samples_ms) / len(samples_ms), 3),
+        "max": round(max(samples_ms), 3),
+    }
+
+
+def summarize(results: List[Dict[str, Any]], duration_ms: float) -> Dict[str, Any]:
+    by_outcome: Dict[str, int] = {}
+    for result in results:
+        by_outcome[result["outcome"]] = by_outcome.get(result["outcome"], 0) + 1
+    ok = sum(1 for result in results if result["ok"])
+    return {
+        "total": len(results),
+        "ok": ok,
+        "failed": len(results) - ok,
+        "by_outcome": dict(sorted(by_outcome.items())),
+        "duration_ms": round(duration_ms, 3),
+    }
+
+
+def summary_message(results: List[Dict[str, Any]]) -> str:
+    """One line naming every peer whose outcome differs from its expectation."""
+    failing = [r for r in results if not r["ok"]]
+    if not failing:
+        return "all %d peer(s) answered as expected" % len(results)
+    parts = ["%s (%s during %s, expected %s)" % (r["name"], r["outcome"], r["phase"], r["expect"])
+             for r in failing]
+    return "%d of %d peer(s) not as expected: %s" % (len(failing), len(results), "; ".join(parts))

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Input validation for the echo module, free of Ansible and pynetdicom.
+
+Everything here runs before any network traffic, so a typo in an inventory never reaches a
+hospital's PACS. Every error names the field and, for peers, the index and the name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
+
+AE_TITLE_MAX_LENGTH = 16
+DEFAULT_PORT = 104
+DEFAULT_CALLING_AE_TITLE = "ECHOSCU"
+COUNT_RANGE = (1, 1000)
+PARALLEL_RANGE = (1, 256)
+MAX_PDU_RANGE = (0, 2 ** 32 - 1)
+TLS_KEYS = ("enabled", "ca_file", "cert_file", "key_file", "key_password", "verify", "server_hostname")
+PEER_KEYS = ("ae_title", "host", "port", "name", "expect", "calling_ae_title", "tls")
+
+
+class EchoInputError(ValueError):
+    """A user mistake in the module's input; the message names the field and the peer."""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    enabled: bool = False
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    key_password: Optional[str] = field(default=None, repr=False)
+    verify: bool = True
+    server_hostname: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    index: int
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    expect: str
+    calling_ae_title: str
+    tls: TlsSettings
+
+
+@dataclass(frozen=True)
+class EchoRequest:
+    peers: List[PeerSpec]
+    connect_timeout: float
+    acse_timeout: float
+    dimse_timeout: float
+    parallel: int
+    count: int
+    bind_address: Optional[str]
+    max_pdu: int
+    debug: bool
+    fail_on: str
+
+
+def ae_title_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not a valid AE title (PS3.5 VR AE), or None when it is."""
+    if not isinstance(value, str):
+        return "must be a string, got %s" % type(value).__name__
+    if value == "":
+        return "must not be empty"
+    if value.strip(" ") == "":
+        return "must not consist only of spaces"
+    if "\\" in value:
+        return "must not contain a backslash"
+    for char in value:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return "must not contain control characters (found 0x%02X)" % ord(char)
+        if ord(char) > 0x7E:
+            return "must use the DICOM default character repertoire (ASCII), found %r" % char
+    if len(value.strip(" ")) > AE_TITLE_MAX_LENGTH:
+        return "must be at most %d characters, got %d" % (AE_TITLE_MAX_LENGTH, len(value.strip(" ")))
+    return None
+
+
+def normalize_ae_title(value: Any, where: str) -> str:
+    problem = ae_title_problem(value)
+    if problem is not None:
+        raise EchoInputError("%s %s (got %r)" % (where, problem, value))
+    # Leading and trailing spaces are not significant in an AE title (PS3.5).
+    return value.strip(" ")
+
+
+def _check_port(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value), 10)
+        except ValueError:
+            raise EchoInputError("%s must be an integer port number, got %r" % (where, value))
+    if not 1 <= value <= 65535:
+        raise EchoInputError("%s must be between 1 and 65535, got %d" % (where, value))
+    return value
+
+
+def _check_host(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise EchoInputError("%s must be a non-empty host name or address, got %r" % (where, value))
+    host = value.strip()
+    if any(ord(c) < 0x21 for c in host):
+        raise EchoInputError("%s must not contain spaces or control characters, got %r" % (where, value))
+    return host
+
+
+def _check_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("yes", "true", "on", "1"):
+        return True
+    if lowered in ("no", "false", "off", "0"):
+        return False
+    raise EchoInputError("%s must be a boolean, got %r" % (where, value))
+
+
+def _check_range(value: Any, where: str, bounds: tuple) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EchoInputError("%s must be an integer, got %r" % (where, value))
+    low, high = bounds
+    if not low <= value <= high:
+        raise EchoInputError("%s must be between %d and %d, got %d" % (where, low, high, value))
+    return value
+
+
+def _check_timeout(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise EchoInputError("%s must be a number of seconds, got %r" % (where, value))
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise EchoInputError("%s must be a number of seconds, got %r" % (where, value))
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise EchoInputError("%s must be a positive number of seconds, got %r" % (where, value))
+    return seconds
+
+
+def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], where: str) -> TlsSettings:
+    merged: Dict[str, Any] = {}
+    for source, label in ((base, "tls"), (override, where + ".tls")):
+        if source is None:
+            continue
+        if not isinstance(source, Mapping):
+            raise EchoInputError("%s must be a dictionary, got %r" % (label, type(source).__name__))
+        unknown = sorted(set(source) - set(TLS_KEYS))
+        if unknown:
+            raise EchoInputError("%s has unknown key(s) %s; valid keys are %s"
+                                 % (label, ", ".join(unknown), ", ".join(TLS_KEYS)))
+        merged.update({k: v for k, v in source.items() if v is not None})
+    label = where + ".tls" if override else "tls"
+    enabled = _check_bool(merged.get("enabled", False), label + ".enabled")
+    verify = _check_bool(merged.get("verify", True), label + ".verify")
+    files = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = merged.get(key)
+        if path is not None and enabled:
+            path = os.path.expanduser(str(path))
+            if not os.path.isfile(path):
+                raise EchoInputError("%s.%s: file %s does not exist" % (label, key, path))
+            if not os.access(path, os.R_OK):
+                raise EchoInputError("%s.%s: file %s is not readable" % (label, key, path))
+        files[key] = path
+    if enabled and files["key_file"] and not files["cert_file"]:
+        raise EchoInputError("%s.key_file is set but %s.cert_file is not" % (label, label))
+    server_hostname = merged.get("server_hostname")
+    if server_hostname is not None:
+        server_hostname = _check_host(server_hostname, label + ".server_hostname")
+    password = merged.get("key_password")
+    return TlsSettings(
+        enabled=enabled, verify=verify, server_hostname=server_hostname,
+        key_password=None if password is None else str(password), **files)
+
+
+def validate_request(params: Mapping[str, Any]) -> EchoRequest:
+    """Check the module parameters as a whole and return a typed request, or raise EchoInputError."""
+    module_calling = normalize_ae_title(
+        params.get("calling_ae_title", DEFAULT_CALLING_AE_TITLE), "calling_ae_title")
+    module_tls = params.get("tls") or {}
+    peers_param = params.get("peers")
+    shorthand = {k: params.get(k) for k in ("host", "port", "called_ae_title") if params.get(k) is not None}
+    if peers_param is not None and shorthand:
+        raise EchoInputError("peers is mutually exclusive with %s" % ", ".join(sorted(shorthand)))
+    if peers_param is None:
+        if "host" not in shorthand or "called_ae_title" not in shorthand:
+            raise EchoInputError("give either peers, or host and called_ae_title (single-peer shorthand)")
+        shorthand.setdefault("port", DEFAULT_PORT)
+        normalize_ae_title(shorthand["called_ae_title"], "called_ae_title")
+        _check_host(shorthand["host"], "host")
+        _check_port(shorthand["port"], "port")
+        peers_param = [{"host": shorthand["host"], "port": shorthand["port"],
+                        "ae_title": shorthand["called_ae_title"]}]
+    if not isinstance(peers_param, list):
+        raise EchoInputError("peers must be a list of dictionaries, got %s" % type(peers_param).__name__)
+    if not peers_param:
+        raise EchoInputError("peers must not be empty")
+
+    peers: List[PeerSpec] = []
+    seen_names: Dict[str, int] = {}
+    for index, raw in enumerate(peers_param):
+        label = "peers[%d]" % index
+        if not isinstance(raw, Mapping):
+            raise EchoInputError("%s must be a dictionary with ae_title and host, got %r" % (label, raw))
+        if raw.get("name") not in (None, ""):
+            label = "peers[%d] (%s)" % (index, raw.get("name"))
+        elif isinstance(raw.get("ae_title"), str):
+            label = "peers[%d] (%s)" % (index, raw.get("ae_title"))
+        unknown = sorted(set(raw) - set(PEER_KEYS))
+        if unknown:
+            raise EchoInputError("%s has unknown key(s) %s; valid keys are %s"
+                                 % (label, ", ".join(map(str, unknown)), ", ".join(PEER_KEYS)))
+        if raw.get("ae_title") is None:
+            raise EchoInputError("%s.ae_title is required" % label)
+        ae_title = normalize_ae_title(raw.get("ae_title"), label + ".ae_title")
+        if raw.get("host") is None:
+            raise EchoInputError("%s.host is required" % label)
+        host = _check_host(raw.get("host"), label + ".host")
+        port = _check_port(raw.get("port", DEFAULT_PORT) if raw.get("port") is not None else DEFAULT_PORT,
+                           label + ".port")
+        name = raw.get("name")
+        name = ae_title if name in (None, "") else str(name)
+        if name in seen_names:
+            raise EchoInputError("%s.name %r is also used by peers[%d]; names must be unique"
+                                 % (label, name, seen_names[name]))
+        seen_names[name] = index
+        expect = raw.get("expect") or "accept"
+        if expect not in EXPECTATIONS:
+            raise EchoInputError("%s.expect must be one of %s, got %r" % (label, ", ".join(EXPECTATIONS), expect))
+        calling = module_calling
+        if raw.get("calling_ae_title") is not None:
+            calling = normalize_ae_title(raw["calling_ae_title"], label + ".calling_ae_title")
+        tls = _merge_tls(module_tls, raw.get("tls"), label)
+        peers.append(PeerSpec(index=index, name=name, ae_title=ae_title, host=host, port=port,
+                              expect=expect, calling_ae_title=calling, tls=tls))
+
+    bind_address = params.get("bind_address")
+    if bind_address is not None:
+        bind_address = _check_host(bind_address, "bind_address")
+    fail_on = params.get("fail_on", "unexpected")
+    if fail_on not in ("unexpected", "never"):
+        raise EchoInputError("fail_on must be 'unexpected' or 'never', got %r" % (fail_on,))
+    max_pdu = params.get("max_pdu")
+    return EchoRequest(
+        peers=peers,
+        connect_timeout=_check_timeout(params.get("connect_timeout", 5), "connect_timeout"),
+        acse_timeout=_check_timeout(params.get("acse_timeout", 10), "acse_timeout"),
+        dimse_timeout=_check_timeout(params.get("dimse_timeout", 10), "dimse_timeout"),
+        parallel=_check_range(params.get("parallel", 16), "parallel", PARALLEL_RANGE),
+        count=_check_range(params.get("count", 1), "count", COUNT_RANGE),
+        bind_address=bind_address,
+        max_pdu=_check_range(16382 if max_pdu is None else max_pdu, "max_pdu", MAX_PDU_RANGE),
+        debug=_check_bool(params.get("debug", False), "debug"),
+        fail_on=fail_on,
+    )

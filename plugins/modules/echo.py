@@ -1,0 +1,477 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: echo
+short_description: Verify DICOM connectivity with C-ECHO from the managed host to one or many peers
+version_added: 0.1.0
+description:
+  - Opens a DICOM association (A-ASSOCIATE) to every peer with the given calling and called AE titles,
+    proposes the Verification SOP Class (1.2.840.10008.1.1), sends C-ECHO-RQ, checks that the
+    C-ECHO-RSP status is 0x0000 and releases the association. Unlike a TCP or ICMP ping, this proves that
+    the peer speaks DICOM and accepts this calling AE title from this source address.
+  - All peers are echoed concurrently (at most O(parallel) associations at a time), so many peers take
+    about as long as the slowest few.
+  - Every outcome is classified precisely (see RV(results[].outcome)) and compared with the peer's
+    O(peers[].expect); the task fails when an outcome differs from what was expected, unless
+    O(fail_on=never).
+  - Every timeout is enforced as a wall-clock deadline, also against peers that send data one byte at a
+    time; the task never hangs.
+  - Read-only. The echo also runs in check mode, and the module never reports C(changed).
+author:
+  - dicom.network contributors
+requirements:
+  - pynetdicom >= 2.0 on the managed host (2.0.x with pydicom 2.4.x for Python 3.8 and 3.9;
+    3.x for Python 3.10 and newer).
+notes:
+  - The module runs on the managed host, so the TCP source address, the firewall path and the calling
+    AE title are the ones the real device would use. Use C(delegate_to) with O(bind_address) to probe
+    on behalf of a source that cannot run Python.
+  - On a timeout the TCP connection is closed at once rather than waiting on the unresponsive peer.
+attributes:
+  check_mode:
+    support: full
+    description: The echo is read-only and runs in check mode as well.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is nothing to diff.
+  platform:
+    platforms: posix
+    description: Target operating systems on which the module can run.
+options:
+  calling_ae_title:
+    description:
+      - The calling AE title this host speaks as (1 to 16 ASCII characters, no backslash).
+      - Each peer may override it with O(peers[].calling_ae_title).
+    type: str
+    default: ECHOSCU
+  peers:
+    description:
+      - The peers to echo, each with its own expectation. Results come back in this order.
+      - Mutually exclusive with the single-peer shorthand O(host), O(port) and O(called_ae_title).
+    type: list
+    elements: dict
+    suboptions:
+      ae_title:
+        description: The called AE title of the peer.
+        type: str
+        required: true
+      host:
+        description: Host name, IPv4 or IPv6 address of the peer.
+        type: str
+        required: true
+      port:
+        description: TCP port of the peer's DICOM listener.
+        type: int
+        default: 104
+      name:
+        description:
+          - A label for the peer in results and messages. Must be unique within one call.
+          - Defaults to O(peers[].ae_title).
+        type: str
+      expect:
+        description:
+          - V(accept) is met only by RV(results[].outcome=success).
+          - V(reject) is met when the peer was reached at the DICOM level and refused this caller
+            (V(rejected), V(aborted), V(context_rejected) or V(status_failure)). A network failure never
+            meets it, because it proves nothing about the peer's AE configuration.
+          - V(blocked) is met when no TCP path exists (V(refused), V(unreachable), or a V(timeout) in the
+            V(connect) phase). This is the firewall segmentation check.
+        type: str
+        choices: [accept, reject, blocked]
+        default: accept
+      calling_ae_title:
+        description:
+          - Calling AE title for this peer only, for example an unknown AE title in a security audit
+            that checks the peer refuses strangers.
+        type: str
+      tls:
+        description:
+          - TLS settings for this peer only. Keys given here override the module-level O(tls) keys.
+        type: dict
+  host:
+    description: Single-peer shorthand, the peer's host. Requires O(called_ae_title).
+    type: str
+  port:
+    description: Single-peer shorthand, the peer's port.
+    type: int
+    default: 104
+  called_ae_title:
+    description: Single-peer shorthand, the peer's called AE title. Requires O(host).
+    type: str
+  connect_timeout:
+    description:
+      - Seconds allowed for the TCP connection, and again for the TLS handshake when TLS is enabled.
+    type: float
+    default: 5
+  acse_timeout:
+    description:
+      - Seconds allowed for the peer to answer the association request, and for it to answer the
+        release request.
+    type: float
+    default: 10
+  dimse_timeout:
+    description: Seconds allowed for each C-ECHO response.
+    type: float
+    default: 10
+  parallel:
+    description: Maximum number of simultaneous associations (1 to 256).
+    type: int
+    default: 16
+  count:
+    description:
+      - Number of C-ECHO requests sent within each association (1 to 1000), for round-trip statistics
+        in RV(results[].rtt_ms).
+    type: int
+    default: 1
+  bind_address:
+    description:
+      - Local address to connect from, for hosts with several addresses, or to probe on behalf of
+        another source with C(delegate_to). The address family of the peers follows it.
+    type: str
+  max_pdu:
+    description: Maximum PDU length this side accepts, announced in the association request (0 means unlimited).
+    type: int
+    default: 16382
+  tls:
+    description: DICOM over TLS (PS3.15 Annex B) for all peers; see also O(peers[].tls).
+    type: dict
+    suboptions:
+      enabled:
+        description: Use TLS.
+        type: bool
+        default: false
+      ca_file:
+        description: PEM file with the CA certificates that sign the peers' certificates. Defaults to the system trust store.
+        type: path
+      cert_file:
+        description: PEM client certificate, for peers that require one.
+        type: path
+      key_file:
+        description: PEM private key of O(tls.cert_file), if not in the same file.
+        type: path
+      key_password:
+        description: Password of an encrypted O(tls.key_file). Never logged or returned.
+        type: str
+      verify:
+        description:
+          - Verify the peer's certificate chain and host name. Only switch this off to diagnose a
+            certificate problem; an unverified connection proves nothing about who answered.
+        type: bool
+        default: true
+      server_hostname:
+        description: Host name to check the peer's certificate against, when it differs from the host connected to.
+        type: str
+  debug:
+    description:
+      - Return the association negotiation as log lines in RV(results[].debug), like C(echoscu -d)
+        shows (proposed and accepted contexts, the peer's implementation class UID and version, max PDU).
+    type: bool
+    default: false
+  fail_on:
+    description:
+      - V(unexpected) fails the task when any peer's outcome does not match its expectation.
+      - V(never) always returns the results, for reports that decide later.
+    type: str
+    choices: [unexpected, never]
+    default: unexpected
+seealso:
+  - name: DICOM PS3.7 Verification Service Class
+    description: The C-ECHO service this module uses.
+    link: https://dicom.nema.org/medical/dicom/current/output/chtml/part07/sect_9.1.5.html
+  - name: DICOM PS3.8 A-ASSOCIATE-RJ reasons
+    description: The codes behind RV(results[].reject).
+    link: https://dicom.nema.org/medical/dicom/current/output/chtml/part08/sect_9.3.4.html
+"""
+
+EXAMPLES = r"""
+- name: Verify that the archive answers this modality (single-peer shorthand)
+  dicom.network.echo:
+    calling_ae_title: CT_EAST_1
+    host: pacs.example.org
+    port: 104
+    called_ae_title: PACS_ARCHIVE
+
+- name: Verify several peers at once, including ones that must refuse us
+  dicom.network.echo:
+    calling_ae_title: CT_EAST_1
+    peers:
+      - {name: archive, ae_title: PACS_ARCHIVE, host: pacs.example.org, port: 104}
+      - {name: printer, ae_title: DRYVIEW, host: printer.example.org, port: 5040}
+      - name: archive-stranger
+        ae_title: PACS_ARCHIVE
+        host: pacs.example.org
+        port: 104
+        calling_ae_title: UNKNOWN_AE
+        expect: reject
+      - {name: lab-segment, ae_title: LAB_SCP, host: lab.example.org, port: 104, expect: blocked}
+    connect_timeout: 3
+    acse_timeout: 5
+    dimse_timeout: 5
+
+- name: Measure round trips with 20 echoes in one association, over TLS with a client certificate
+  dicom.network.echo:
+    calling_ae_title: WS_READING_2
+    called_ae_title: PACS_TLS
+    host: pacs.example.org
+    port: 2762
+    count: 20
+    tls:
+      enabled: true
+      ca_file: /etc/pki/dicom/hospital-ca.pem
+      cert_file: /etc/pki/dicom/ws2.pem
+      key_file: /etc/pki/dicom/ws2.key
+      key_password: "{{ vault_ws2_key_password }}"
+  register: echo_tls
+
+- name: Collect results without failing, with the negotiation log for troubleshooting
+  dicom.network.echo:
+    calling_ae_title: MR_WEST_1
+    peers: "{{ my_peers }}"
+    fail_on: never
+    debug: true
+  register: echo_all
+
+- name: Show the peers that did not answer as expected
+  ansible.builtin.debug:
+    msg: "{{ echo_all.results | rejectattr('ok') | map(attribute='message') | list }}"
+"""
+
+RETURN = r"""
+msg:
+  description: One line that names every peer whose outcome differs from its expectation.
+  returned: always
+  type: str
+  sample: "1 of 3 peer(s) not as expected: printer (refused during connect, expected accept)"
+results:
+  description: One entry per peer, in the order of O(peers).
+  returned: success or when a peer's outcome was not as expected
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The peer's label.
+      type: str
+      returned: always
+      sample: archive
+    ae_title:
+      description: The called AE title.
+      type: str
+      returned: always
+      sample: PACS_ARCHIVE
+    host:
+      description: The host as given.
+      type: str
+      returned: always
+      sample: pacs.example.org
+    port:
+      description: The TCP port.
+      type: int
+      returned: always
+      sample: 104
+    address:
+      description: The IP address the host resolved to, or null when it did not resolve.
+      type: str
+      returned: always
+      sample: 192.0.2.10
+    calling_ae_title:
+      description: The calling AE title used for this peer.
+      type: str
+      returned: always
+      sample: CT_EAST_1
+    expect:
+      description: The expectation, V(accept), V(reject) or V(blocked).
+      type: str
+      returned: always
+      sample: accept
+    outcome:
+      description:
+        - V(success) C-ECHO-RSP with status 0x0000.
+        - V(rejected) A-ASSOCIATE-RJ; see RV(results[].reject).
+        - V(context_rejected) association accepted but not the Verification presentation context.
+        - V(status_failure) C-ECHO-RSP with another status; see RV(results[].status).
+        - V(aborted) A-ABORT, A-P-ABORT, or the peer closed the connection.
+        - V(timeout) a deadline passed; RV(results[].phase) says which.
+        - V(refused) TCP connection refused.
+        - V(unreachable) no route, host or network unreachable.
+        - V(dns_error) the host name did not resolve.
+        - V(tls_error) the TLS handshake failed (certificate, host name, protocol).
+        - V(protocol_error) the peer sent something that is not DICOM.
+      type: str
+      returned: always
+      sample: success
+    ok:
+      description: Whether RV(results[].outcome) meets RV(results[].expect).
+      type: bool
+      returned: always
+      sample: true
+    phase:
+      description: Where the outcome was decided, V(resolve), V(connect), V(tls), V(associate), V(echo) or V(release).
+      type: str
+      returned: always
+      sample: release
+    message:
+      description: One human-readable line, as precise as C(echoscu).
+      type: str
+      returned: always
+      sample: "A-ASSOCIATE-RJ (rejected-permanent, source service-user, reason called-ae-title-not-recognized)"
+    status:
+      description: The C-ECHO-RSP status as an integer, or null when no response arrived.
+      type: int
+      returned: always
+      sample: 0
+    reject:
+      description: The A-ASSOCIATE-RJ details in the standard's words, or null.
+      type: dict
+      returned: always
+      sample: {"result": "permanent", "source": "service-user", "reason": "calling-ae-title-not-recognized"}
+    rtt_ms:
+      description: Round-trip time of the C-ECHO requests in milliseconds (min, avg, max over O(count)), or null.
+      type: dict
+      returned: always
+      sample: {"min": 0.8, "avg": 1.1, "max": 1.6}
+    timings_ms:
+      description: Milliseconds spent in each phase (connect, associate, echo, release, total); null for phases not reached.
+      type: dict
+      returned: always
+      sample: {"connect": 0.4, "associate": 3.2, "echo": 1.1, "release": 1.9, "total": 7.0}
+    peer:
+      description: What the peer announced in its A-ASSOCIATE-AC, or null when it did not accept.
+      type: dict
+      returned: always
+      sample: {"implementation_class_uid": "1.2.276.0.7230010.3.0.3.6.7", "implementation_version_name": "OFFIS_DCMTK_367", "max_pdu": 16384}
+    transfer_syntax:
+      description: The transfer syntax the peer accepted for the Verification context, or null.
+      type: str
+      returned: always
+      sample: 1.2.840.10008.1.2
+    tls:
+      description: Whether TLS was used for this peer.
+      type: bool
+      returned: always
+      sample: false
+    started_at:
+      description: When the attempt started, ISO 8601 in UTC.
+      type: str
+      returned: always
+      sample: "2026-11-25T14:03:12.345+00:00"
+    debug:
+      description: The association negotiation as log lines.
+      type: list
+      elements: str
+      returned: when O(debug=true)
+      sample: ["Requesting Association", "Association Accepted"]
+summary:
+  description: Counts over all peers.
+  returned: success or when a peer's outcome was not as expected
+  type: dict
+  contains:
+    total:
+      description: Number of peers.
+      type: int
+      sample: 3
+    ok:
+      description: Peers whose outcome met the expectation.
+      type: int
+      sample: 2
+    failed:
+      description: Peers whose outcome did not meet the expectation.
+      type: int
+      sample: 1
+    by_outcome:
+      description: Number of peers per outcome.
+      type: dict
+      sample: {"success": 2, "refused": 1}
+    duration_ms:
+      description: Wall time of all echoes in milliseconds.
+      type: float
+      sample: 48.2
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_dep import ensure_pynetdicom
+from ansible_collections.dicom.network.plugins.module_utils.echo_engine import run_echoes
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import summarize, summary_message
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError, validate_request
+
+
+def main():
+    tls_options = dict(
+        enabled=dict(type="bool", default=False),
+        ca_file=dict(type="path"),
+        cert_file=dict(type="path"),
+        key_file=dict(type="path"),
+        key_password=dict(type="str", no_log=True),
+        verify=dict(type="bool", default=True),
+        server_hostname=dict(type="str"),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            calling_ae_title=dict(type="str", default="ECHOSCU"),
+            peers=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    ae_title=dict(type="str", required=True),
+                    host=dict(type="str", required=True),
+                    port=dict(type="int", default=104),
+                    name=dict(type="str"),
+                    expect=dict(type="str", default="accept", choices=["accept", "reject", "blocked"]),
+                    calling_ae_title=dict(type="str"),
+                    tls=dict(type="dict", options=tls_options, apply_defaults=False),
+                ),
+            ),
+            host=dict(type="str"),
+            port=dict(type="int", default=104),
+            called_ae_title=dict(type="str"),
+            connect_timeout=dict(type="float", default=5),
+            acse_timeout=dict(type="float", default=10),
+            dimse_timeout=dict(type="float", default=10),
+            parallel=dict(type="int", default=16),
+            count=dict(type="int", default=1),
+            bind_address=dict(type="str"),
+            max_pdu=dict(type="int", default=16382),
+            tls=dict(type="dict", options=tls_options),
+            debug=dict(type="bool", default=False),
+            fail_on=dict(type="str", default="unexpected", choices=["unexpected", "never"]),
+        ),
+        mutually_exclusive=[("peers", "host"), ("peers", "called_ae_title")],
+        required_one_of=[("peers", "host")],
+        required_together=[("host", "called_ae_title")],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    if params["peers"] is not None:
+        # The shorthand's port default must not look like a conflict with peers.
+        params["port"] = None
+        for peer in params["peers"]:
+            if peer.get("tls") is not None:
+                peer["tls"] = {k: v for k, v in peer["tls"].items() if v is not None}
+    try:
+        request = validate_request(params)
+    except EchoInputError as exc:
+        module.fail_json(msg="invalid input: %s" % exc)
+
+    ensure_pynetdicom(module)
+
+    started = time.monotonic()
+    try:
+        results = run_echoes(request)
+    except EchoInputError as exc:
+        module.fail_json(msg="invalid input: %s" % exc)
+    summary = summarize(results, (time.monotonic() - started) * 1000.0)
+    msg = summary_message(results)
+    if request.fail_on == "unexpected" and summary["failed"]:
+        module.fail_json(msg=msg, results=results, summary=summary, changed=False)
+    module.exit_json(msg=msg, results=results, summary=summary, changed=False)
+
+
+if __name__ == "__main__":
+    main()
