@@ -213,7 +213,7 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
             raise EchoInputError("%s must be a dictionary with ae_title and host, got %r" % (label, raw))
         if raw.get("name") not in (None, ""):
             label = "peers[%d] (%s)" % (index, raw.get("name"))
-        elif isinstance(raw.get("ae_title"), str):
+        elif isinstance(raw.get("ae_title"), str) and raw["ae_title"].strip():
             label = "peers[%d] (%s)" % (index, raw.get("ae_title"))
         unknown = sorted(set(raw) - set(PEER_KEYS))
         if unknown:

@@ -1,0 +1,128 @@
+"""Outcome classification and expectation matching, from observations alone."""
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+import pytest
+
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
+    OUTCOMES,
+    Observation,
+    classify,
+    describe_status,
+    expectation_met,
+    rtt_statistics,
+    summarize,
+    summary_message,
+)
+
+
+def obs(**fields):
+    base = dict(host="10.0.0.1", port=104, called_ae_title="PACS", calling_ae_title="CT1")
+    base.update(fields)
+    return Observation(**base)
+
+
+@pytest.mark.parametrize(
+    "observation, outcome, phase",
+    [
+        (obs(dns_error="Name or service not known"), "dns_error", "resolve"),
+        (obs(connect_error=ConnectionRefusedError(errno.ECONNREFUSED, "refused")), "refused", "connect"),
+        (obs(connect_error=OSError(errno.EHOSTUNREACH, "No route to host")), "unreachable", "connect"),
+        (obs(connect_error=OSError(errno.ENETUNREACH, "Network is unreachable")), "unreachable", "connect"),
+        (obs(connect_error=socket.timeout("timed out"), timeout_s=5), "timeout", "connect"),
+        (obs(connect_error=socket.timeout("timed out"), connect_error_phase="tls"), "timeout", "tls"),
+        (obs(connect_error=ssl.SSLError(1, "CERTIFICATE_VERIFY_FAILED"), connect_error_phase="tls"),
+         "tls_error", "tls"),
+        (obs(connect_error=ConnectionResetError(errno.ECONNRESET, "reset"), connect_error_phase="tls"),
+         "tls_error", "tls"),
+        (obs(reject={"result": 1, "source": 1, "diagnostic": 7}), "rejected", "associate"),
+        (obs(accepted=True, context_result=3), "context_rejected", "associate"),
+        (obs(accepted=True), "context_rejected", "associate"),
+        (obs(accepted=True, context_result=0, statuses=[0x0122]), "status_failure", "echo"),
+        (obs(accepted=True, context_result=0, statuses=[0]), "success", "release"),
+        (obs(accepted=True, context_result=0, timed_out_phase="echo", timeout_s=10), "timeout", "echo"),
+        (obs(timed_out_phase="associate", timeout_s=10), "timeout", "associate"),
+        (obs(peer_abort={"source": 0, "reason": 0, "phase": "associate"}), "aborted", "associate"),
+        (obs(accepted=True, context_result=0, peer_abort={"source": 2, "reason": 1, "phase": "echo"}),
+         "aborted", "echo"),
+        (obs(peer_closed_phase="associate"), "aborted", "associate"),
+        (obs(protocol_violation="unknown PDU type 0x48", protocol_violation_phase="associate"),
+         "protocol_error", "associate"),
+        (obs(accepted=True, context_result=0, statuses=[0, 0], count=3, timed_out_phase="echo"), "timeout", "echo"),
+        (obs(accepted=True, context_result=0, statuses=[0], release_problem="no A-RELEASE-RP",
+             timed_out_phase="release"), "success", "release"),
+    ],
+)
+def test_classification(observation, outcome, phase):
+    verdict = classify(observation)
+    assert (verdict.outcome, verdict.phase) == (outcome, phase)
+    assert verdict.outcome in OUTCOMES
+    assert verdict.message and "\n" not in verdict.message
+
+
+def test_reject_uses_the_standards_words():
+    verdict = classify(obs(reject={"result": 2, "source": 3, "diagnostic": 2}))
+    assert verdict.reject == {"result": "transient", "source": "service-provider-presentation",
+                              "reason": "local-limit-exceeded"}
+    verdict = classify(obs(reject={"result": 1, "source": 1, "diagnostic": 3}))
+    assert verdict.reject["reason"] == "calling-ae-title-not-recognized"
+    assert "calling AE 'CT1'" in verdict.message
+
+
+def test_unknown_reject_codes_stay_visible():
+    verdict = classify(obs(reject={"result": 9, "source": 1, "diagnostic": 42}))
+    assert verdict.reject == {"result": "unknown-9", "source": "service-user", "reason": "unknown-42"}
+
+
+def test_status_is_reported_in_hex_with_its_meaning():
+    assert describe_status(0x0122) == "0x0122 (SOP class not supported)"
+    assert describe_status(0xC000) == "0xC000 (failure)"
+    verdict = classify(obs(accepted=True, context_result=0, statuses=[0xA700]))
+    assert verdict.status == 0xA700 and "0xA700" in verdict.message
+
+
+@pytest.mark.parametrize(
+    "expect, outcome, phase, met",
+    [
+        ("accept", "success", "release", True),
+        ("accept", "rejected", "associate", False),
+        ("reject", "rejected", "associate", True),
+        ("reject", "aborted", "echo", True),
+        ("reject", "context_rejected", "associate", True),
+        ("reject", "status_failure", "echo", True),
+        ("reject", "refused", "connect", False),
+        ("reject", "timeout", "associate", False),
+        ("reject", "dns_error", "resolve", False),
+        ("reject", "success", "release", False),
+        ("blocked", "refused", "connect", True),
+        ("blocked", "unreachable", "connect", True),
+        ("blocked", "timeout", "connect", True),
+        ("blocked", "timeout", "associate", False),
+        ("blocked", "success", "release", False),
+        ("blocked", "dns_error", "resolve", False),
+    ],
+)
+def test_expectations(expect, outcome, phase, met):
+    assert expectation_met(expect, outcome, phase) is met
+
+
+def test_every_outcome_meets_exactly_the_expectations_the_issue_defines():
+    for outcome in OUTCOMES:
+        assert expectation_met("accept", outcome, "connect") is (outcome == "success")
+
+
+def test_statistics_and_summary():
+    assert rtt_statistics([]) is None
+    assert rtt_statistics([1.0, 2.0, 6.0]) == {"min": 1.0, "avg": 3.0, "max": 6.0}
+    results = [
+        {"name": "a", "outcome": "success", "ok": True, "phase": "release", "expect": "accept"},
+        {"name": "b", "outcome": "refused", "ok": False, "phase": "connect", "expect": "accept"},
+    ]
+    summary = summarize(results, 12.34567)
+    assert summary == {"total": 2, "ok": 1, "failed": 1, "by_outcome": {"refused": 1, "success": 1},
+                       "duration_ms": 12.346}
+    assert summary_message(results) == "1 of 2 peer(s) not as expected: b (refused during connect, expected accept)"
+    assert summary_message(results[:1]) == "all 1 peer(s) answered as expected"
