@@ -1,0 +1,321 @@
+"""dicom.network.echo's engine against real DICOM peers started on loopback.
+
+Each case states the outcome, the phase and the detail a PACS engineer would expect, and the
+wall time is checked against the configured timeout (a bound on hanging, not a speed claim).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.peers.tls import CLIENT_KEY_PASSWORD
+from tests.system.helpers import echo, echo_one, peer_entry, timed
+
+pytestmark = pytest.mark.peers
+
+# Generous: a loaded 2-core CI machine must not turn a bound into a flake.
+MARGIN_S = 2.5
+
+
+def _client_sockets(server_ports) -> int:
+    """Open TCP sockets of this process that are not the in-process test servers' own ends."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            dup = os.dup(int(fd))
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        try:
+            if sock.type == socket.SOCK_STREAM and sock.getsockname()[1] not in server_ports:
+                sock.getpeername()
+                count += 1
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return count
+
+
+def _settle_threads(baseline: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return threading.active_count()
+
+
+# --------------------------------------------------------------------------- pynetdicom
+@pytest.fixture(params=["pynetdicom3", "pynetdicom2"])
+def scp(request):
+    """Both pynetdicom generations as peers: sites run both."""
+    name = "pynetdicom_peers" if request.param == "pynetdicom3" else "pynetdicom2_peers"
+    return request.getfixturevalue(name)
+
+
+def test_accepting_scp_gives_success_with_peer_details(scp):
+    result = echo_one(scp["accept"], count=3)
+    assert (result["outcome"], result["phase"], result["ok"]) == ("success", "release", True)
+    assert result["status"] == 0 and result["reject"] is None
+    assert result["address"] == "127.0.0.1"
+    assert result["peer"]["implementation_version_name"].startswith("PYNETDICOM")
+    assert result["peer"]["max_pdu"] > 0
+    assert result["transfer_syntax"] in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+    rtt = result["rtt_ms"]
+    assert 0 < rtt["min"] <= rtt["avg"] <= rtt["max"]
+    for phase in ("connect", "associate", "echo", "release", "total"):
+        assert result["timings_ms"][phase] is not None
+    assert result["started_at"].endswith("+00:00")
+
+
+def test_wrong_called_ae_is_rejected_with_reason_7(scp):
+    result = echo_one(scp["reject-called"], ae_title="NOT_THERE")
+    assert (result["outcome"], result["phase"]) == ("rejected", "associate")
+    assert result["reject"] == {"result": "permanent", "source": "service-user",
+                                "reason": "called-ae-title-not-recognized"}
+    assert "NOT_THERE" in result["message"]
+
+
+def test_unknown_calling_ae_is_rejected_with_reason_3_and_known_one_accepted(scp):
+    peer = scp["reject-calling"]
+    stranger, known = echo([peer_entry(peer, name="stranger", calling_ae_title="STRANGER", expect="reject"),
+                            peer_entry(peer, name="known", calling_ae_title="KNOWN_SCU")])
+    assert stranger["outcome"] == "rejected" and stranger["ok"] is True
+    assert stranger["reject"]["reason"] == "calling-ae-title-not-recognized"
+    assert stranger["calling_ae_title"] == "STRANGER"
+    assert known["outcome"] == "success" and known["calling_ae_title"] == "KNOWN_SCU"
+
+
+def test_missing_verification_context_is_context_rejected(scp):
+    result = echo_one(scp["no-verification"])
+    assert (result["outcome"], result["phase"]) == ("context_rejected", "associate")
+    assert "abstract-syntax-not-supported" in result["message"]
+    assert result["peer"] is not None  # the A-ASSOCIATE-AC still told us who answered
+
+
+@pytest.mark.parametrize("behaviour, status", [("status-failure", 0xC000), ("status-0122", 0x0122),
+                                               ("status-warning", 0xB000)])
+def test_non_success_status_fails_even_where_echoscu_exits_0(scp, behaviour, status):
+    result = echo_one(scp[behaviour])
+    assert (result["outcome"], result["phase"], result["status"]) == ("status_failure", "echo", status)
+    assert "0x%04X" % status in result["message"]
+
+
+def test_abort_on_echo_is_aborted_in_echo_phase(scp):
+    result = echo_one(scp["abort-on-echo"])
+    assert (result["outcome"], result["phase"]) == ("aborted", "echo")
+
+
+def test_slow_echo_times_out_in_echo_phase_within_the_dimse_timeout(scp):
+    result, wall = timed(echo_one, scp["slow"], dimse_timeout=1)
+    assert (result["outcome"], result["phase"]) == ("timeout", "echo")
+    assert "within 1 s" in result["message"]
+    assert wall < 1 + MARGIN_S
+
+
+def test_ipv6_loopback(pynetdicom_peers):
+    if "accept-ipv6" not in pynetdicom_peers:
+        pytest.skip("no IPv6 loopback on this machine")
+    result = echo_one(pynetdicom_peers["accept-ipv6"])
+    assert result["outcome"] == "success" and result["address"] == "::1"
+
+
+def test_debug_returns_the_negotiation_like_echoscu_d(pynetdicom_peers):
+    result = echo_one(pynetdicom_peers["accept"], debug=True)
+    text = "\n".join(result["debug"])
+    for expected in ("A-ASSOCIATE-RQ", "A-ASSOCIATE-AC", "Verification SOP Class", "Their Implementation Version Name",
+                     "Max PDU"):
+        assert expected in text
+    plain = echo_one(pynetdicom_peers["accept"])
+    assert "debug" not in plain
+
+
+# --------------------------------------------------------------------------- DCMTK and Orthanc
+def test_dcmtk_storescp_accepts(dcmtk_peers):
+    result = echo_one(dcmtk_peers["storescp"])
+    assert result["outcome"] == "success"
+    assert result["peer"]["implementation_version_name"].startswith("OFFIS_DCMTK")
+
+
+def test_dcmtk_storescp_refuse_rejects_without_reason(dcmtk_peers):
+    result = echo_one(dcmtk_peers["storescp-refuse"], expect="reject")
+    assert result["outcome"] == "rejected" and result["ok"]
+    assert result["reject"]["reason"] == "no-reason-given"
+
+
+def test_dcmtk_dcmqrscp_allowlist(dcmtk_peers):
+    peer = dcmtk_peers["dcmqrscp"]
+    known, stranger = echo([peer_entry(peer, name="known", calling_ae_title="KNOWN_SCU"),
+                            peer_entry(peer, name="stranger", calling_ae_title="STRANGER", expect="reject")])
+    assert known["outcome"] == "success"
+    # dcmqrscp answers an unknown caller with reason 7, never 3 (measured, see shared/real-peers.md).
+    assert stranger["outcome"] == "rejected" and stranger["ok"]
+    assert stranger["reject"]["reason"] == "called-ae-title-not-recognized"
+
+
+def test_dcmtk_worklist_rejects_wrong_called_ae(dcmtk_peers):
+    peer = dcmtk_peers["wlmscpfs"]
+    right, wrong = echo([peer_entry(peer, name="right"), peer_entry(peer, name="wrong", ae_title="NOT_MWL")])
+    assert right["outcome"] == "success"
+    assert wrong["outcome"] == "rejected" and wrong["reject"]["reason"] == "called-ae-title-not-recognized"
+
+
+def test_orthanc_checks_called_ae_calling_ae_and_source_address(orthanc_peer):
+    peer = orthanc_peer
+    (other_caller, other_ip), = peer.extra["other_host_calling"].items()
+    results = echo([
+        peer_entry(peer, name="known", calling_ae_title="KNOWN_SCU"),
+        peer_entry(peer, name="wrong-called", ae_title="NOT_ORTHANC", calling_ae_title="KNOWN_SCU"),
+        peer_entry(peer, name="stranger", calling_ae_title="STRANGER", expect="reject"),
+        peer_entry(peer, name="right-ae-wrong-source", calling_ae_title=other_caller, expect="reject"),
+    ])
+    by_name = {r["name"]: r for r in results}
+    assert by_name["known"]["outcome"] == "success"
+    assert by_name["known"]["peer"]["implementation_version_name"]
+    assert by_name["wrong-called"]["outcome"] == "rejected"
+    assert by_name["wrong-called"]["reject"]["reason"] == "called-ae-title-not-recognized"
+    assert by_name["stranger"]["ok"], by_name["stranger"]
+    assert by_name["right-ae-wrong-source"]["ok"], by_name["right-ae-wrong-source"]
+    # The same calling AE from the address Orthanc has on file is accepted: the source matters.
+    (from_its_address,) = echo([peer_entry(peer, calling_ae_title=other_caller)], bind_address=other_ip)
+    assert from_its_address["outcome"] == "success", from_its_address
+
+
+# --------------------------------------------------------------------------- network and misbehaving peers
+def test_closed_port_is_refused_and_satisfies_blocked(closed_port):
+    result = echo_one(closed_port, expect="blocked")
+    assert (result["outcome"], result["phase"], result["ok"]) == ("refused", "connect", True)
+    reject_expected = echo_one(closed_port, expect="reject")
+    assert reject_expected["ok"] is False  # a network failure proves nothing about AE configuration
+
+
+@pytest.mark.parametrize(
+    "behaviour, outcome, phase",
+    [
+        ("silent", "timeout", "associate"),
+        ("close", "aborted", "associate"),
+        ("reset", "aborted", "associate"),
+        ("garbage", "protocol_error", "associate"),
+        ("http", "protocol_error", "associate"),
+        ("abort", "aborted", "associate"),
+        ("drip", "timeout", "associate"),
+        ("huge-length", "protocol_error", "associate"),
+    ],
+)
+def test_misbehaving_peer(hostile_peers, behaviour, outcome, phase):
+    if behaviour not in hostile_peers:
+        pytest.skip("hostile behaviour %s not provided" % behaviour)
+    result, wall = timed(echo_one, hostile_peers[behaviour], acse_timeout=2, connect_timeout=2)
+    assert (result["outcome"], result["phase"]) == (outcome, phase), result["message"]
+    assert wall < 2 + MARGIN_S
+
+
+def test_raw_reject_codes_pynetdicom_cannot_send(hostile_factory):
+    peer = hostile_factory("reject-raw", result=2, source=3, reason=2)
+    result = echo_one(peer)
+    assert result["outcome"] == "rejected"
+    assert result["reject"] == {"result": "transient", "source": "service-provider-presentation",
+                                "reason": "local-limit-exceeded"}
+
+
+def test_dns_failure_inside_a_namespace_without_resolver(netns):
+    script = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from tests.system.helpers import echo\n"
+        "r = echo([{'ae_title': 'PACS', 'host': 'pacs.dicom-network-test.invalid', 'port': 104}])[0]\n"
+        "print(r['outcome'], r['phase'])\n" % os.getcwd()
+    )
+    completed = netns.run([sys.executable, "-c", script], timeout=60,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert completed.stdout.split() == ["dns_error", "resolve"], completed.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- TLS
+def _tls(material, **extra):
+    settings = {"enabled": True, "ca_file": material["ca_cert"]}
+    settings.update(extra)
+    return settings
+
+
+def test_tls_verified_against_the_test_ca(tls_peers, tls_material):
+    result = echo_one(tls_peers["tls"], tls=_tls(tls_material))
+    assert result["outcome"] == "success" and result["tls"] is True
+
+
+def test_tls_with_ip_literal_checks_the_ip_san(tls_peers, tls_material):
+    peer = tls_peers["tls"]
+    result = echo_one(peer, tls=_tls(tls_material, server_hostname="localhost"))
+    assert result["outcome"] == "success"
+
+
+@pytest.mark.parametrize("peer_key, fragment", [
+    ("tls-untrusted", "certificate verify failed"),
+    ("tls-expired", "certificate has expired"),
+    ("tls-wronghost", "mismatch"),
+])
+def test_tls_verification_failures(tls_peers, tls_material, peer_key, fragment):
+    result = echo_one(tls_peers[peer_key], tls=_tls(tls_material))
+    assert (result["outcome"], result["phase"]) == ("tls_error", "tls"), result["message"]
+    assert fragment in result["message"].lower() or fragment in result["message"], result["message"]
+
+
+def test_tls_system_trust_store_rejects_a_private_ca(tls_peers):
+    result = echo_one(tls_peers["tls"], tls={"enabled": True})
+    assert result["outcome"] == "tls_error"
+
+
+def test_tls_verify_false_is_possible_but_explicit(tls_peers, tls_material):
+    result = echo_one(tls_peers["tls-untrusted"], tls={"enabled": True, "verify": False})
+    assert result["outcome"] == "success"
+
+
+def test_tls_client_certificate_with_encrypted_key(tls_peers, tls_material):
+    peer = tls_peers["tls-mutual"]
+    without = echo_one(peer, tls=_tls(tls_material))
+    assert without["outcome"] in ("tls_error", "aborted"), without
+    with_cert = echo_one(peer, tls=_tls(tls_material, cert_file=tls_material["client_cert"],
+                                        key_file=tls_material["client_key_encrypted"],
+                                        key_password=CLIENT_KEY_PASSWORD))
+    assert with_cert["outcome"] == "success", with_cert["message"]
+
+
+def test_tls_to_dcmtk(tls_peers, tls_material):
+    if "dcmtk-tls" not in tls_peers:
+        pytest.skip("storescp with TLS not available")
+    assert echo_one(tls_peers["dcmtk-tls"], tls=_tls(tls_material))["outcome"] == "success"
+
+
+def test_plain_echo_to_a_tls_port_is_not_success(tls_peers):
+    result = echo_one(tls_peers["tls"], acse_timeout=2)
+    assert result["outcome"] in ("protocol_error", "aborted", "timeout")
+
+
+# --------------------------------------------------------------------------- many peers at once
+def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(pynetdicom_peers, hostile_peers,
+                                                                          closed_port):
+    server_ports = {hostile_peers["silent"].port}
+    threads_before, sockets_before = threading.active_count(), _client_sockets(server_ports)
+    peers = []
+    for i in range(40):
+        peers.append(peer_entry(pynetdicom_peers["accept"], name="accept-%02d" % i))
+        if i % 8 == 0:
+            peers.append(peer_entry(hostile_peers["silent"], name="silent-%02d" % i))
+            peers.append(peer_entry(closed_port, name="closed-%02d" % i, expect="blocked"))
+    results, wall = timed(echo, peers, acse_timeout=2, parallel=32)
+    assert [r["name"] for r in results] == [p["name"] for p in peers]
+    outcomes = {r["name"].split("-")[0]: set() for r in results}
+    for r in results:
+        outcomes[r["name"].split("-")[0]].add(r["outcome"])
+    assert outcomes == {"accept": {"success"}, "silent": {"timeout"}, "closed": {"refused"}}
+    # Five silent peers cost about one acse_timeout together, not five.
+    assert wall < 2 * 2 + MARGIN_S
+    assert _settle_threads(threads_before) <= threads_before
+    assert _client_sockets(server_ports) <= sockets_before
