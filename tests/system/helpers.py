@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -49,38 +49,41 @@ def timed(fn, *args, **kwargs):
 
 def run_playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra_args: Optional[List[str]] = None,
                  hosts: str = "localhost", inventory: Optional[str] = None, timeout: float = 240,
-                 env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """Run ``tasks`` in a play through ansible-playbook and return the json callback's document."""
+                 env: Optional[Dict[str, str]] = None, capture: Sequence[str] = ("echo_result",)
+                 ) -> Dict[str, Any]:
+    """Run ``tasks`` through ansible-playbook; return rc, output and the registered ``capture`` variables.
+
+    The registered values are written to a file by an ``always`` section, so they are there even
+    when a task fails (the json stdout callback lives outside ansible-core since 2.19).
+    """
+    captured = tmp_path / "captured.json"
+    dump = "{{ {%s} | to_json }}" % ", ".join("'%s': (%s | default(None))" % (name, name) for name in capture)
+    play = {"name": "test play", "hosts": hosts, "gather_facts": False, "tasks": [{
+        "name": "tasks under test", "block": tasks,
+        "always": [{"name": "capture registered results", "ansible.builtin.copy": {
+            "content": dump, "dest": str(captured), "mode": "0600"}, "delegate_to": "localhost",
+            "check_mode": False}]}]}
     playbook = tmp_path / "play.yml"
-    playbook.write_text(yaml.safe_dump([{"name": "test play", "hosts": hosts, "gather_facts": False,
-                                         "tasks": tasks}], sort_keys=False))
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
     inventory_path = tmp_path / "inventory.ini"
     inventory_path.write_text(inventory or "localhost ansible_connection=local ansible_python_interpreter=%s\n"
                               % sys.executable)
     run_env = dict(os.environ)
     run_env.update({
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_HOST_KEY_CHECKING": "0",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
         "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
     })
     run_env.update(env or {})
+    if captured.exists():
+        captured.unlink()
     completed = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory_path), str(playbook)] + (extra_args or []),
         cwd=str(tmp_path), env=run_env, capture_output=True, text=True, timeout=timeout)
-    try:
-        document = json.loads(completed.stdout[completed.stdout.index("{"):])
-    except ValueError:
-        raise AssertionError("ansible-playbook printed no JSON (rc %d):\n%s\n%s"
+    if not captured.exists():
+        raise AssertionError("ansible-playbook captured nothing (rc %d):\n%s\n%s"
                              % (completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:]))
-    document["rc"] = completed.returncode
-    document["stderr"] = completed.stderr
-    document["stdout_text"] = completed.stdout
+    document = json.loads(captured.read_text())
+    document.update({"rc": completed.returncode, "stderr": completed.stderr, "stdout_text": completed.stdout})
     return document
-
-
-def task_results(document: Dict[str, Any], host: str = "localhost") -> List[Dict[str, Any]]:
-    """The per-task results for ``host`` from a json-callback document, in task order."""
-    return [task["hosts"][host] for play in document["plays"] for task in play["tasks"] if host in task["hosts"]]
