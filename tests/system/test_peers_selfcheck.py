@@ -425,7 +425,7 @@ def test_hostile_echoscu(hostile_peers, behaviour, needles):
     before = p.connection_count()
     r = echoscu(p)
     assert r.rc == 1 and r.has(*needles), r.out
-    assert r.seconds < 2.5, r.seconds
+    assert r.seconds < 5, r.seconds  # immediate failures (generous bound for loaded CI)
     assert p.connection_count() == before + 1
 
 
