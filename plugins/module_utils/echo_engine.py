@@ -35,7 +35,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 )
 
 try:
-    from pynetdicom import AE, evt
+    from pynetdicom import AE, _config as pynetdicom_config, evt
     from pynetdicom.transport import AssociationSocket
     from pynetdicom.sop_class import Verification
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -43,6 +43,7 @@ except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom
     AE = object
     AssociationSocket = object
     evt = None
+    pynetdicom_config = None
 
 # pynetdicom's own timers are set this much later than our deadlines, so that the watchdog,
 # which knows the phase, is the one that decides a timeout.
@@ -479,9 +480,14 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
 
     router = _DebugLogRouter()
     previous_level = _LOG.level
+    previous_handler_level = pynetdicom_config.LOG_HANDLER_LEVEL
     if request.debug:
         _LOG.addHandler(router)
         _LOG.setLevel(logging.DEBUG)
+    else:
+        # pynetdicom's standard handlers format a full dump of every PDU and DIMSE message
+        # even when nobody logs it; without debug that is pure CPU per association.
+        pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     stop = threading.Event()
     watchdog = threading.Thread(target=_watchdog, args=(runs, stop), name="dicom-echo-watchdog", daemon=True)
     watchdog.start()
@@ -504,6 +510,7 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
                 on_result(results[-1])
     finally:
         stop.set()
+        pynetdicom_config.LOG_HANDLER_LEVEL = previous_handler_level
         if request.debug:
             _LOG.removeHandler(router)
             _LOG.setLevel(previous_level)

@@ -108,7 +108,7 @@ def start_storescp(workdir: Path, port: Optional[int] = None, ae_title: str = ST
 
 def write_dcmqrscp_config(path: Path, port: int, storage: Path,
                           allowed_calling=QR_ALLOWED_CALLING,
-                          other_host: Optional[Dict[str, str]] = None) -> None:
+                          other_host: Optional[Dict[str, str]] = None, qr_ae: str = QR_AE) -> None:
     if other_host is None:
         other_host = QR_OTHER_HOST
     storage.mkdir(parents=True, exist_ok=True)
@@ -130,23 +130,28 @@ def write_dcmqrscp_config(path: Path, port: int, storage: Path,
         "%s %s RW (10, 64mb) callers\n"
         "%s %s RW (10, 64mb) ANY\n"
         "AETable END\n")
-    path.write_text(template % (port, "\n".join(entries), QR_AE, storage / QR_AE,
+    path.write_text(template % (port, "\n".join(entries), qr_ae, storage / qr_ae,
                                 QR_OPEN_AE, storage / QR_OPEN_AE))
-    (storage / QR_AE).mkdir(exist_ok=True)
+    (storage / qr_ae).mkdir(exist_ok=True)
     (storage / QR_OPEN_AE).mkdir(exist_ok=True)
 
 
-def start_dcmqrscp(workdir: Path, port: Optional[int] = None) -> Tuple[ManagedProcess, Peer]:
+def start_dcmqrscp(workdir: Path, port: Optional[int] = None, qr_ae: str = QR_AE,
+                   callers: Optional[Dict[str, str]] = None) -> Tuple[ManagedProcess, Peer]:
+    """Start dcmqrscp; ``callers`` (AE title -> source IP) replaces the test allowlist."""
     name = "dcmqrscp"
     workdir = Path(workdir) / name
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cfg = workdir / "dcmqrscp.cfg"
-    write_dcmqrscp_config(cfg, port, workdir / "db")
+    if callers is None:
+        write_dcmqrscp_config(cfg, port, workdir / "db")
+    else:
+        write_dcmqrscp_config(cfg, port, workdir / "db", allowed_calling=(), other_host=callers, qr_ae=qr_ae)
     # Default fork mode: --single-process crashes after the first release.
     proc = _start(name, ["dcmqrscp", "-dhl", "-c", str(cfg), str(port)], workdir, port)
     return proc, Peer(
-        name, LOOPBACK, port, QR_AE, "dcmtk",
+        name, LOOPBACK, port, qr_ae, "dcmtk",
         "dcmqrscp -dhl: AE %s only for calling AEs %s from 127.0.0.1 (and %s from "
         "127.0.0.2); unknown caller or wrong called AE -> rejected reason 7 (never 3); "
         "AE %s accepts anyone" % (QR_AE, "/".join(QR_ALLOWED_CALLING),

@@ -55,7 +55,9 @@ def orthanc_binary() -> Optional[str]:
 
 
 def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, str]] = None,
-                  timeout: float = 15.0) -> Tuple[ManagedProcess, Peer]:
+                  timeout: float = 15.0, ae_title: str = ORTHANC_AE,
+                  known_calling: Optional[Dict[str, str]] = None) -> Tuple[ManagedProcess, Peer]:
+    """Start Orthanc; ``known_calling`` (AE title -> source IP) replaces the test callers."""
     exe = orthanc_binary()
     if exe is None:
         raise FileNotFoundError("Orthanc binary not found")
@@ -65,9 +67,10 @@ def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, 
     dicom_port = free_port()
     http_port = free_port()
     modalities = {}
-    for i, (aet, host) in enumerate(sorted({**KNOWN_CALLING, **OTHER_HOST_CALLING}.items())):
+    callers = known_calling if known_calling is not None else {**KNOWN_CALLING, **OTHER_HOST_CALLING}
+    for i, (aet, host) in enumerate(sorted(callers.items())):
         modalities["m%d-%s" % (i, aet.lower())] = [aet, host, 104]
-    for aet, host in NOECHO_CALLING.items():
+    for aet, host in (NOECHO_CALLING.items() if known_calling is None else ()):
         modalities["noecho-%s" % aet.lower()] = {"AET": aet, "Host": host, "Port": 104,
                                                  "AllowEcho": False}
     config = {
@@ -80,7 +83,7 @@ def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, 
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
         "DicomServerEnabled": True,
-        "DicomAet": ORTHANC_AE,
+        "DicomAet": ae_title,
         "DicomPort": dicom_port,
         "DicomCheckCalledAet": True,
         "DicomAlwaysAllowEcho": False,
@@ -111,7 +114,7 @@ def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, 
         proc.stop()
         raise
     peer = Peer(
-        name, LOOPBACK, dicom_port, ORTHANC_AE, "orthanc",
+        name, LOOPBACK, dicom_port, ae_title, "orthanc",
         "Orthanc%s: called AE must be ORTHANC (else reason 7); calling AE must be a known "
         "modality from its registered IP (else reason 3); NOECHO_SCU accepted then "
         "aborted at C-ECHO" % (" over TLS (client cert required)" if tls else ""),
