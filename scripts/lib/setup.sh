@@ -1,0 +1,166 @@
+# shellcheck shell=bash
+# Shared setup for scripts/test and scripts/demo: sourced, never executed.
+#
+# Brings a fresh Debian 12 machine (root, PyPI + Debian's apt reachable, nothing else)
+# to the state the tests need, and does nothing that is already done:
+#   - apt packages (apt-get update runs once, and only when something is missing)
+#   - .venv with the machine's python3 and requirements*.txt (re-installed only when
+#     those files or the interpreter change)
+#   - .venv/py39: a Python 3.9 venv with pynetdicom 2.0.x for target-compatibility
+#     tests, when pyenv has a 3.9 (exported as DICOM_NETWORK_PY39)
+#   - the pip bootstrap ansible-test's sanity venvs expect, generated locally
+#
+# After dicom_network_setup: REPO_ROOT, VENV, VENV_PY, DICOM_NETWORK_PY39 (possibly
+# empty, exported), PATH ending with .venv/bin, and the functions log/ansible_test_seed_pip.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${DICOM_NETWORK_VENV:-$REPO_ROOT/.venv}"
+VENV_PY="$VENV/bin/python"
+SETUP_PYTHON="${DICOM_NETWORK_PYTHON:-python3}"
+
+APT_PACKAGES=(
+    dcmtk orthanc openssl iproute2 iptables nftables chromium chromium-driver
+    rsync git python3-venv ca-certificates shellcheck
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# pip, minus this machine's warnings about configured local indexes that hold no copy
+# of a package (noise on every install); the exit code is pip's.
+_pip() {
+    local python="$1"
+    shift
+    "$python" -m pip --disable-pip-version-check "$@" \
+        2> >(grep -v "^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory\.$" >&2)
+}
+
+_setup_apt() {
+    local missing=() pkg status
+    for pkg in "${APT_PACKAGES[@]}"; do
+        status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
+        [[ "$status" == ii* ]] || missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        log "missing apt packages (${missing[*]}) and not root: install them first"
+        return 1
+    fi
+    log "apt: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # --no-install-recommends: recommends of chromium/orthanc pull in hundreds of MB we never use.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Prints a fingerprint of everything that decides a venv's contents.
+_fingerprint() {
+    local python="$1"
+    shift
+    {
+        "$python" -c 'import sys; print(sys.version)'
+        cat "$@"
+    } | sha256sum | cut -d' ' -f1
+}
+
+_setup_venv() {
+    if [[ ! -x "$VENV_PY" ]] || ! "$VENV_PY" -c 'import sys' 2>/dev/null; then
+        log "venv: creating $VENV with $(command -v "$SETUP_PYTHON")"
+        rm -rf "$VENV"
+        "$SETUP_PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.dicom-network-stamp" want
+    want="$(_fingerprint "$VENV_PY" "$REPO_ROOT/requirements.txt" "$REPO_ROOT/requirements-dev.txt")"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    log "venv: installing requirements-dev.txt"
+    _pip "$VENV_PY" install -q -r "$REPO_ROOT/requirements-dev.txt"
+    printf '%s\n' "$want" >"$stamp"
+}
+
+# Python 3.9 venv for target-compatibility tests (the module must run on old targets).
+_setup_py39() {
+    DICOM_NETWORK_PY39=""
+    local base venv="$VENV/py39"
+    base="$(compgen -G "${PYENV_ROOT:-/root/.pyenv}/versions/3.9.*/bin/python" | sort -V | tail -n1 || true)"
+    if [[ -z "$base" ]]; then
+        log "py39: no pyenv Python 3.9 found; target-compatibility tests will skip"
+        return 0
+    fi
+    if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+        log "py39: creating $venv with $base"
+        rm -rf "$venv"
+        "$base" -m venv "$venv"
+    fi
+    local stamp="$venv/.dicom-network-stamp" want
+    want="$(_fingerprint "$venv/bin/python" "$REPO_ROOT/requirements-py39.txt")"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+        log "py39: installing requirements-py39.txt"
+        _pip "$venv/bin/python" install -q -r "$REPO_ROOT/requirements-py39.txt"
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    DICOM_NETWORK_PY39="$venv/bin/python"
+}
+
+# ansible-test builds a venv per sanity test and bootstraps pip in it by running
+# ~/.ansible/test/cache/get_pip_<version>.py, which it would download from a host that
+# is not reachable here. Seed that file with a script doing the same job offline:
+# ensurepip (the wheel ships with the interpreter), then `pip install <its arguments>`
+# from PyPI as configured in pip.conf (ansible-test scrubs PIP_* variables).
+ansible_test_seed_pip() {
+    local version cache_dir target tmp
+    version="$("$VENV_PY" - <<'PY'
+import types
+from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(types.SimpleNamespace(version="3"))["pip"])
+PY
+)" || { log "ansible-test: cannot tell which pip bootstrap it wants"; return 1; }
+    cache_dir="$HOME/.ansible/test/cache"
+    target="$cache_dir/get_pip_${version//./_}.py"
+    mkdir -p "$cache_dir"
+    tmp="$(mktemp "$cache_dir/.get_pip.XXXXXX")"
+    cat >"$tmp" <<'PY'
+"""Offline stand-in for get-pip.py, generated by dicom.network scripts/lib/setup.sh.
+
+ansible-test runs it as `get_pip <pip install args> [--no-setuptools] [--no-wheel]`
+inside a venv created without pip.
+"""
+import subprocess
+import sys
+
+args = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-wheel")]
+# In a child process: ensurepip points PIP_CONFIG_FILE at /dev/null in its own
+# environment, and the pip below needs pip.conf (index, CA bundle).
+subprocess.check_call([sys.executable, "-m", "ensurepip"], stdout=subprocess.DEVNULL)
+pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+if "--no-setuptools" in sys.argv:
+    # ensurepip of Python < 3.12 also installs setuptools; honour get-pip's option.
+    subprocess.call(pip + ["uninstall", "-q", "-y", "setuptools"])
+if subprocess.call(pip + ["install", "-q"] + [a for a in args if a != "--disable-pip-version-check"]) != 0:
+    # The pinned pip only matters for reproducibility; the bundled one works.
+    sys.stderr.write("get_pip stand-in: could not install %s; keeping ensurepip's pip\n" % args)
+PY
+    if cmp -s "$tmp" "$target"; then
+        rm -f "$tmp"
+    else
+        mv -f "$tmp" "$target"
+    fi
+}
+
+dicom_network_setup() {
+    _setup_apt
+    _setup_venv
+    _setup_py39
+    export DICOM_NETWORK_PY39
+    # .venv/bin goes LAST on PATH: pynetdicom installs console scripts named like DCMTK's
+    # tools (echoscu, echoscp, findscu, ...) and the tests mean Debian's DCMTK ones.
+    # Scripts call venv tools by their full path; tests use sys.executable.
+    local entry path="" entries
+    IFS=: read -ra entries <<<"$PATH"
+    for entry in "${entries[@]}"; do
+        [[ -z "$entry" || "$entry" == "$VENV/bin" ]] || path="${path:+$path:}$entry"
+    done
+    export PATH="$path:$VENV/bin"
+}
