@@ -199,8 +199,8 @@ def main(argv: List[str]) -> int:
     print("Starting the demo hospital network on loopback...")
     procs, aes = start_network(workdir)
     try:
-        print("  %d AEs up in %.1f s: %s" % (len(aes), time.monotonic() - started,
-                                           ", ".join(sorted(a["ae_title"] for a in aes.values()))))
+        titles = ", ".join(sorted(a["ae_title"] for a in aes.values()))
+        print("  %d AEs up in %.1f s: %s" % (len(aes), time.monotonic() - started, titles))
         write_inventory(inventory_dir, aes, closed_port())
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_FORKS="8", ANSIBLE_RETRY_FILES_ENABLED="0")

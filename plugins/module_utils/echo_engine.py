@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation,
@@ -323,9 +323,9 @@ def build_ssl_context(tls: TlsSettings, where: str) -> Optional[ssl.SSLContext]:
         if tls.cert_file:
             context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
     except ssl.SSLError as exc:
-        raise EchoInputError("%s.tls: cannot load the certificate or key: %s" % (where, exc.reason or exc))
+        raise EchoInputError("%s.tls: cannot load the certificate or key: %s" % (where, exc.reason or exc)) from None
     except (OSError, ValueError) as exc:
-        raise EchoInputError("%s.tls: cannot load TLS material: %s" % (where, exc))
+        raise EchoInputError("%s.tls: cannot load TLS material: %s" % (where, exc)) from None
     return context
 
 

@@ -9,6 +9,7 @@ hospital's PACS. Every error names the field and, for peers, the index and the n
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
@@ -99,7 +100,7 @@ def _check_port(value: Any, where: str) -> int:
         try:
             value = int(str(value), 10)
         except ValueError:
-            raise EchoInputError("%s must be an integer port number, got %r" % (where, value))
+            raise EchoInputError("%s must be an integer port number, got %r" % (where, value)) from None
     if not 1 <= value <= 65535:
         raise EchoInputError("%s must be between 1 and 65535, got %d" % (where, value))
     return value
@@ -140,8 +141,8 @@ def _check_timeout(value: Any, where: str) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise EchoInputError("%s must be a number of seconds, got %r" % (where, value))
-    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise EchoInputError("%s must be a number of seconds, got %r" % (where, value)) from None
+    if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
         raise EchoInputError("%s must be a positive number of seconds, got %r" % (where, value))
     return seconds
 

@@ -23,7 +23,7 @@ description:
     time; the task never hangs.
   - Read-only. The echo also runs in check mode, and the module never reports C(changed).
 author:
-  - dicom.network contributors
+  - dicom.network contributors (@dicom-network)
 requirements:
   - pynetdicom >= 2.0 on the managed host (2.0.x with pydicom 2.4.x for Python 3.8 and 3.9;
     3.x for Python 3.10 and newer).
@@ -40,6 +40,7 @@ attributes:
     support: none
     description: Nothing is changed, so there is nothing to diff.
   platform:
+    support: full
     platforms: posix
     description: Target operating systems on which the module can run.
 options:
@@ -91,8 +92,31 @@ options:
         type: str
       tls:
         description:
-          - TLS settings for this peer only. Keys given here override the module-level O(tls) keys.
+          - TLS settings for this peer only. Keys given here override the module-level O(tls) keys;
+            keys left out are taken from O(tls).
         type: dict
+        suboptions:
+          enabled:
+            description: Use TLS for this peer.
+            type: bool
+          ca_file:
+            description: PEM file with the CA certificates that sign this peer's certificate.
+            type: path
+          cert_file:
+            description: PEM client certificate for this peer.
+            type: path
+          key_file:
+            description: PEM private key of O(peers[].tls.cert_file).
+            type: path
+          key_password:
+            description: Password of an encrypted O(peers[].tls.key_file). Never logged or returned.
+            type: str
+          verify:
+            description: Verify this peer's certificate chain and host name.
+            type: bool
+          server_hostname:
+            description: Host name to check this peer's certificate against.
+            type: str
   host:
     description: Single-peer shorthand, the peer's host. Requires O(called_ae_title).
     type: str
@@ -403,15 +427,18 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 
 
 def main():
-    tls_options = dict(
-        enabled=dict(type="bool", default=False),
+    peer_tls_options = dict(
+        enabled=dict(type="bool"),
         ca_file=dict(type="path"),
         cert_file=dict(type="path"),
         key_file=dict(type="path"),
         key_password=dict(type="str", no_log=True),
-        verify=dict(type="bool", default=True),
+        verify=dict(type="bool"),
         server_hostname=dict(type="str"),
     )
+    # Module-level TLS carries the defaults; a peer's TLS only overrides what it names.
+    tls_options = dict(peer_tls_options, enabled=dict(type="bool", default=False),
+                       verify=dict(type="bool", default=True))
     module = AnsibleModule(
         argument_spec=dict(
             calling_ae_title=dict(type="str", default="ECHOSCU"),
@@ -425,7 +452,7 @@ def main():
                     name=dict(type="str"),
                     expect=dict(type="str", default="accept", choices=["accept", "reject", "blocked"]),
                     calling_ae_title=dict(type="str"),
-                    tls=dict(type="dict", options=tls_options, apply_defaults=False),
+                    tls=dict(type="dict", options=peer_tls_options),
                 ),
             ),
             host=dict(type="str"),

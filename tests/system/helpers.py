@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -47,6 +49,116 @@ def timed(fn, *args, **kwargs):
     return value, time.monotonic() - started
 
 
+def client_sockets(server_ports) -> int:
+    """Open TCP sockets of this process that are not the in-process test servers' own ends."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            dup = os.dup(int(fd))
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        try:
+            if sock.type == socket.SOCK_STREAM and sock.getsockname()[1] not in server_ports:
+                sock.getpeername()
+                count += 1
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return count
+
+
+def settle_threads(baseline: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return threading.active_count()
+
+
+def sockets_to(ports) -> int:
+    """TCP sockets of this process connected to one of ``ports`` (our client ends towards the
+    peers under test; in-process servers' own ends have those ports locally, not remotely)."""
+    ports = set(ports)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            dup = os.dup(int(fd))
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        try:
+            if sock.type == socket.SOCK_STREAM and sock.getpeername()[1] in ports \
+                    and sock.getsockname()[1] not in ports:
+                count += 1
+        except (OSError, IndexError, TypeError):
+            pass
+        finally:
+            sock.close()
+    return count
+
+
+def engine_threads() -> List[str]:
+    """Names of live threads that are not the in-process hostile servers' own."""
+    return sorted(t.name for t in threading.enumerate() if not t.name.startswith("hostile-"))
+
+
+def _is_echo_thread(name: str) -> bool:
+    """The engine's workers and watchdog, and pynetdicom's association and DUL threads."""
+    return name.startswith(("dicom-echo", "RequestorThread")) or "run_reactor" in name
+
+
+def idle_engine_threads(timeout: float = 5.0) -> List[str]:
+    """Wait (bounded) until no echo thread of an earlier call is alive; return the thread
+    names then, as a baseline that holds no leftovers of a previous call."""
+    deadline = time.monotonic() + timeout
+    current = engine_threads()
+    while any(_is_echo_thread(name) for name in current) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        current = engine_threads()
+    return current
+
+
+def settle_engine_threads(baseline: List[str], timeout: float = 5.0) -> List[str]:
+    """Wait (bounded) until no engine or pynetdicom thread beyond ``baseline`` is left."""
+    deadline = time.monotonic() + timeout
+    current = engine_threads()
+    while len(current) > len(baseline) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        current = engine_threads()
+    return current
+
+
+def process_resources() -> Dict[str, int]:
+    """Open file descriptors, threads and resident memory (kB) of this process, from /proc."""
+    rss_kb = 0
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+    return {"fds": len(os.listdir("/proc/self/fd")), "threads": threading.active_count(), "rss_kb": rss_kb}
+
+
+def run_module(args: Dict[str, Any], timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run plugins/modules/echo.py as Ansible runs a module: a fresh Python process reading its
+    arguments from a file, printing one JSON document. Stdout/stderr are returned raw, so a
+    stray print or traceback is visible (ansible-playbook would hide stderr on success)."""
+    collections = REPO_ROOT / "tests" / "output" / "collections"
+    module = collections / "ansible_collections" / "dicom" / "network" / "plugins" / "modules" / "echo.py"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections)] + sys.path))
+    completed = subprocess.run([sys.executable, str(module)], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
+                               capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    return completed
+
+
 def run_playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra_args: Optional[List[str]] = None,
                  hosts: str = "localhost", inventory: Optional[str] = None, timeout: float = 240,
                  env: Optional[Dict[str, str]] = None, capture: Sequence[str] = ("echo_result",)
@@ -80,7 +192,7 @@ def run_playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra_args: Option
         captured.unlink()
     completed = subprocess.run(
         [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory_path), str(playbook)] + (extra_args or []),
-        cwd=str(tmp_path), env=run_env, capture_output=True, text=True, timeout=timeout)
+        cwd=str(tmp_path), env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
     if not captured.exists():
         raise AssertionError("ansible-playbook captured nothing (rc %d):\n%s\n%s"
                              % (completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:]))

@@ -299,8 +299,8 @@ def test_plain_echo_to_a_tls_port_is_not_success(tls_peers):
 
 
 # --------------------------------------------------------------------------- many peers at once
-def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(pynetdicom_peers, hostile_peers,
-                                                                          closed_port):
+def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(
+        pynetdicom_peers, hostile_peers, closed_port):
     server_ports = {hostile_peers["silent"].port}
     threads_before, sockets_before = threading.active_count(), _client_sockets(server_ports)
     peers = []
