@@ -124,3 +124,20 @@ def test_ansible_doc_documents_every_option():
     for option in ("calling_ae_title", "peers", "connect_timeout", "acse_timeout", "dimse_timeout", "parallel",
                    "count", "bind_address", "max_pdu", "tls", "debug", "fail_on", "EXAMPLES", "RETURN VALUES"):
         assert option in completed.stdout
+
+
+def test_per_peer_tls_overrides_only_the_keys_it_names(tmp_path, tls_peers, tls_material, pynetdicom_peers):
+    args = {
+        "tls": {"enabled": True, "ca_file": tls_material["ca_cert"]},
+        "peers": [
+            peer_entry(tls_peers["tls"], name="inherits"),
+            peer_entry(tls_peers["tls-untrusted"], name="unverified", tls={"verify": False}),
+            peer_entry(pynetdicom_peers["accept"], name="plain", tls={"enabled": False}),
+            peer_entry(tls_peers["tls-untrusted"], name="untrusted", expect="reject"),
+        ],
+        "fail_on": "never",
+    }
+    document = run_playbook(tmp_path, [_echo_task(args)])
+    outcomes = {r["name"]: (r["outcome"], r["tls"]) for r in document["echo_result"]["results"]}
+    assert outcomes == {"inherits": ("success", True), "unverified": ("success", True),
+                        "plain": ("success", False), "untrusted": ("tls_error", True)}
