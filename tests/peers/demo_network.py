@@ -1,0 +1,147 @@
+"""The demo hospital network: a dozen real DICOM AEs on loopback and an inventory that audits them.
+
+Used by ``scripts/demo`` (the README's main command) and by the end-to-end audit test. The AEs
+behave as a PACS team meets them in real life: an archive that only knows registered callers
+(each from its registered address), a worklist without a Verification context, a printer that
+is off, a modality that refuses unknown callers, a slow modality, a site-B archive with an
+allowlist. Seven source hosts speak from their own 127.x addresses; one more (an ultrasound
+cart) cannot be reached, so its row must come out ``not_run``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from . import dcmtk, orthanc
+from .base import ManagedProcess, closed_port, stop_all
+from .pynetdicom_peers import start_pynetdicom_peers
+
+SITE_A, SITE_B = "Site A (main hospital)", "Site B (outpatient clinic)"
+
+# Source hosts: inventory name -> (source address, registry names of the AEs it speaks as).
+SOURCES = {
+    "ct-a1": ("127.20.1.11", ["ct_a1"]),
+    "mr-a1": ("127.20.1.12", ["mr_a1"]),
+    "ws-a1": ("127.20.1.21", ["ws_a1"]),
+    "ws-a2": ("127.20.1.22", ["ws_a2"]),
+    "router-b": ("127.20.2.30", ["router_b"]),
+    "ct-b1": ("127.20.2.11", ["ct_b1"]),
+    "ws-b1": ("127.20.2.21", ["ws_b1"]),
+}
+# Callers the archive has on file, with the address it expects them from. CT_B1 is missing on
+# purpose: the new CT at site B has not been registered yet, which is what an audit is for.
+ARCHIVE_KNOWN = {"CT_A1": "127.20.1.11", "MR_A1": "127.20.1.12", "WS_A1": "127.20.1.21",
+                 "WS_A2": "127.20.1.22", "ROUTER_B": "127.20.2.30"}
+QR_B_KNOWN = {"ROUTER_B": "127.20.2.30", "CT_B1": "127.20.2.11", "WS_B1": "127.20.2.21"}
+
+
+def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[str, Any]]]:
+    """Start every AE of the demo hospital and return its processes and registry entries."""
+    procs: List[ManagedProcess] = []
+    aes: Dict[str, Dict[str, Any]] = {}
+
+    def add(name, ae_title, port, site, kind, description, host="127.0.0.1"):
+        aes[name] = {"ae_title": ae_title, "host": host, "port": port, "site": site, "kind": kind,
+                     "description": description}
+
+    try:
+        proc, archive = orthanc.start_orthanc(workdir, name="pacs-archive", ae_title="PACS_ARCHIVE",
+                                              known_calling=ARCHIVE_KNOWN)
+        procs.append(proc)
+        add("pacs_archive", "PACS_ARCHIVE", archive.port, SITE_A, "archive",
+            "Orthanc archive: only registered callers, each from its registered address")
+        proc, qr_b = dcmtk.start_dcmqrscp(workdir, qr_ae="QR_B", callers=QR_B_KNOWN)
+        procs.append(proc)
+        add("qr_b", "QR_B", qr_b.port, SITE_B, "archive", "DCMTK dcmqrscp: site B short-term archive")
+        proc, mwl_b = dcmtk.start_wlmscpfs(workdir, ae_title="MWL_B")
+        procs.append(proc)
+        add("mwl_b", "MWL_B", mwl_b.port, SITE_B, "ris", "DCMTK wlmscpfs: site B worklist")
+        proc, ws_a1 = dcmtk.start_storescp(workdir, ae_title="WS_A1", name="ws-a1-storescp")
+        procs.append(proc)
+        add("ws_a1", "WS_A1", ws_a1.port, SITE_A, "workstation", "Reading room 1 (DCMTK storescp)")
+        specs = {
+            "ris_mwl": ({"behaviour": "no-verification", "ae_title": "RIS_MWL"}, ""),
+            "ct_a1": ({"behaviour": "reject-calling", "ae_title": "CT_A1",
+                       "allowed_calling": ["PACS_ARCHIVE", "WS_A1", "ECHOSCU"]}, ""),
+            "mr_a1": ({"behaviour": "accept", "ae_title": "MR_A1"}, ""),
+            "ws_a2": ({"behaviour": "accept", "ae_title": "WS_A2"}, ""),
+            "router_b": ({"behaviour": "accept", "ae_title": "ROUTER_B"}, ""),
+            "ct_b1": ({"behaviour": "slow", "delay": 1.5, "ae_title": "CT_B1"}, ""),
+            "printer_b": ({"behaviour": "accept", "ae_title": "PRINTER_B"}, ""),
+            "ws_b1": ({"behaviour": "reject-called", "ae_title": "WS_B1"}, ""),
+        }
+        proc, scps = start_pynetdicom_peers(workdir / "pynetdicom", specs, prefix="demo")
+        procs.append(proc)
+        add("ris_mwl", "RIS_MWL", scps["ris_mwl"].port, SITE_A, "ris",
+            "RIS worklist: answers C-FIND only, no Verification context")
+        add("ct_a1", "CT_A1", scps["ct_a1"].port, SITE_A, "modality",
+            "CT, emergency department: accepts only the archive and reading room 1")
+        add("mr_a1", "MR_A1", scps["mr_a1"].port, SITE_A, "modality", "MR scanner <b>3T</b>")
+        add("ws_a2", "WS_A2", scps["ws_a2"].port, SITE_A, "workstation",
+            "Reading room 2 <script>alert('demo: descriptions are escaped')</script>")
+        add("router_b", "ROUTER_B", scps["router_b"].port, SITE_B, "router", "DICOM router between the sites")
+        add("ct_b1", "CT_B1", scps["ct_b1"].port, SITE_B, "modality", "New CT at site B, answers slowly")
+        add("printer_b", "PRINTER_B", scps["printer_b"].port, SITE_B, "printer", "Film printer, site B")
+        add("ws_b1", "WS_B1", scps["ws_b1"].port, SITE_B, "workstation", "Site B review station")
+        add("printer_a", "DRYVIEW_A", closed_port(), SITE_A, "printer", "Film printer, site A: switched off")
+    except Exception:
+        stop_all(procs)
+        raise
+    return procs, aes
+
+
+def write_inventory(directory: Path, aes: Dict[str, Dict[str, Any]], unreachable_port: int) -> Path:
+    """An inventory in the documented model (see inventory.example/), for the demo's sources."""
+    group_vars = directory / "group_vars"
+    (group_vars / "all").mkdir(parents=True, exist_ok=True)
+    host_vars = directory / "host_vars"
+    host_vars.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    hosts = {
+        "all": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": python},
+            "children": {
+                "dicom_sources": {"children": {
+                    "dicom_modalities": {"hosts": {"ct-a1": None, "mr-a1": None, "ct-b1": None,
+                                                   "us-a1": None}},
+                    "dicom_workstations": {"hosts": {"ws-a1": None, "ws-a2": None, "ws-b1": None}},
+                    "dicom_routers": {"hosts": {"router-b": None}},
+                }},
+            },
+        }
+    }
+    (directory / "hosts.yml").write_text(json.dumps(hosts, indent=2))
+    (group_vars / "all" / "dicom_aes.yml").write_text(json.dumps({"dicom_aes": aes}, indent=2))
+    # Declared once per group, extended per host: every modality must reach the archive and the
+    # worklist of its site; every workstation must reach the archive.
+    (group_vars / "dicom_modalities.yml").write_text(json.dumps(
+        {"dicom_peers_modalities": ["pacs_archive"]}, indent=2))
+    (group_vars / "dicom_workstations.yml").write_text(json.dumps(
+        {"dicom_peers_workstations": ["pacs_archive"]}, indent=2))
+    per_host = {
+        "ct-a1": {"dicom_peers": ["ris_mwl", "printer_a", "ws_a1"]},
+        "mr-a1": {"dicom_peers": ["ris_mwl", "ws_a1", {"name": "ct_a1", "expect": "reject"}]},
+        "ct-b1": {"dicom_peers": ["qr_b", "mwl_b", "printer_b"]},
+        "ws-a1": {"dicom_peers": ["ct_a1", "mr_a1"]},
+        # Only the archive and reading room 1 may query the ED CT: reading room 2 must be refused.
+        "ws-a2": {"dicom_peers": [{"name": "ct_a1", "expect": "reject"}, "mr_a1"]},
+        # Segmentation: site B workstations have no route to site A's printer network.
+        "ws-b1": {"dicom_peers": ["qr_b", "router_b", {"name": "printer_a", "expect": "blocked"}]},
+        "router-b": {"dicom_peers": ["pacs_archive", "qr_b", "mwl_b", "ws_b1"]},
+    }
+    for host, (address, local_aes) in SOURCES.items():
+        data = {"dicom_bind_address": address, "dicom_local_aes": local_aes}
+        data.update(per_host.get(host, {}))
+        (host_vars / ("%s.yml" % host)).write_text(json.dumps(data, indent=2))
+    # An ultrasound cart that is switched off: its row must still appear, marked not_run.
+    (host_vars / "us-a1.yml").write_text(json.dumps({
+        "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": unreachable_port,
+        "ansible_ssh_common_args": "-o ConnectTimeout=3 -o BatchMode=yes",
+        "dicom_local_aes": ["us_a1"], "dicom_peers": ["pacs_archive"]}, indent=2))
+    aes_with_us = dict(aes)
+    aes_with_us["us_a1"] = {"ae_title": "US_A1", "host": "127.0.0.1", "port": unreachable_port,
+                            "site": SITE_A, "kind": "modality", "description": "Ultrasound cart (offline)"}
+    (group_vars / "all" / "dicom_aes.yml").write_text(json.dumps({"dicom_aes": aes_with_us}, indent=2))
+    return directory
