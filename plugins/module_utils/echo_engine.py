@@ -87,6 +87,7 @@ class _PeerRun:
         self.headers_read = 0
         self.pdus_decoded = 0
         self.release_complete = False
+        self.expected_msg_id: Optional[int] = None
 
     # -- phases and deadlines -------------------------------------------------------------
     def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
@@ -199,11 +200,16 @@ class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
                     self._protocol_violation(run, "%s announces %d bytes, more than any answer to an echo"
                                              % (_PDU_NAMES[pdu_type], length))
                 self._dn_in_body = length > 0
+                self._dn_pdu = (pdu_type, length)
             elif data and run.obs.timed_out_phase is None:
                 self._protocol_violation(run, "connection closed after %d byte(s) %s of a PDU header"
                                          % (len(data), _printable(data)))
         else:
             self._dn_in_body = False
+            pdu_type, length = getattr(self, "_dn_pdu", (0, nr_bytes))
+            if len(data) < nr_bytes and run.obs.timed_out_phase is None:
+                self._protocol_violation(run, "connection closed after %d of the %d bytes the %s announced"
+                                         % (len(data), length, _PDU_NAMES.get(pdu_type, "PDU")))
         return data
 
     def _protocol_violation(self, run: _PeerRun, reason: str) -> None:
@@ -265,7 +271,14 @@ def _on_pdu_recv(event) -> None:
             "implementation_version_name": _text(getattr(info, "implementation_version_name", None)),
             "max_pdu": getattr(info, "maximum_length", None),
         }
+        proposed = {cx.context_id for cx in event.assoc.requestor.requested_contexts}
         for item in pdu.presentation_context:
+            if item.context_id not in proposed:
+                if run.obs.protocol_violation is None:
+                    run.obs.protocol_violation = ("A-ASSOCIATE-AC answers presentation context ID %s, which was "
+                                                  "not proposed" % item.context_id)
+                    run.obs.protocol_violation_phase = run.phase
+                continue
             run.obs.context_result = item.result if item.result is not None else item.result_reason
             if run.obs.context_result == 0:
                 run.transfer_syntax = _text(item.transfer_syntax)
@@ -290,13 +303,45 @@ def _on_fsm_transition(event) -> None:
         run.obs.protocol_violation = "a PDU not allowed in state %s (%s)" % (
             getattr(event, "current_state", "?"), fsm_event)
         run.obs.protocol_violation_phase = run.phase
-    elif fsm_event == "Evt17" and run.obs.timed_out_phase is None and not run.release_complete \
+    elif fsm_event == "Evt17" and getattr(event, "current_state", None) != "Sta13" \
+            and run.obs.timed_out_phase is None and not run.release_complete \
             and run.obs.peer_closed_phase is None and run.obs.connect_error is None:
         run.obs.peer_closed_phase = run.phase
 
 
+def _on_dimse_recv(event) -> None:
+    run: _PeerRun = event.assoc._dn_run  # type: ignore[attr-defined]
+    command = event.message.command_set
+    problem = None
+    field = command.get("CommandField")
+    if field != 0x8030:
+        problem = "answered the C-ECHO-RQ with command field 0x%04X, not a C-ECHO-RSP" % (field or 0)
+    elif command.get("MessageIDBeingRespondedTo") != run.expected_msg_id:
+        problem = "C-ECHO-RSP answers message ID %s, expected %s" % (
+            command.get("MessageIDBeingRespondedTo"), run.expected_msg_id)
+    elif "AffectedSOPClassUID" in command and command.AffectedSOPClassUID != Verification:
+        problem = "C-ECHO-RSP names SOP class %s, not Verification" % command.AffectedSOPClassUID
+    if problem and run.obs.protocol_violation is None:
+        run.obs.protocol_violation = problem
+        run.obs.protocol_violation_phase = "echo"
+
+
+def _guard_reactor(assoc) -> None:
+    """pynetdicom's reactor may take the response off the DIMSE queue while send_c_echo() waits
+    for it (its pause flag is stale right after the previous send); put such messages back."""
+    serve = assoc._serve_request
+
+    def serve_or_requeue(msg, context_id):
+        if not assoc._reactor_checkpoint.is_set():
+            assoc.dimse.msg_queue.put((context_id, msg))
+            return
+        serve(msg, context_id)
+    assoc._serve_request = serve_or_requeue
+
+
 def _event_handlers() -> list:
-    return [(evt.EVT_PDU_RECV, _on_pdu_recv), (evt.EVT_FSM_TRANSITION, _on_fsm_transition)]
+    return [(evt.EVT_PDU_RECV, _on_pdu_recv), (evt.EVT_FSM_TRANSITION, _on_fsm_transition),
+            (evt.EVT_DIMSE_RECV, _on_dimse_recv)]
 
 
 class _DebugLogRouter(logging.Handler):
@@ -316,7 +361,12 @@ def build_ssl_context(tls: TlsSettings, where: str) -> Optional[ssl.SSLContext]:
     if not tls.enabled:
         return None
     try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            field = "tls.ca_file: %s" % tls.ca_file if tls.ca_file else "tls: the system trust store"
+            raise EchoInputError("%s.%s holds no usable PEM CA certificate: %s"
+                                 % (where, field, getattr(exc, "reason", None) or exc))
         if not tls.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -373,11 +423,15 @@ def _echo_one(run: _PeerRun) -> None:
             run.timings["associate"] = round(_ms_since(associate_started) - run.timings["connect"], 3)
         if not assoc.is_established:
             return
+        _guard_reactor(assoc)
         echo_started = time.monotonic()
         for message_id in range(1, request.count + 1):
             run.enter("echo", request.dimse_timeout)
             sent = time.monotonic()
+            run.expected_msg_id = message_id
             status = assoc.send_c_echo(msg_id=message_id)
+            if run.obs.protocol_violation is not None:
+                break
             if status is not None and "Status" in status:
                 run.rtts.append(_ms_since(sent))
                 run.obs.statuses.append(int(status.Status))
@@ -401,6 +455,15 @@ def _echo_one(run: _PeerRun) -> None:
     finally:
         if not (assoc.is_released or assoc.is_aborted or assoc.is_rejected):
             assoc.abort()
+        # pynetdicom's _shutdown_socket() skips close() when shutdown() fails (peer already
+        # reset or closed), leaving the descriptor to the garbage collector.
+        transport = getattr(getattr(assoc, "dul", None), "socket", None)
+        sock = getattr(transport, "socket", None)
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 def _worker(queue: List[_PeerRun], queue_lock: threading.Lock) -> None:

@@ -154,6 +154,12 @@ def classify(obs: Observation) -> Classification:
     if obs.dns_error is not None:
         return Classification("dns_error", "resolve",
                               "cannot resolve host '%s': %s" % (obs.host, obs.dns_error))
+    if isinstance(obs.connect_error, ConnectionResetError) and obs.connect_error_phase == "connect":
+        # ECONNRESET from connect(): the handshake completed (an RST to our SYN is ECONNREFUSED),
+        # then the peer reset the connection. The TCP path exists: the peer turned us away.
+        return Classification("aborted", "associate",
+                              "peer at %s accepted the TCP connection and reset it at once, "
+                              "before any A-ASSOCIATE answer" % where)
     if obs.connect_error is not None:
         outcome = classify_connect_error(obs.connect_error, obs.connect_error_phase)
         detail = _describe_connect_error(obs.connect_error)

@@ -21,6 +21,7 @@ DEFAULT_PORT = 104
 DEFAULT_CALLING_AE_TITLE = "ECHOSCU"
 COUNT_RANGE = (1, 1000)
 PARALLEL_RANGE = (1, 256)
+MAX_TIMEOUT_S = 86400  # a day; beyond threading.TIMEOUT_MAX (~9.2e9 s) Python's waits overflow
 MAX_PDU_RANGE = (0, 2 ** 32 - 1)
 TLS_KEYS = ("enabled", "ca_file", "cert_file", "key_file", "key_password", "verify", "server_hostname")
 PEER_KEYS = ("ae_title", "host", "port", "name", "expect", "calling_ae_title", "tls")
@@ -144,6 +145,8 @@ def _check_timeout(value: Any, where: str) -> float:
         raise EchoInputError("%s must be a number of seconds, got %r" % (where, value)) from None
     if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
         raise EchoInputError("%s must be a positive number of seconds, got %r" % (where, value))
+    if seconds > MAX_TIMEOUT_S:
+        raise EchoInputError("%s must be at most %d seconds, got %r" % (where, MAX_TIMEOUT_S, value))
     return seconds
 
 

@@ -43,8 +43,38 @@ DCMTK 3.6.7; asserted in tests/system/test_peers_selfcheck.py):
                  bytes, then holds silently.  echoscu: exit 1 at once, "A-ASSOCIATE PDU too
                  large: 4294967280 bytes, refusing."
 
+Behaviours added for the hardening suite (tests/system/test_hardening_peers.py states, per
+case, what a strict SCU should conclude):
+
+``tls-server-hello`` reads the RQ, answers with the bytes of a TLS 1.2 ServerHello record
+                 (``16 03 03 ...``), then holds: a TLS endpoint behind a plain DICOM port.
+``tls-client-hello`` sends a TLS ClientHello record (``16 03 01 ...``) at once, then holds.
+``truncated-ac`` reads the RQ, sends an A-ASSOCIATE-AC whose header announces the full
+                 length but only half of the body, then closes.
+``ac-no-context`` reads the RQ, sends an otherwise valid A-ASSOCIATE-AC without any
+                 presentation context item (0x21), then holds.
+``ac-wrong-context-id`` same, but the one context item answers a context ID that was never
+                 proposed (the RQ's highest ID + 2).
+``release-rq``   reads the RQ and answers with A-RELEASE-RQ instead of AC/RJ, then holds.
+``dicom-ok``     control: a correct hand-written SCP (valid AC echoing the RQ's context IDs,
+                 C-ECHO-RSP with the right message ID / SOP class / status 0, A-RELEASE-RP).
+``echo-wrong-msgid`` like dicom-ok, but the C-ECHO-RSP's MessageIDBeingRespondedTo is the
+                 request's MessageID + 1.
+``echo-wrong-sop`` like dicom-ok, but the C-ECHO-RSP's AffectedSOPClassUID is CT Image
+                 Storage.
+``echo-wrong-command`` like dicom-ok, but answers with a C-STORE-RSP (CommandField 0x8001).
+``echo-silent``  valid AC, then reads C-ECHO-RQs and never answers them.
+``echo-huge-length`` valid AC, then answers the C-ECHO-RQ with a P-DATA-TF header whose
+                 length is 0xFFFFFFF0, and holds.
+``release-silent`` answers C-ECHO correctly, never answers the A-RELEASE-RQ (holds).
+
+The DICOM-speaking behaviours keep the C-ECHO-RQs they read in ``server.echo_requests``
+(dicts with ``msg_id``, ``sop_class``, ``context_id``) and the PDU types they received
+after the RQ in ``server.pdu_types``.
+
 ``HostileServer(behaviour, host="127.0.0.1", port=None, **options)``; ``start()``, ``stop()``.
-Options: ``hold_max`` (s), ``interval`` (drip), ``source``/``reason``/``result`` (abort,
+Options: ``hold_max`` (s), ``interval`` (drip), ``delay`` (reset: wait this long before the
+RST, so it lands after the client's connect() returned), ``source``/``reason``/``result`` (abort,
 reject-raw), ``payload`` (garbage bytes), ``max_connections`` (concurrent; extra ones are
 closed at once but still counted).
 """
@@ -57,13 +87,29 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+# Answer the RQ with a valid A-ASSOCIATE-AC and then speak DIMSE (see _serve_dicom).
+DICOM_BEHAVIOURS = ("dicom-ok", "echo-wrong-msgid", "echo-wrong-sop", "echo-wrong-command",
+                    "echo-silent", "echo-huge-length", "release-silent")
 BEHAVIOURS = ("silent", "close", "reset", "garbage", "http", "abort", "abort-provider",
-              "reject-raw", "drip", "huge-length")
+              "reject-raw", "drip", "huge-length", "tls-server-hello", "tls-client-hello",
+              "truncated-ac", "ac-no-context", "ac-wrong-context-id",
+              "release-rq") + DICOM_BEHAVIOURS
 
 VERIFICATION = b"1.2.840.10008.1.1"
 IMPLICIT_LE = b"1.2.840.10008.1.2"
 APP_CONTEXT = b"1.2.840.10008.3.1.1.1"
 IMPL_UID = b"1.2.826.0.1.3680043.9.7433.1.1"  # private test root, arbitrary
+CT_IMAGE_STORAGE = b"1.2.840.10008.5.1.4.1.1.2"
+A_RELEASE_RQ = bytes.fromhex("05000000000400000000")
+A_RELEASE_RP = bytes.fromhex("06000000000400000000")
+C_ECHO_RSP = 0x8030
+C_STORE_RSP = 0x8001
+# TLS records as a TLS 1.2 peer would send them first (fixed "random" bytes).
+# Record header (type 0x16 handshake, version, length), handshake header, version 3.3.
+TLS_SERVER_HELLO = (bytes.fromhex("160303002a020000260303") + bytes(range(32))
+                    + bytes.fromhex("00c02f00"))
+TLS_CLIENT_HELLO = (bytes.fromhex("160301002d010000290303") + bytes(range(32))
+                    + bytes.fromhex("000002c02f0100"))
 _HTTP_400 = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
              b"Connection: close\r\n\r\nBad Request\n")
 
@@ -118,24 +164,79 @@ def _item(itype: int, value: bytes) -> bytes:
     return bytes([itype, 0]) + struct.pack(">H", len(value)) + value
 
 
-def a_associate_ac(rq: bytes) -> bytes:
+def a_associate_ac(rq: bytes, contexts: str = "echo") -> bytes:
     """A valid A-ASSOCIATE-AC for ``rq``: every context accepted with its first transfer
-    syntax (implicit VR LE if the RQ cannot be parsed)."""
+    syntax (implicit VR LE if the RQ cannot be parsed).
+
+    ``contexts="none"`` leaves out every presentation context item; ``"wrong-id"`` answers
+    one context ID that the RQ never proposed."""
     info = parse_rq(rq)
     if info.get("valid"):
         called, calling = rq[10:26], rq[26:42]
-        contexts = [(c["id"], (c["transfer"] or ["1.2.840.10008.1.2"])[0].encode())
+        answered = [(c["id"], (c["transfer"] or ["1.2.840.10008.1.2"])[0].encode())
                     for c in info["contexts"]] or [(1, IMPLICIT_LE)]
     else:
         called, calling = b"ANY-SCP".ljust(16), b"ECHOSCU".ljust(16)
-        contexts = [(1, IMPLICIT_LE)]
+        answered = [(1, IMPLICIT_LE)]
+    if contexts == "none":
+        answered = []
+    elif contexts == "wrong-id":
+        answered = [((max(i for i, _ts in answered) + 2) & 0xFF, answered[0][1])]
     body = struct.pack(">H", 1) + b"\x00\x00" + called + calling + b"\x00" * 32
     body += _item(0x10, APP_CONTEXT)
-    for ctx_id, ts in contexts:
+    for ctx_id, ts in answered:
         body += _item(0x21, bytes([ctx_id, 0, 0, 0]) + _item(0x40, ts))
     user = _item(0x51, struct.pack(">I", 16384)) + _item(0x52, IMPL_UID)
     body += _item(0x50, user)
     return bytes([0x02, 0x00]) + struct.pack(">I", len(body)) + body
+
+
+# ------------------------------------------------------------------ DIMSE helpers
+def _element(group: int, element: int, value: bytes) -> bytes:
+    """One implicit VR little endian data element (command sets are always implicit LE)."""
+    if len(value) % 2:
+        value += b"\x00"
+    return struct.pack("<HHI", group, element, len(value)) + value
+
+
+def c_echo_rsp(msg_id: int, status: int = 0x0000, sop_class: bytes = VERIFICATION,
+               command_field: int = C_ECHO_RSP) -> bytes:
+    """The command set of a C-ECHO-RSP (PS3.7 9.3.5.2), with every field settable."""
+    elements = (_element(0x0000, 0x0002, sop_class)
+                + _element(0x0000, 0x0100, struct.pack("<H", command_field))
+                + _element(0x0000, 0x0120, struct.pack("<H", msg_id & 0xFFFF))
+                + _element(0x0000, 0x0800, struct.pack("<H", 0x0101))
+                + _element(0x0000, 0x0900, struct.pack("<H", status)))
+    return _element(0x0000, 0x0000, struct.pack("<I", len(elements))) + elements
+
+
+def p_data_tf(context_id: int, command: bytes) -> bytes:
+    """A P-DATA-TF with one PDV: a complete command fragment (control header 0x03)."""
+    pdv = struct.pack(">I", len(command) + 2) + bytes([context_id & 0xFF, 0x03]) + command
+    return b"\x04\x00" + struct.pack(">I", len(pdv)) + pdv
+
+
+def parse_command(pdu: bytes) -> Dict[str, Any]:
+    """Context ID and the command elements (as int or text) of a P-DATA-TF's command PDVs."""
+    info: Dict[str, Any] = {"context_id": None, "elements": {}}
+    command = b""
+    i = 6
+    while i + 6 <= len(pdu):
+        length = struct.unpack(">I", pdu[i:i + 4])[0]
+        info["context_id"] = pdu[i + 4]
+        if pdu[i + 5] & 0x01:
+            command += pdu[i + 6:i + 4 + length]
+        i += 4 + max(length, 2)
+    j = 0
+    while j + 8 <= len(command):
+        group, element, length = struct.unpack("<HHI", command[j:j + 8])
+        value = command[j + 8:j + 8 + length]
+        if length in (2, 4) and element not in (0x0002, 0x0003):
+            info["elements"][element] = int.from_bytes(value, "little")
+        else:
+            info["elements"][element] = value.rstrip(b"\x00").decode("ascii", "replace")
+        j += 8 + length
+    return info
 
 
 # ------------------------------------------------------------------ the server
@@ -152,6 +253,8 @@ class HostileServer:
         self.max_connections = int(options.get("max_connections", 64))
         self.accepted = 0
         self.requests: List[Dict[str, Any]] = []
+        self.echo_requests: List[Dict[str, Any]] = []
+        self.pdu_types: List[int] = []
         self.errors: List[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -199,6 +302,8 @@ class HostileServer:
         with self._lock:
             self.accepted = 0
             self.requests.clear()
+            self.echo_requests.clear()
+            self.pdu_types.clear()
 
     # -- internals
     def _accept_loop(self) -> None:
@@ -249,8 +354,9 @@ class HostileServer:
             except OSError:
                 return
 
-    def _read_pdu(self, conn: socket.socket, timeout: float = 5.0) -> bytes:
-        """Read one PDU (6-byte header + length, capped at 1 MiB), bounded in time."""
+    def _read_pdu(self, conn: socket.socket, timeout: float = 5.0, record: bool = True) -> bytes:
+        """Read one PDU (6-byte header + length, capped at 1 MiB), bounded in time.
+        ``record``: keep it in ``requests`` (the A-ASSOCIATE-RQ), else in ``pdu_types``."""
         deadline = time.monotonic() + timeout
         buf = b""
         need = 6
@@ -267,11 +373,15 @@ class HostileServer:
             buf += chunk
             if len(buf) >= 6 and need == 6:
                 need = 6 + min(struct.unpack(">I", buf[2:6])[0], 1 << 20)
-        if buf:
+        if buf and record:
             info = parse_rq(buf)
             with self._lock:
                 self.requests.append(info)
                 del self.requests[:-50]
+        elif buf:
+            with self._lock:
+                self.pdu_types.append(buf[0])
+                del self.pdu_types[:-200]
         return buf
 
     def _serve(self, conn: socket.socket) -> None:
@@ -281,6 +391,10 @@ class HostileServer:
             if b == "close":
                 return
             if b == "reset":
+                if float(o.get("delay", 0.0)) > 0:
+                    # Reset once our RQ is in: a deterministic reset during the association,
+                    # instead of racing the client's connect() (see the docstring).
+                    self._stop.wait(float(o["delay"]))
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.close()
                 return
@@ -299,8 +413,26 @@ class HostileServer:
                     pass
                 conn.sendall(_HTTP_400)
                 return
+            if b == "tls-client-hello":
+                conn.sendall(TLS_CLIENT_HELLO)
+                self._hold(conn, min(self.hold_max, 60.0))
+                return
             rq = self._read_pdu(conn)
-            if b in ("abort", "abort-provider"):
+            if b in DICOM_BEHAVIOURS:
+                self._serve_dicom(conn, rq)
+            elif b == "tls-server-hello":
+                conn.sendall(TLS_SERVER_HELLO)
+                self._hold(conn, min(self.hold_max, 60.0))
+            elif b == "truncated-ac":
+                ac = a_associate_ac(rq)
+                conn.sendall(ac[:len(ac) // 2])
+            elif b in ("ac-no-context", "ac-wrong-context-id"):
+                conn.sendall(a_associate_ac(rq, "none" if b == "ac-no-context" else "wrong-id"))
+                self._hold(conn, min(self.hold_max, 60.0))
+            elif b == "release-rq":
+                conn.sendall(A_RELEASE_RQ)
+                self._hold(conn, min(self.hold_max, 60.0))
+            elif b in ("abort", "abort-provider"):
                 default = (0, 0) if b == "abort" else (2, 2)
                 conn.sendall(a_abort(int(o.get("source", default[0])),
                                      int(o.get("reason", default[1]))))
@@ -328,6 +460,48 @@ class HostileServer:
                 if conn in self._conns:
                     self._conns.remove(conn)
             self._close(conn)
+
+    def _serve_dicom(self, conn: socket.socket, rq: bytes) -> None:
+        """Valid A-ASSOCIATE-AC, then answer P-DATA-TF / A-RELEASE-RQ as the behaviour says.
+        Bounded by ``hold_max`` and by a PDU count."""
+        b = self.behaviour
+        deadline = time.monotonic() + self.hold_max
+        conn.sendall(a_associate_ac(rq))
+        for _pdu in range(5000):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                return
+            pdu = self._read_pdu(conn, timeout=remaining, record=False)
+            if len(pdu) < 6:
+                return  # the client closed (or stop())
+            if pdu[0] == 0x04:
+                command = parse_command(pdu)
+                fields = command["elements"]
+                msg_id = int(fields.get(0x0110, 0) or 0)
+                with self._lock:
+                    self.echo_requests.append({"msg_id": msg_id, "sop_class": fields.get(0x0002),
+                                               "context_id": command["context_id"]})
+                    del self.echo_requests[:-2000]
+                if b == "echo-silent":
+                    continue
+                if b == "echo-huge-length":
+                    conn.sendall(b"\x04\x00" + struct.pack(">I", 0xFFFFFFF0) + b"\x00\x00\x00\x10")
+                    self._hold(conn, max(0.0, deadline - time.monotonic()))
+                    return
+                rsp = c_echo_rsp(
+                    msg_id + 1 if b == "echo-wrong-msgid" else msg_id,
+                    sop_class=CT_IMAGE_STORAGE if b == "echo-wrong-sop" else VERIFICATION,
+                    command_field=C_STORE_RSP if b == "echo-wrong-command" else C_ECHO_RSP)
+                conn.sendall(p_data_tf(command["context_id"] or 1, rsp))
+            elif pdu[0] == 0x05:
+                if b == "release-silent":
+                    self._hold(conn, max(0.0, deadline - time.monotonic()))
+                    return
+                conn.sendall(A_RELEASE_RP)
+                self._hold(conn, min(2.0, max(0.0, deadline - time.monotonic())))
+                return
+            else:
+                return  # A-ABORT or anything else ends the association
 
 
 def stop_many(servers: List[HostileServer], timeout: float = 3.0) -> None:

@@ -6,51 +6,18 @@ wall time is checked against the configured timeout (a bound on hanging, not a s
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
-import time
 
 import pytest
 
 from tests.peers.tls import CLIENT_KEY_PASSWORD
-from tests.system.helpers import echo, echo_one, peer_entry, timed
+from tests.system.helpers import client_sockets, echo, echo_one, peer_entry, settle_threads, timed
 
 pytestmark = pytest.mark.peers
 
 # Generous: a loaded 2-core CI machine must not turn a bound into a flake.
 MARGIN_S = 2.5
-
-
-def _client_sockets(server_ports) -> int:
-    """Open TCP sockets of this process that are not the in-process test servers' own ends."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            dup = os.dup(int(fd))
-        except OSError:
-            continue
-        try:
-            sock = socket.socket(fileno=dup)
-        except OSError:
-            os.close(dup)
-            continue
-        try:
-            if sock.type == socket.SOCK_STREAM and sock.getsockname()[1] not in server_ports:
-                sock.getpeername()
-                count += 1
-        except OSError:
-            pass
-        finally:
-            sock.close()
-    return count
-
-
-def _settle_threads(baseline: int, timeout: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout
-    while threading.active_count() > baseline and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return threading.active_count()
 
 
 # --------------------------------------------------------------------------- pynetdicom
@@ -302,7 +269,7 @@ def test_plain_echo_to_a_tls_port_is_not_success(tls_peers):
 def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(
         pynetdicom_peers, hostile_peers, closed_port):
     server_ports = {hostile_peers["silent"].port}
-    threads_before, sockets_before = threading.active_count(), _client_sockets(server_ports)
+    threads_before, sockets_before = threading.active_count(), client_sockets(server_ports)
     peers = []
     for i in range(40):
         peers.append(peer_entry(pynetdicom_peers["accept"], name="accept-%02d" % i))
@@ -317,5 +284,5 @@ def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(
     assert outcomes == {"accept": {"success"}, "silent": {"timeout"}, "closed": {"refused"}}
     # Five silent peers cost about one acse_timeout together, not five.
     assert wall < 2 * 2 + MARGIN_S
-    assert _settle_threads(threads_before) <= threads_before
-    assert _client_sockets(server_ports) <= sockets_before
+    assert settle_threads(threads_before) <= threads_before
+    assert client_sockets(server_ports) <= sockets_before
