@@ -58,17 +58,17 @@ options:
     elements: dict
     suboptions:
       ae_title:
-        description: The called AE title of the peer.
+        description:
+          - The called AE title of the peer. Required.
+          - This and the other peer keys are checked by the module itself, so that an error names the
+            entry (index and name), for example C(peers[3] (printer).port must be between 1 and 65535).
         type: str
-        required: true
       host:
-        description: Host name, IPv4 or IPv6 address of the peer.
+        description: Host name, IPv4 or IPv6 address of the peer. Required.
         type: str
-        required: true
       port:
-        description: TCP port of the peer's DICOM listener.
-        type: int
-        default: 104
+        description: TCP port of the peer's DICOM listener, an integer from 1 to 65535. Defaults to 104.
+        type: raw
       name:
         description:
           - A label for the peer in results and messages. Must be unique within one call.
@@ -76,6 +76,7 @@ options:
         type: str
       expect:
         description:
+          - What the outcome must be, one of V(accept) (the default), V(reject) or V(blocked).
           - V(accept) is met only by RV(results[].outcome=success).
           - V(reject) is met when the peer was reached at the DICOM level and refused this caller
             (V(rejected), V(aborted), V(context_rejected) or V(status_failure)). A network failure never
@@ -83,8 +84,6 @@ options:
           - V(blocked) is met when no TCP path exists (V(refused), V(unreachable), or a V(timeout) in the
             V(connect) phase). This is the firewall segmentation check.
         type: str
-        choices: [accept, reject, blocked]
-        default: accept
       calling_ae_title:
         description:
           - Calling AE title for this peer only, for example an unknown AE title in a security audit
@@ -446,11 +445,12 @@ def main():
                 type="list",
                 elements="dict",
                 options=dict(
-                    ae_title=dict(type="str", required=True),
-                    host=dict(type="str", required=True),
-                    port=dict(type="int", default=104),
+                    # Checked by validate_request() instead, whose errors name the entry.
+                    ae_title=dict(type="str"),
+                    host=dict(type="str"),
+                    port=dict(type="raw"),
                     name=dict(type="str"),
-                    expect=dict(type="str", default="accept", choices=["accept", "reject", "blocked"]),
+                    expect=dict(type="str"),
                     calling_ae_title=dict(type="str"),
                     tls=dict(type="dict", options=peer_tls_options),
                 ),

@@ -276,13 +276,14 @@ def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(
         if i % 8 == 0:
             peers.append(peer_entry(hostile_peers["silent"], name="silent-%02d" % i))
             peers.append(peer_entry(closed_port, name="closed-%02d" % i, expect="blocked"))
-    results, wall = timed(echo, peers, acse_timeout=2, parallel=32)
+    results, wall = timed(echo, peers, acse_timeout=4, parallel=32)
     assert [r["name"] for r in results] == [p["name"] for p in peers]
     outcomes = {r["name"].split("-")[0]: set() for r in results}
     for r in results:
         outcomes[r["name"].split("-")[0]].add(r["outcome"])
-    assert outcomes == {"accept": {"success"}, "silent": {"timeout"}, "closed": {"refused"}}
+    assert outcomes == {"accept": {"success"}, "silent": {"timeout"}, "closed": {"refused"}}, \
+        [(r["name"], r["outcome"], r["phase"], r["message"]) for r in results if r["outcome"] == "timeout"][:8]
     # Five silent peers cost about one acse_timeout together, not five.
-    assert wall < 2 * 2 + MARGIN_S
+    assert wall < 2 * 4 + MARGIN_S
     assert settle_threads(threads_before) <= threads_before
     assert client_sockets(server_ports) <= sockets_before

@@ -208,9 +208,6 @@ def test_firewall_and_routing_faults_next_to_a_healthy_peer(lan):
     assert "No route to host" in by_name["host-unreachable"]["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: ECONNRESET from connect() (handshake completed, then RST) "
-                                       "is classified unreachable/connect and satisfies expect: blocked; "
-                                       "see the hardening report")
 def test_reset_of_the_handshake_ack_is_a_refusal_by_a_reachable_peer(netns):
     """A listener whose handshake ACK is answered with RST (an IPS or load balancer that
     resets once the handshake is done; also a server resetting right after accept, when the

@@ -89,10 +89,6 @@ def test_2000_echoes_in_one_call_leave_no_fd_thread_socket_or_memory_behind(big_
     assert big_call["wall"] < 3 * (3 + 3 + 2) + 2.5
 
 
-@pytest.mark.xfail(strict=True, reason="engine/pynetdicom: with count > 1 and concurrent associations, "
-                                       "pynetdicom's reactor steals ~0.1-0.5 % of C-ECHO-RSPs from "
-                                       "send_c_echo() (stale _is_paused flag), giving false 'timeout in echo' "
-                                       "results; see the hardening report")
 def test_2000_echoes_in_one_call_are_all_answered(big_call):
     results = big_call["results"]
     failures = ["%s: %s" % (r["name"], r["message"]) for r in results if r["outcome"] != "success"]
@@ -137,11 +133,6 @@ def test_50_consecutive_runs_in_one_process_stay_flat(soak_scps, hostile_factory
     assert time.monotonic() - started < 50 * (2 + 2.5)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/pynetdicom: when the peer has already closed or reset the "
-                                       "connection, pynetdicom's _shutdown_socket() skips close() after "
-                                       "shutdown() fails, so each such socket waits for the garbage "
-                                       "collector (measured: ~690 open at once for 1,000 entries; EMFILE "
-                                       "and false timeouts under a 256 limit); see the hardening report")
 def test_peers_that_close_at_once_do_not_pile_up_descriptors(hostile_factory):
     """Bare TCP close and RST are how many real sites turn strangers away (primer), so a big
     audit meets them by the hundred. Each association must give its descriptor back when it
