@@ -19,7 +19,8 @@ Inventory model (see ``roles/echo_audit/README.md``):
 from __future__ import annotations
 
 import difflib
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
@@ -291,7 +292,7 @@ def resolve_host(
         bind_address = _network_host(bind_address, host, "dicom_bind_address", "address")
     else:
         bind_address = None
-    tokens = _name_list(only, host, "only") if only else []
+    tokens = _name_list(only, host, "echo_audit_only_peers") if only else []
 
     peers: List[Dict[str, Any]] = []
     by_name: Dict[str, Dict[str, Any]] = {}

@@ -300,7 +300,7 @@ def test_markdown_escapes_and_puts_failures_first(first):
     assert markdown.index("## Legend") < markdown.index("## Matrix")
     table = markdown[markdown.index("## Matrix"):]
     assert "probe-down" in table and table.count("\u25CB") == 3
-    assert "|\n\n|" not in markdown, "a blank line would end the Markdown table"
+    assert "|\n\n|" not in table, "a blank line would end the Markdown table"
 
 
 def test_junit_is_valid_xml_with_one_testcase_per_cell(first):

@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: echo_matrix
+short_description: Build the DICOM echo audit matrix and its JSON report
+version_added: 1.0.0
+author:
+  - dicom.network contributors
+description:
+  - Builds the report of the C(dicom.network.echo_audit) role
+    from what every source host planned and what its M(dicom.network.echo) calls returned.
+  - Rows are calling AEs (one per source host and calling AE), columns are called AEs, both sorted by site, kind and
+    AE title. Every planned check becomes exactly one cell.
+  - A check that did not run (host unreachable, task failed or skipped, peer missing from the module's answer)
+    becomes a cell with outcome V(not_run), RV(_value.cells[].ok=false) and a message saying why.
+  - Every string is cleaned into one printable line (control and bidirectional characters replaced, long text cut);
+    the report templates escape it again for their format.
+  - With O(baseline), lists the pairs (source host, calling AE title, peer) that broke, were fixed, appeared,
+    disappeared, or changed outcome with the same verdict.
+options:
+  _input:
+    description:
+      - Source host name to its plan, the result of P(dicom.network.echo_audit_peers#filter).
+      - Every planned check becomes one cell.
+    type: dict
+    required: true
+  results:
+    description:
+      - Source host name to the registered result of its looped M(dicom.network.echo) task (loop items carry
+        the plan's call as C(item)). A host missing here, or mapped to V(null), never ran the task.
+    type: dict
+    default: {}
+  generated_at:
+    description: Time stamp of the report (ISO 8601). Defaults to now, in UTC.
+    type: string
+  started_at:
+    description: When the audit started (ISO 8601).
+    type: string
+  title:
+    description: Title of the report.
+    type: string
+    default: DICOM echo audit
+  baseline:
+    description: A previous JSON report of this filter, parsed or as JSON text, to compare with.
+    type: raw
+  baseline_source:
+    description: Where the baseline came from (a path), shown in the reports.
+    type: string
+  baseline_scope:
+    description:
+      - V(all) compares with every pair of the baseline, so pairs of hosts left out of this run are reported as
+        disappeared.
+      - V(run) compares only pairs of the source hosts in this run and, with O(only_peers), of those peers.
+    type: string
+    choices: [all, run]
+    default: all
+  only_peers:
+    description: The peer limit of this run (registry names or AE titles), recorded in the report and used by O(baseline_scope=run).
+    type: list
+    elements: string
+  as_json:
+    description:
+      - Return the report as compact JSON text instead of a dictionary.
+      - ansible-core 2.19 reads a variable holding one long string far faster than one holding millions of
+        values (a 300 x 300 matrix has about 2 million), so the role keeps its report this way; the other
+        echo audit filters accept either form.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+---
+- name: Build the matrix on the controller
+  ansible.builtin.set_fact:
+    report: >-
+      {{ plans | dicom.network.echo_matrix(results=results,
+                                           baseline=lookup('ansible.builtin.file', 'reports/latest.json'),
+                                           baseline_source='reports/latest.json') }}
+  vars:
+    plans: "{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars) | map(attribute='plan', default=None))) }}"
+    results: "{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars) | map(attribute='echo', default=None))) }}"
+  run_once: true
+"""
+
+RETURN = r"""
+_value:
+  description: The JSON report (schema_version 1), as a dictionary or, with O(as_json), as JSON text.
+  type: dict
+  contains:
+    schema_version:
+      description: Version of this document's layout; a baseline newer than the collection is refused.
+      type: int
+      sample: 1
+    generated_at:
+      description: O(generated_at).
+      type: string
+    started_at:
+      description: O(started_at).
+      type: string
+    title:
+      description: O(title).
+      type: string
+    scope:
+      description: C(source_hosts) in this report and C(only_peers).
+      type: dict
+    sites:
+      description: Every site of a row or column, sorted, the empty string (no site) last.
+      type: list
+      elements: string
+    rows:
+      description: Calling AEs (id, source_host, calling, calling_ae_title, site, kind, description, ae_host, ae_port).
+      type: list
+      elements: dict
+    columns:
+      description: Called AEs (id, name, ae_title, host, port, site, kind, description, inline).
+      type: list
+      elements: dict
+    cells:
+      description:
+        - One per (source host, calling AE, peer), in row then column order.
+        - Keys C(row), C(column), C(source_host), C(calling_ae_title), C(calling_site), C(peer), C(called_ae_title),
+          C(called_site), C(peer_host), C(peer_port), C(expect), C(outcome), C(ok), C(message), C(phase), C(status),
+          C(reject), C(rtt_ms), C(timings_ms), C(peer_implementation_version), C(peer_implementation_class_uid),
+          C(peer_max_pdu), C(address), C(transfer_syntax), C(started_at), C(not_run_reason).
+      type: list
+      elements: dict
+    summary:
+      description: C(total), C(ok), C(failed) (ran, not as expected), C(not_run), C(by_outcome), C(source_hosts).
+      type: dict
+    baseline:
+      description:
+        - V(null) without O(baseline); otherwise C(source), C(generated_at), C(scope), C(counts) and the lists
+          C(broke), C(fixed), C(appeared), C(disappeared), C(changed) of pairs with their C(before) and C(after).
+      type: dict
+"""
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+    AuditMatrixError,
+    build_report,
+)
+from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
+
+
+def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = None, started_at: Optional[str] = None,
+                title: Optional[str] = None, baseline: Any = None, baseline_source: Optional[str] = None,
+                baseline_scope: str = "all", only_peers: Optional[Sequence[str]] = None,
+                as_json: bool = False) -> Any:
+    """Filter glue: build the report, turning bad input into AnsibleFilterError."""
+    if generated_at is None:
+        generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        report = build_report(native_data(plans), native_data(results), str(generated_at), started_at=started_at,
+                              title=title, baseline=native_data(baseline) or None, baseline_source=baseline_source,
+                              baseline_scope=baseline_scope, only_peers=native_data(only_peers))
+    except AuditMatrixError as error:
+        raise AnsibleFilterError("dicom.network.echo_matrix: %s" % error) from None
+    return json.dumps(report, ensure_ascii=False, separators=(",", ":")) if as_json else report
+
+
+class FilterModule:
+    """DICOM echo audit matrix filter."""
+
+    def filters(self) -> Dict[str, Callable]:
+        return {"echo_matrix": echo_matrix}
