@@ -49,9 +49,8 @@ def timed(fn, *args, **kwargs):
     return value, time.monotonic() - started
 
 
-def client_sockets(server_ports) -> int:
-    """Open TCP sockets of this process that are not the in-process test servers' own ends."""
-    count = 0
+def _connected_tcp_endpoints():
+    """(local port, remote port) of every connected TCP socket this process has open."""
     for fd in os.listdir("/proc/self/fd"):
         try:
             dup = os.dup(int(fd))
@@ -63,14 +62,17 @@ def client_sockets(server_ports) -> int:
             os.close(dup)
             continue
         try:
-            if sock.type == socket.SOCK_STREAM and sock.getsockname()[1] not in server_ports:
-                sock.getpeername()
-                count += 1
-        except OSError:
+            if sock.type == socket.SOCK_STREAM:
+                yield sock.getsockname()[1], sock.getpeername()[1]
+        except (OSError, IndexError, TypeError):
             pass
         finally:
             sock.close()
-    return count
+
+
+def client_sockets(server_ports) -> int:
+    """Open TCP sockets of this process that are not the in-process test servers' own ends."""
+    return sum(1 for local, _remote in _connected_tcp_endpoints() if local not in server_ports)
 
 
 def settle_threads(baseline: int, timeout: float = 5.0) -> int:
@@ -84,26 +86,7 @@ def sockets_to(ports) -> int:
     """TCP sockets of this process connected to one of ``ports`` (our client ends towards the
     peers under test; in-process servers' own ends have those ports locally, not remotely)."""
     ports = set(ports)
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            dup = os.dup(int(fd))
-        except OSError:
-            continue
-        try:
-            sock = socket.socket(fileno=dup)
-        except OSError:
-            os.close(dup)
-            continue
-        try:
-            if sock.type == socket.SOCK_STREAM and sock.getpeername()[1] in ports \
-                    and sock.getsockname()[1] not in ports:
-                count += 1
-        except (OSError, IndexError, TypeError):
-            pass
-        finally:
-            sock.close()
-    return count
+    return sum(1 for local, remote in _connected_tcp_endpoints() if remote in ports and local not in ports)
 
 
 def engine_threads() -> List[str]:
