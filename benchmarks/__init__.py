@@ -1,0 +1,1 @@
+"""Performance benchmarks of dicom.network (see benchmarks/README.md)."""
