@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from tests.browser import CdpError, HeadlessPage
+
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 _OBSERVER = """
 window.__bench = {longtasks: []};
@@ -78,133 +74,20 @@ new Promise(function (resolve) {
 """
 
 
-class CdpError(RuntimeError):
-    pass
-
-
-class _Pipe:
-    def __init__(self, write_fd: int, read_fd: int):
-        self.write_fd, self.read_fd = write_fd, read_fd
-        self.buffer = b""
-        self.next_id = 0
-        self.events: list = []
-
-    def send(self, method: str, params: Optional[Dict] = None, session: Optional[str] = None,
-             timeout: float = 60.0) -> Dict[str, Any]:
-        self.next_id += 1
-        message: Dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self.write_fd, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self.receive(deadline)
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise CdpError("%s: %s" % (method, reply["error"]))
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_event(self, method: str, timeout: float) -> Dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        for index, event in enumerate(self.events):
-            if event.get("method") == method:
-                return self.events.pop(index)
-        while True:
-            event = self.receive(deadline)
-            if event.get("method") == method:
-                return event
-            self.events.append(event)
-
-    def receive(self, deadline: float) -> Dict[str, Any]:
-        import select
-        while b"\0" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise CdpError("no answer from Chromium in time")
-            ready = select.select([self.read_fd], [], [], left)[0]
-            if ready:
-                chunk = os.read(self.read_fd, 1 << 20)
-                if not chunk:
-                    raise CdpError("Chromium closed the DevTools pipe")
-                self.buffer += chunk
-        raw, _sep, self.buffer = self.buffer.partition(b"\0")
-        return json.loads(raw)
-
-
 def measure_page(path: Path, timeout: float = 120.0, chromium: str = CHROMIUM,
                  log: Optional[Path] = None) -> Dict[str, Any]:
     """Open ``path`` (a local file) in a fresh headless Chromium and return the measurements;
     Chromium's stderr goes to ``log`` (default: discarded)."""
     if not os.access(chromium, os.X_OK):
         raise FileNotFoundError("%s not found" % chromium)
-    profile = tempfile.mkdtemp(prefix="bench-chromium-")
-    to_chrome_r, to_chrome_w = os.pipe()
-    from_chrome_r, from_chrome_w = os.pipe()
-
-    def child_fds() -> None:
-        # Chromium reads commands on fd 3 and writes on fd 4. Copies first, so that a pipe end
-        # already numbered 3 or 4 is not clobbered; every other descriptor Python opened is
-        # close-on-exec (PEP 446), hence close_fds=False below.
-        read_end, write_end = os.dup(to_chrome_r), os.dup(from_chrome_w)
-        os.dup2(read_end, 3)
-        os.dup2(write_end, 4)
-        os.set_inheritable(3, True)
-        os.set_inheritable(4, True)
-
-    stderr = open(log, "ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([chromium] + FLAGS + ["--user-data-dir=%s" % profile, "--remote-debugging-pipe",
-                                                  "about:blank"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                            preexec_fn=child_fds, close_fds=False, start_new_session=True)
-    os.close(to_chrome_r)
-    os.close(from_chrome_w)
-    pipe = _Pipe(to_chrome_w, from_chrome_r)
-    started = time.monotonic()
-    try:
-        targets = pipe.send("Target.getTargets", timeout=30)["targetInfos"]
-        page = next((t for t in targets if t.get("type") == "page"), None)
-        target_id = page["targetId"] if page else pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = pipe.send("Target.attachToTarget", {"targetId": target_id, "flatten": True})["sessionId"]
-        pipe.send("Page.enable", session=session)
-        pipe.send("Page.addScriptToEvaluateOnNewDocument", {"source": _OBSERVER}, session=session)
-        t_nav = time.monotonic()
-        pipe.send("Page.navigate", {"url": path.resolve().as_uri()}, session=session, timeout=timeout)
-        pipe.wait_event("Page.loadEventFired", timeout)
-        t_load = time.monotonic()
-        answer = pipe.send("Runtime.evaluate", {"expression": _PROBE, "awaitPromise": True, "returnByValue": True},
-                           session=session, timeout=timeout)
-        value = answer.get("result", {}).get("value")
+    with HeadlessPage(chromium, log) as page:
+        page.add_init_script(_OBSERVER)
+        browser_start = time.monotonic() - page.started
+        wall_load = page.open(path, timeout)
+        value = page.evaluate(_PROBE, timeout)
         if not isinstance(value, str):
-            raise CdpError("probe failed: %s" % json.dumps(answer)[:500])
+            raise CdpError("probe failed: %r" % (value,))
         result = json.loads(value)
-        result["wall_load_s"] = t_load - t_nav
-        result["browser_start_s"] = t_nav - started
-        try:
-            pipe.send("Browser.close", timeout=5)
-        except CdpError:
-            pass
+        result["wall_load_s"] = wall_load
+        result["browser_start_s"] = browser_start
         return result
-    finally:
-        for fd in (to_chrome_w, from_chrome_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            try:
-                proc.wait(3)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        shutil.rmtree(profile, ignore_errors=True)
-        if log:
-            stderr.close()

@@ -18,6 +18,7 @@ import ssl
 import struct
 import threading
 import time
+import types
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional
 
@@ -220,6 +221,20 @@ class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
         raise OSError("protocol violation: %s" % reason)
 
 
+def _kill_promptly(assoc) -> None:
+    """pynetdicom's Association.kill(), polling every 0.5 ms instead of 10 ms.
+
+    After the A-RELEASE-RP the worker usually arrives here before the DUL thread has stopped,
+    and pynetdicom's 10 ms sleep was then 40 % of a whole echo's wall time on a LAN.
+    """
+    assoc._reactor_checkpoint.set()
+    assoc._kill = True
+    assoc.is_established = False
+    assoc._is_paused = True
+    while assoc.dul.is_alive() and not assoc.dul.stop_dul():
+        time.sleep(0.0005)
+
+
 class _EchoAE(AE):  # type: ignore[misc,valid-type]
     """An AE whose associations use the instrumented transport of one peer run."""
 
@@ -234,6 +249,7 @@ class _EchoAE(AE):  # type: ignore[misc,valid-type]
         # pynetdicom's threads carry the run too, for the event handlers and the debug log router.
         assoc._dn_run = self._dn_run
         assoc.dul._dn_run = self._dn_run
+        assoc.kill = types.MethodType(_kill_promptly, assoc)
         return sock
 
 
