@@ -41,7 +41,7 @@ def audit(tmp_path_factory):
             env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_FORKS="8"))
         report = json.loads((report_dir / "latest.json").read_text()) if (report_dir / "latest.json").exists() \
             else None
-        yield SimpleNamespace(completed=completed, report_dir=report_dir, report=report, aes=aes)
+        yield SimpleNamespace(completed=completed, report_dir=report_dir, report=report, aes=aes, workdir=workdir)
     finally:
         stop_all(procs)
 
@@ -165,3 +165,42 @@ def test_html_renders_filters_work_and_injected_markup_stays_text(audit):
                                " td.click(); var d = document.getElementById('detail');"
                                " return d.hidden ? null : d.textContent; })()")
         assert detail and "NOT OK" in detail
+
+
+OLD_PYTHON = "/root/.pyenv/versions/3.6.15/bin/python"
+
+
+def test_source_hosts_that_cannot_run_the_module_keep_their_rows(audit):
+    """A host without pynetdicom and a host whose Python is too old for ansible-core still get their
+    cells, marked not_run with the reason, next to a host that works."""
+    workdir = audit.workdir / "faulty-sources"
+    bare = workdir / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    hosts = {"ct-a1": {"ansible_python_interpreter": sys.executable, "dicom_bind_address": "127.20.1.11",
+                       "dicom_local_aes": ["ct_a1"], "dicom_peers": ["pacs_archive"]},
+             "no-pynetdicom": {"ansible_python_interpreter": str(bare / "bin" / "python"),
+                               "dicom_local_aes": ["mr_a1"], "dicom_peers": ["pacs_archive"]}}
+    if os.access(OLD_PYTHON, os.X_OK):
+        hosts["old-python"] = {"ansible_python_interpreter": OLD_PYTHON, "dicom_local_aes": ["ws_a1"],
+                               "dicom_peers": ["pacs_archive"]}
+    (workdir / "group_vars" / "all").mkdir(parents=True)
+    (workdir / "group_vars" / "all" / "dicom_aes.json").write_text(json.dumps({"dicom_aes": audit.aes}))
+    (workdir / "hosts.json").write_text(json.dumps({"all": {
+        "vars": {"ansible_connection": "local"},
+        "children": {"dicom_sources": {"hosts": hosts}}}}))
+    report_dir = workdir / "reports"
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(workdir / "hosts.json"),
+         str(REPO_ROOT / "playbooks" / "audit.yml"), "-e", "echo_audit_report_dir=%s" % report_dir],
+        cwd=str(workdir), capture_output=True, text=True, timeout=600, check=False,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    report = json.loads((report_dir / "latest.json").read_text())
+    by_host = {c["source_host"]: c for c in report["cells"]}
+    assert set(by_host) == set(hosts), completed.stdout[-3000:]
+    assert by_host["ct-a1"]["outcome"] == "success"
+    assert by_host["no-pynetdicom"]["outcome"] == "not_run"
+    assert "pynetdicom" in by_host["no-pynetdicom"]["message"]
+    if "old-python" in by_host:
+        assert by_host["old-python"]["outcome"] == "not_run" and by_host["old-python"]["message"]
+    assert completed.returncode != 0
+    assert "Traceback" not in by_host["no-pynetdicom"]["message"]
