@@ -12,6 +12,7 @@ that produced it. Nothing here calls Ansible.
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import ssl
@@ -482,12 +483,36 @@ def _echo_one(run: _PeerRun) -> None:
                 pass
 
 
-def _worker(queue: List[_PeerRun], queue_lock: threading.Lock) -> None:
+class _WorkQueue:
+    """Runs not started yet, and the ones workers hold now: only those can pass a deadline."""
+
+    def __init__(self, runs: List[_PeerRun]):
+        self.waiting = collections.deque(runs)
+        self.active: set = set()
+        self.lock = threading.Lock()
+
+    def take(self) -> Optional[_PeerRun]:
+        with self.lock:
+            if not self.waiting:
+                return None
+            run = self.waiting.popleft()
+            self.active.add(run)
+            return run
+
+    def finish(self, run: _PeerRun) -> None:
+        with self.lock:
+            self.active.discard(run)
+
+    def running(self) -> List[_PeerRun]:
+        with self.lock:
+            return list(self.active)
+
+
+def _worker(work: _WorkQueue) -> None:
     while True:
-        with queue_lock:
-            if not queue:
-                return
-            run = queue.pop(0)
+        run = work.take()
+        if run is None:
+            return
         try:
             _echo_one(run)
         except Exception as exc:  # noqa: BLE001 - one peer's surprise must not cost the others
@@ -501,12 +526,13 @@ def _worker(queue: List[_PeerRun], queue_lock: threading.Lock) -> None:
                 if not run.done.is_set():
                     run.timings["total"] = _ms_since(run.started) if run.started else 0.0
                     run.done.set()
+            work.finish(run)
 
 
-def _watchdog(runs: List[_PeerRun], stop: threading.Event) -> None:
+def _watchdog(work: _WorkQueue, stop: threading.Event) -> None:
     while not stop.wait(_WATCHDOG_TICK_S):
         now = time.monotonic()
-        for run in runs:
+        for run in work.running():
             if not run.done.is_set():
                 run.expire_if_due(now)
 
@@ -568,11 +594,10 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
         # even when nobody logs it; without debug that is pure CPU per association.
         pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     stop = threading.Event()
-    watchdog = threading.Thread(target=_watchdog, args=(runs, stop), name="dicom-echo-watchdog", daemon=True)
+    work = _WorkQueue(runs)
+    watchdog = threading.Thread(target=_watchdog, args=(work, stop), name="dicom-echo-watchdog", daemon=True)
     watchdog.start()
-    queue = list(runs)
-    queue_lock = threading.Lock()
-    workers = [threading.Thread(target=_worker, args=(queue, queue_lock), name="dicom-echo-%d" % i, daemon=True)
+    workers = [threading.Thread(target=_worker, args=(work,), name="dicom-echo-%d" % i, daemon=True)
                for i in range(min(request.parallel, len(runs)))]
     for worker in workers:
         worker.start()
