@@ -35,20 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COLLECTIONS_ROOT = REPO_ROOT / "tests" / "output" / "collections"
-
-
-def ensure_collection_path() -> None:
-    """Make the checkout importable as ansible_collections.dicom.network (as tests/conftest.py)."""
-    namespace_dir = COLLECTIONS_ROOT / "ansible_collections" / "dicom"
-    namespace_dir.mkdir(parents=True, exist_ok=True)
-    link = namespace_dir / "network"
-    if not link.is_symlink():
-        tmp = namespace_dir / (".network.%d" % os.getpid())
-        tmp.symlink_to(REPO_ROOT, target_is_directory=True)
-        os.replace(tmp, link)
-    if str(COLLECTIONS_ROOT) not in sys.path:
-        sys.path.insert(0, str(COLLECTIONS_ROOT))
+from tests.collection_path import COLLECTIONS_ROOT, ensure_collection_path  # noqa: E402,F401  (re-exported)
 
 
 def _usage() -> Dict[str, float]:

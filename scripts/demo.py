@@ -23,18 +23,9 @@ from typing import List
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.peers.base import closed_port, stop_all  # noqa: E402  (the demo reuses the test peers)
+from tests.collection_path import ensure_collection_path  # noqa: E402  (the demo reuses the test peers)
+from tests.peers.base import closed_port, stop_all  # noqa: E402
 from tests.peers.demo_network import start_network, write_inventory  # noqa: E402
-
-
-def collections_path() -> Path:
-    """The checkout as ansible_collections/dicom/network, as tests/conftest.py lays it out."""
-    root = REPO_ROOT / "tests" / "output" / "collections"
-    link = root / "ansible_collections" / "dicom" / "network"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        link.symlink_to(REPO_ROOT, target_is_directory=True)
-    return root
 
 
 def print_summary(report_dir: Path) -> None:
@@ -73,7 +64,7 @@ def main(argv: List[str]) -> int:
         titles = ", ".join(sorted(a["ae_title"] for a in aes.values()))
         print("  %d AEs up in %.1f s: %s" % (len(aes), time.monotonic() - started, titles))
         write_inventory(inventory_dir, aes, closed_port())
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_NOCOLOR="1",
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ensure_collection_path()), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_FORKS="8", ANSIBLE_RETRY_FILES_ENABLED="0")
         command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory_dir),
                    str(REPO_ROOT / "playbooks" / "audit.yml"), "-e", "echo_audit_report_dir=%s" % report_dir,
