@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from benchmarks.workers import COLLECTIONS_ROOT, REPO_ROOT, ensure_collection_path
+from benchmarks.workers import REPO_ROOT
+from tests.collection_path import COLLECTIONS_ROOT, ensure_collection_path
 
 ANSIBLE_BIN = Path(sys.executable).parent
 CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-from tests.collection_path import COLLECTIONS_ROOT, ensure_collection_path  # noqa: E402,F401  (re-exported)
+from tests.collection_path import ensure_collection_path  # noqa: E402
 
 
 def _usage() -> Dict[str, float]:
