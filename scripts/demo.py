@@ -6,6 +6,10 @@ worklist without a Verification context, a printer that is off, a modality that 
 unknown callers, a slow modality...), seven source hosts that each speak from their own 127.x
 address, and one source host that cannot be reached. It writes an inventory for them, runs the
 audit, prints the summary and where the reports are, and stops everything it started.
+
+With ``--collections-path DIR`` it runs ``dicom.network.audit`` from the collection installed
+under DIR (``ansible-galaxy collection install dicom-network-*.tar.gz -p DIR``) instead of the
+checkout: the demo of what users get from the tarball.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -46,11 +50,44 @@ def print_summary(report_dir: Path) -> None:
     print("Also: latest.json, latest.md, latest.csv, latest.junit.xml in %s" % report_dir)
 
 
+def installed_collection(collections_path: Path) -> Tuple[Path, str]:
+    """The dicom.network installed under an ANSIBLE_COLLECTIONS_PATH entry, and its version.
+
+    Raises SystemExit with what to do when there is none, before any peer is started.
+    """
+    root = collections_path / "ansible_collections" / "dicom" / "network"
+    manifest = root / "MANIFEST.json"
+    if not manifest.is_file():
+        raise SystemExit("--collections-path %s: no installed dicom.network (no %s); install the built "
+                         "collection with: ansible-galaxy collection install dicom-network-<version>.tar.gz -p %s"
+                         % (collections_path, manifest, collections_path))
+    try:
+        version = json.loads(manifest.read_text())["collection_info"]["version"]
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit("--collections-path %s: %s is not a collection manifest" % (collections_path, manifest)) \
+            from None
+    return root, str(version)
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(REPO_ROOT / "demo-output"),
                         help="where the inventory and the reports go (default: demo-output/)")
+    parser.add_argument("--collections-path", metavar="DIR",
+                        help="run dicom.network.audit from the collection installed under DIR (ansible-galaxy "
+                             "collection install -p DIR) instead of the checkout")
     args = parser.parse_args(argv)
+    if args.collections_path:
+        collections = Path(args.collections_path).resolve()
+        installed, version = installed_collection(collections)
+        # By name, with DIR the only place Ansible looks (no scan of sys.path for other
+        # ansible_collections trees): a broken installed copy cannot be masked by another one.
+        playbook = "dicom.network.audit"
+        ansible_env = {"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "False"}
+        print("Using dicom.network %s installed in %s" % (version, installed))
+    else:
+        playbook = str(REPO_ROOT / "playbooks" / "audit.yml")
+        ansible_env = {"ANSIBLE_COLLECTIONS_PATH": str(ensure_collection_path())}
     output = Path(args.output).resolve()
     report_dir = output / "reports"
     inventory_dir = output / "inventory"
@@ -64,10 +101,10 @@ def main(argv: List[str]) -> int:
         titles = ", ".join(sorted(a["ae_title"] for a in aes.values()))
         print("  %d AEs up in %.1f s: %s" % (len(aes), time.monotonic() - started, titles))
         write_inventory(inventory_dir, aes, closed_port())
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ensure_collection_path()), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_FORKS="8", ANSIBLE_RETRY_FILES_ENABLED="0")
+        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_FORKS="8",
+                   ANSIBLE_RETRY_FILES_ENABLED="0", **ansible_env)
         command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory_dir),
-                   str(REPO_ROOT / "playbooks" / "audit.yml"), "-e", "echo_audit_report_dir=%s" % report_dir,
+                   playbook, "-e", "echo_audit_report_dir=%s" % report_dir,
                    "-e", "echo_audit_connect_timeout=3", "-e", "echo_audit_acse_timeout=5",
                    "-e", "echo_audit_dimse_timeout=5"]
         print("Running: %s" % " ".join(command))

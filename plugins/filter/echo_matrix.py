@@ -16,7 +16,7 @@ description:
   - Rows are calling AEs (one per source host and calling AE), columns are called AEs, both sorted by site, kind and
     AE title. Every planned check becomes exactly one cell.
   - A check that did not run (host unreachable, task failed or skipped, peer missing from the module's answer)
-    becomes a cell with outcome V(not_run), RV(_value.cells[].ok=false) and a message saying why.
+    becomes a cell with outcome V(not_run), C(ok=false) and a message saying why.
   - Every string is cleaned into one printable line (control and bidirectional characters replaced, long text cut);
     the report templates escape it again for their format.
   - With O(baseline), lists the pairs (source host, calling AE title, peer) that broke, were fixed, appeared,
@@ -34,6 +34,25 @@ options:
         the plan's call as C(item)). A host missing here, or mapped to V(null), never ran the task.
     type: dict
     default: {}
+  journal:
+    description:
+      - Instead of O(results), the entries the M(dicom.network.echo) action plugin wrote with its O(dicom.network.echo#module:journal)
+        option (JSON texts or dictionaries), as read back after a play that stopped early.
+    type: list
+    elements: raw
+  interrupted:
+    description:
+      - Marks a report rebuilt after an interrupted play; the text says what happened. Source hosts without any
+        result become V(not_run) cells with reason C(interrupted), and the report is partial.
+    type: string
+  limit:
+    description: The host limit of the run (C(ansible_limit)), recorded in the report; a limited run is partial.
+    type: string
+  setup_failures:
+    description:
+      - Source host name to the reason its preparation failed (for example the pynetdicom virtualenv), or V(null).
+        Those hosts' checks become V(not_run) with reason C(setup_failed) and that text, whatever they registered.
+    type: dict
   generated_at:
     description: Time stamp of the report (ISO 8601). Defaults to now, in UTC.
     type: string
@@ -105,14 +124,25 @@ _value:
       description: O(title).
       type: string
     scope:
-      description: C(source_hosts) in this report and C(only_peers).
+      description: C(source_hosts) in this report, C(only_peers) and C(limit).
       type: dict
+    complete:
+      description:
+        - V(true) when the report covers every planned check of the whole inventory and all of them ran. A partial
+          report is never saved as the baseline unless the role is told to.
+      type: bool
+    partial_reasons:
+      description: Why the report is partial (interrupted, host or peer limit, checks that did not run); empty when complete.
+      type: list
+      elements: string
     sites:
       description: Every site of a row or column, sorted, the empty string (no site) last.
       type: list
       elements: string
     rows:
-      description: Calling AEs (id, source_host, calling, calling_ae_title, site, kind, description, ae_host, ae_port).
+      description:
+        - Calling AEs (id, source_host, calling, calling_ae_title, site, kind, description, ae_host, ae_port, echoed_from).
+        - C(echoed_from) names the probe host that ran the echo on this source's behalf (C(delegate_to)), else V(null).
       type: list
       elements: dict
     columns:
@@ -125,7 +155,7 @@ _value:
         - Keys C(row), C(column), C(source_host), C(calling_ae_title), C(calling_site), C(peer), C(called_ae_title),
           C(called_site), C(peer_host), C(peer_port), C(expect), C(outcome), C(ok), C(message), C(phase), C(status),
           C(reject), C(rtt_ms), C(timings_ms), C(peer_implementation_version), C(peer_implementation_class_uid),
-          C(peer_max_pdu), C(address), C(transfer_syntax), C(started_at), C(not_run_reason).
+          C(peer_max_pdu), C(address), C(source_address), C(transfer_syntax), C(started_at), C(not_run_reason).
       type: list
       elements: dict
     summary:
@@ -147,6 +177,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
     AuditMatrixError,
     build_report,
+    results_from_journal,
 )
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
@@ -154,14 +185,19 @@ from ansible_collections.dicom.network.plugins.plugin_utils._native import nativ
 def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = None, started_at: Optional[str] = None,
                 title: Optional[str] = None, baseline: Any = None, baseline_source: Optional[str] = None,
                 baseline_scope: str = "all", only_peers: Optional[Sequence[str]] = None,
-                as_json: bool = False) -> Any:
+                as_json: bool = False, journal: Optional[Sequence[Any]] = None, interrupted: Optional[str] = None,
+                limit: Optional[str] = None, setup_failures: Any = None) -> Any:
     """Filter glue: build the report, turning bad input into AnsibleFilterError."""
     if generated_at is None:
         generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
+        if journal is not None:
+            results = results_from_journal(native_data(journal))
         report = build_report(native_data(plans), native_data(results), str(generated_at), started_at=started_at,
                               title=title, baseline=native_data(baseline) or None, baseline_source=baseline_source,
-                              baseline_scope=baseline_scope, only_peers=native_data(only_peers))
+                              baseline_scope=baseline_scope, only_peers=native_data(only_peers),
+                              limit=limit or None, interrupted=interrupted or None,
+                              setup_failures=native_data(setup_failures))
     except AuditMatrixError as error:
         raise AnsibleFilterError("dicom.network.echo_matrix: %s" % error) from None
     return json.dumps(report, ensure_ascii=False, separators=(",", ":")) if as_json else report

@@ -12,8 +12,10 @@ author:
   - dicom.network contributors
 description:
   - Makes text show literally in Markdown, on one line and inside a table cell.
-  - C(&), C(<) and C(>) become HTML entities, so HTML a peer or an inventory sent is shown, never rendered;
-    inline Markdown characters (C(\\ ` * _ [ ] | ~ #)) are backslash-escaped; line breaks become spaces.
+  # A block scalar: in a plain one, the " #" below would start a YAML comment and cut the sentence.
+  - >-
+    C(&), C(<) and C(>) become HTML entities, so HTML a peer or an inventory sent is shown, never rendered;
+    inline Markdown characters (C(\ ` * _ [ ] | ~ #)) are backslash-escaped; line breaks become spaces.
 options:
   _input:
     description: The text; V(null) gives an empty string.

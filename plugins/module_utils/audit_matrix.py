@@ -27,7 +27,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import 
 SCHEMA_VERSION = 1
 NOT_RUN = "not_run"
 OUTCOME_ORDER = OUTCOMES + (NOT_RUN,)
-NOT_RUN_REASONS = ("unreachable", "task_failed", "skipped", "no_result")
+NOT_RUN_REASONS = ("unreachable", "task_failed", "skipped", "no_result", "interrupted", "setup_failed")
 BASELINE_SCOPES = ("all", "run")
 DIFF_KINDS = ("broke", "fixed", "appeared", "disappeared", "changed")
 MAX_TEXT = 500
@@ -129,7 +129,8 @@ def _task_message(result: Mapping[str, Any]) -> str:
     return clean_text(message, 300) or "no message"
 
 
-def _call_problem(echo: Any, item: Optional[Mapping[str, Any]]) -> Optional[Tuple[str, str]]:
+def _call_problem(echo: Any, item: Optional[Mapping[str, Any]],
+                  missing: Optional[Tuple[str, str]] = None) -> Optional[Tuple[str, str]]:
     """(not_run_reason, message) when the module did not return per-peer results for a call."""
     if item is None:
         if isinstance(echo, Mapping) and echo.get("unreachable"):
@@ -138,7 +139,7 @@ def _call_problem(echo: Any, item: Optional[Mapping[str, Any]]) -> Optional[Tupl
             return "skipped", "echo task skipped: %s" % _task_message(echo)
         if isinstance(echo, Mapping) and echo.get("failed"):
             return "task_failed", "echo task failed: %s" % _task_message(echo)
-        return "no_result", "the echo task did not run for this calling AE (the host left the play earlier)"
+        return missing or ("no_result", "the echo task did not run for this calling AE (the host left the play earlier)")
     if item.get("unreachable"):
         return "unreachable", "host unreachable: %s" % _task_message(item)
     if isinstance(item.get("results"), list):
@@ -171,6 +172,7 @@ def _cell(row: Mapping[str, Any], column: Mapping[str, Any], expect: str, result
         cell.update({"outcome": NOT_RUN, "ok": False, "message": message, "phase": None, "status": None,
                      "reject": None, "rtt_ms": None, "timings_ms": None, "peer_implementation_version": None,
                      "peer_implementation_class_uid": None, "peer_max_pdu": None, "address": None,
+                     "source_address": None,
                      "transfer_syntax": None, "started_at": None, "not_run_reason": reason})
         return cell
     peer = result.get("peer") if isinstance(result.get("peer"), Mapping) else {}
@@ -188,6 +190,7 @@ def _cell(row: Mapping[str, Any], column: Mapping[str, Any], expect: str, result
         "peer_implementation_class_uid": clean_text(peer.get("implementation_class_uid"), 80),
         "peer_max_pdu": _int(peer.get("max_pdu")),
         "address": clean_text(result.get("address"), 80),
+        "source_address": clean_text(result.get("source_address"), 80),
         "transfer_syntax": clean_text(result.get("transfer_syntax"), 80),
         "started_at": clean_text(result.get("started_at"), 40),
         "not_run_reason": None,
@@ -238,11 +241,14 @@ def _plan(host: str, plan: Any) -> Mapping[str, Any]:
 
 def build_cells(
     plans: Mapping[str, Any], results: Optional[Mapping[str, Any]] = None,
+    missing: Optional[Tuple[str, str]] = None, setup_failures: Optional[Mapping[str, Any]] = None,
 ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
     """Rows, columns and cells, sorted by site, kind and AE title.
 
     ``plans`` maps each source host to its plan, ``results`` to the registered result of its echo
-    loop (missing or ``None`` when the task never ran there).
+    loop (missing or ``None`` when the task never ran there). ``missing`` is the (reason, message)
+    of hosts without any result, when the caller knows why (an interrupted play). ``setup_failures``
+    maps hosts whose preparation failed (no pynetdicom virtualenv) to the reason their echo never ran.
     """
     if not isinstance(plans, Mapping):
         raise AuditMatrixError("plans must be a dictionary of source host: plan, got %s" % type(plans).__name__)
@@ -258,6 +264,9 @@ def build_cells(
         source = clean_text(host, 255) or ""
         plan = _plan(source, plans[host])
         echo = results.get(host)
+        failure = clean_text((setup_failures or {}).get(host), 300) if isinstance(setup_failures, Mapping) else None
+        if failure:
+            echo = None
         items = _items_by_calling(echo)
         aes = plan["aes"]
         for call in plan["calls"]:
@@ -267,11 +276,14 @@ def build_cells(
                    "calling_ae_title": meta["ae_title"], "site": meta["site"], "kind": meta["kind"],
                    "description": meta["description"], "ae_host": meta["host"], "ae_port": meta["port"]}
             rows.append(row)
+            item = items.get(calling)
+            # Where the module really ran: the host itself, or the probe it was delegated to.
+            echoed_from = clean_text(item.get("echoed_from"), 255) if item is not None else None
+            row["echoed_from"] = echoed_from if echoed_from and echoed_from != source else None
             planned = call.get("peers") or []
             if not planned:
                 continue
-            item = items.get(calling)
-            problem = _call_problem(echo, item)
+            problem = ("setup_failed", failure) if failure else _call_problem(echo, item, missing)
             answers: Dict[str, Mapping[str, Any]] = {}
             if problem is None:
                 for result in item["results"]:
@@ -426,6 +438,49 @@ def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, An
     return checked
 
 
+def results_from_journal(records: Any) -> Dict[str, Dict[str, Any]]:
+    """The registered-result shape (host: {"results": [loop items]}) from echo journal entries.
+
+    Each entry is what the dicom.network.echo action plugin wrote for one call (JSON text or a
+    dictionary); entries that are not readable are refused by index, never skipped silently.
+    """
+    if not isinstance(records, (list, tuple)):
+        raise AuditMatrixError("journal: expected a list of entries, got %s" % type(records).__name__)
+    by_host: Dict[str, Dict[str, Any]] = {}
+    for index, record in enumerate(records):
+        if isinstance(record, (str, bytes)):
+            try:
+                record = json.loads(record)
+            except ValueError as error:
+                raise AuditMatrixError("journal entry %d: invalid JSON (%s)" % (index, error))
+        if not isinstance(record, Mapping) or not isinstance(record.get("host"), str) \
+                or not isinstance(record.get("result"), Mapping):
+            raise AuditMatrixError("journal entry %d: not an entry of the dicom.network.echo journal" % index)
+        item = dict(record["result"])
+        item["item"] = record.get("item")
+        item["echoed_from"] = record.get("echoed_from")
+        by_host.setdefault(record["host"], {"results": []})["results"].append(item)
+    return by_host
+
+
+def partial_reasons(summary: Mapping[str, Any], only_peers: Optional[Sequence[str]] = None,
+                    limit: Optional[str] = None, interrupted: Optional[str] = None) -> List[str]:
+    """Why a report does not cover every planned check of the whole inventory (empty: complete).
+
+    A partial report must never silently become the baseline the next runs are judged against.
+    """
+    reasons = []
+    if interrupted:
+        reasons.append("interrupted: %s" % interrupted)
+    if limit:
+        reasons.append("hosts limited to %s" % limit)
+    if only_peers:
+        reasons.append("peers limited to %s" % ", ".join(only_peers))
+    if summary.get("not_run"):
+        reasons.append("%d check(s) did not run" % summary["not_run"])
+    return reasons
+
+
 def build_report(
     plans: Mapping[str, Any],
     results: Optional[Mapping[str, Any]],
@@ -436,15 +491,25 @@ def build_report(
     baseline_source: Optional[str] = None,
     baseline_scope: str = "all",
     only_peers: Optional[Sequence[str]] = None,
+    limit: Optional[str] = None,
+    interrupted: Optional[str] = None,
+    setup_failures: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """The JSON report: rows, columns, one cell per check, summary, and the diff against a baseline.
 
     ``baseline_scope`` ``run`` compares only pairs of the source hosts in ``plans`` (and, with
     ``only_peers``, of those peers); ``all`` reports every baseline pair missing now as disappeared.
+    ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
+    hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
     """
     if baseline_scope not in BASELINE_SCOPES:
         raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
-    rows, columns, cells = build_cells(plans, results)
+    interrupted = clean_text(interrupted, 300)
+    missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
+    rows, columns, cells = build_cells(plans, results, missing, setup_failures)
+    summary = summarize(cells)
+    only_peers = sorted(clean_text(token, 120) for token in only_peers) if only_peers else None
+    reasons = partial_reasons(summary, only_peers, clean_text(limit, 300), interrupted)
     sites = sorted({row["site"] for row in rows} | {column["site"] for column in columns},
                    key=lambda site: (site == "", site))
     report: Dict[str, Any] = {
@@ -453,12 +518,14 @@ def build_report(
         "started_at": clean_text(started_at, 40),
         "title": clean_text(title, 200) or "DICOM echo audit",
         "scope": {"source_hosts": sorted({row["source_host"] for row in rows}),
-                  "only_peers": sorted(clean_text(token, 120) for token in only_peers) if only_peers else None},
+                  "only_peers": only_peers, "limit": clean_text(limit, 300) or None},
+        "complete": not reasons,
+        "partial_reasons": reasons,
         "sites": sites,
         "rows": rows,
         "columns": columns,
         "cells": cells,
-        "summary": summarize(cells),
+        "summary": summary,
         "baseline": None,
     }
     if baseline is not None and baseline != "":

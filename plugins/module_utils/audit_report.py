@@ -68,7 +68,7 @@ LABELS = {
 CSV_HEADER = (
     "source_host", "calling_ae_title", "calling_site", "peer", "called_ae_title", "called_site", "peer_host",
     "peer_port", "expect", "outcome", "ok", "message", "phase", "status", "rtt_min_ms", "rtt_avg_ms",
-    "rtt_max_ms", "peer_implementation_version", "started_at", "not_run_reason",
+    "rtt_max_ms", "peer_implementation_version", "started_at", "not_run_reason", "source_address", "echoed_from",
 )
 _EXPECTS = ("accept", "reject", "blocked")
 _PHASES = ("resolve", "connect", "tls", "associate", "echo", "release")
@@ -193,7 +193,9 @@ def _console(report: Mapping[str, Any], limit: int) -> List[str]:
         lines.append("against baseline %s (%s): %s" % (
             baseline["source"], baseline.get("generated_at") or "undated",
             ", ".join("%d %s" % (baseline["counts"][kind], kind) for kind in DIFF_KINDS)))
-        lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
+    if report.get("partial_reasons"):
+        lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
+    lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
     failures = [cell for cell in report["cells"] if not cell["ok"]]
     lines.extend("NOT OK %s" % _cell_line(cell) for cell in failures[:limit])
     hidden = max(0, len(failures) - limit) + max(0, len(regressions) - limit)
@@ -302,6 +304,7 @@ def build_view(
         "generated_at": report.get("generated_at"),
         "started_at": report.get("started_at"),
         "only_peers": (report.get("scope") or {}).get("only_peers"),
+        "partial_reasons": list(report.get("partial_reasons") or []),
         "summary": summary,
         "baseline_counts": report["baseline"]["counts"] if report.get("baseline") else None,
         "console": _console(report, console_limit),
@@ -317,6 +320,11 @@ def build_view(
         "failures": [{key: cell[key] for key in ("source_host", "calling_ae_title", "peer", "called_ae_title",
                                                  "outcome", "expect", "message")} for cell in failures[:failures_limit]],
         "failures_total": len(failures),
+        "probes": [{"source_host": row["source_host"], "calling_ae_title": row["calling_ae_title"],
+                    "echoed_from": row["echoed_from"],
+                    "source_addresses": sorted({cell["source_address"] for cell in report["cells"]
+                                                if cell["row"] == row["id"] and cell.get("source_address")})}
+                   for row in report["rows"] if row.get("echoed_from")],
         "failures_hidden": max(0, len(failures) - failures_limit),
     })
     if view == "html":
@@ -336,7 +344,13 @@ def _json_text(report: Mapping[str, Any]) -> str:
     return "%s,\n \"cells\": [\n%s\n ]\n}\n" % (text[:-2], cells) if cells else "%s,\n \"cells\": []\n}\n" % text[:-2]
 
 
+def _probes(report: Mapping[str, Any]) -> Dict[str, str]:
+    """Row id: the probe host that echoed on that source's behalf, for delegated rows only."""
+    return {row["id"]: row["echoed_from"] for row in report["rows"] if row.get("echoed_from")}
+
+
 def _csv_text(report: Mapping[str, Any]) -> str:
+    probes = _probes(report)
     lines = [csv_row(CSV_HEADER)]
     for cell in report["cells"]:
         rtt = cell["rtt_ms"] or {}
@@ -344,7 +358,8 @@ def _csv_text(report: Mapping[str, Any]) -> str:
             cell["source_host"], cell["calling_ae_title"], cell["calling_site"], cell["peer"], cell["called_ae_title"],
             cell["called_site"], cell["peer_host"], cell["peer_port"], cell["expect"], cell["outcome"], cell["ok"],
             cell["message"], cell["phase"], cell["status"], rtt.get("min"), rtt.get("avg"), rtt.get("max"),
-            cell["peer_implementation_version"], cell["started_at"], cell["not_run_reason"]]))
+            cell["peer_implementation_version"], cell["started_at"], cell["not_run_reason"], cell.get("source_address"),
+            probes.get(cell["row"])]))
     return "\r\n".join(lines) + "\r\n"
 
 

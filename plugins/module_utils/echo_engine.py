@@ -78,6 +78,8 @@ class _PeerRun:
         self.deadline: Optional[float] = None
         self.raw_socket: Optional[socket.socket] = None
         self.address: Optional[str] = None
+        # The local end of the TCP connection: proves which source address the peer saw.
+        self.source_address: Optional[str] = None
         self.started_at: Optional[str] = None
         self.started = 0.0
         self.timings: Dict[str, Optional[float]] = {
@@ -157,6 +159,7 @@ class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
                 run.debug("TLS established: %s, cipher %s" % (self.socket.version(), cipher[0] if cipher else "?"))
             self.socket.settimeout(None)
             local = self.socket.getsockname()
+            run.source_address = str(local[0])
             requestor = self.assoc.requestor
             if hasattr(requestor, "address_info"):
                 requestor.address_info = type(requestor.address_info).from_tuple(local)
@@ -553,6 +556,7 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
         "host": spec.host,
         "port": spec.port,
         "address": run.address,
+        "source_address": run.source_address,
         "calling_ae_title": spec.calling_ae_title,
         "expect": spec.expect,
         "outcome": verdict.outcome,

@@ -33,6 +33,13 @@ notes:
     on behalf of a source that cannot run Python.
   - On a timeout the TCP connection is closed at once rather than waiting on the unresponsive peer.
 attributes:
+  action:
+    support: full
+    description: An action plugin on the controller adds RV(echoed_from), writes O(journal), and explains a
+      target Python too old to run the module.
+  async:
+    support: full
+    description: Runs with C(async); O(journal) is not written for async tasks.
   check_mode:
     support: full
     description: The echo is read-only and runs in check mode as well.
@@ -202,6 +209,14 @@ options:
     type: str
     choices: [unexpected, never]
     default: unexpected
+  journal:
+    description:
+      - Absolute path of a file on the B(controller) where the action plugin also writes this call's
+        result (and the loop item) as soon as it returns, atomically and with mode 0640. The directory must
+        exist. The role C(dicom.network.echo_audit) uses it so that a play interrupted half way still
+        reports every finished host; the file is never sent to the managed host.
+      - A journal that cannot be written becomes a warning; the echo result is returned as usual.
+    type: path
 seealso:
   - name: DICOM PS3.7 Verification Service Class
     description: The C-ECHO service this module uses.
@@ -301,6 +316,13 @@ results:
       type: str
       returned: always
       sample: 192.0.2.10
+    source_address:
+      description:
+        - The local IP address the TCP connection came from, as the peer saw it (before NAT), or null
+          when no connection was made. With C(delegate_to) this is an address of the probe host.
+      type: str
+      returned: always
+      sample: 192.0.2.77
     calling_ae_title:
       description: The calling AE title used for this peer.
       type: str
@@ -388,6 +410,14 @@ results:
       elements: str
       returned: when O(debug=true)
       sample: ["Requesting Association", "Association Accepted"]
+echoed_from:
+  description:
+    - The inventory host the module really ran on, so reports can say where an echo came from. It is
+      the task's host, or the C(delegate_to) host when the echo is run by a probe on behalf of a source
+      that cannot run Python.
+  returned: always
+  type: str
+  sample: probe-mod-a.example.org
 summary:
   description: Counts over all peers.
   returned: success or when a peer's outcome was not as expected
@@ -468,6 +498,8 @@ def main():
             tls=dict(type="dict", options=tls_options),
             debug=dict(type="bool", default=False),
             fail_on=dict(type="str", default="unexpected", choices=["unexpected", "never"]),
+            # Consumed by the action plugin on the controller; listed so the documentation matches.
+            journal=dict(type="path"),
         ),
         mutually_exclusive=[("peers", "host"), ("peers", "called_ae_title")],
         required_one_of=[("peers", "host")],

@@ -9,6 +9,10 @@
 #   - .venv/py39: a Python 3.9 venv with pynetdicom 2.0.x for target-compatibility
 #     tests, when pyenv has a 3.9 (exported as DICOM_NETWORK_PY39)
 #   - the pip bootstrap ansible-test's sanity venvs expect, generated locally
+#   - .cache/wheelhouse: pure-Python pynetdicom/pydicom wheels for the echo_venv role's
+#     offline tests (exported as DICOM_NETWORK_WHEELHOUSE)
+#   - .cache/collections: community.general from PyPI's ansible package, for the
+#     echo_audit e-mail test (exported as DICOM_NETWORK_EXTRA_COLLECTIONS)
 #
 # After dicom_network_setup: REPO_ROOT, VENV, VENV_PY, DICOM_NETWORK_PY39 (possibly
 # empty, exported), PATH ending with .venv/bin, and the functions log/ansible_test_seed_pip.
@@ -104,6 +108,61 @@ _setup_py39() {
     DICOM_NETWORK_PY39="$venv/bin/python"
 }
 
+# Wheelhouse for the echo_venv role's offline tests: both requirement sets of
+# roles/echo_venv/defaults/main.yml (keep them equal), pure-Python wheels, each for the oldest
+# Python it serves, exactly as playbooks/wheelhouse.yml downloads them. Re-downloaded only when
+# the requirements change.
+_setup_wheelhouse() {
+    local dir="$REPO_ROOT/.cache/wheelhouse" stamp="$REPO_ROOT/.cache/wheelhouse.stamp" want
+    local -a py38=("pynetdicom>=2.0,<2.1" "pydicom>=2.4,<2.5") py310=("pynetdicom>=3.0,<4" "pydicom>=3.0,<4")
+    local -a pure=(--only-binary=:all: --platform any --abi none --implementation py)
+    want="$(printf '%s\n' "${py38[@]}" -- "${py310[@]}" | sha256sum | cut -d' ' -f1)"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]] || ! compgen -G "$dir/*.whl" >/dev/null; then
+        log "wheelhouse: downloading pynetdicom/pydicom wheels into $dir"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        _pip "$VENV_PY" download -q --dest "$dir" "${pure[@]}" --python-version 3.8 "${py38[@]}" || return 1
+        _pip "$VENV_PY" download -q --dest "$dir" "${pure[@]}" --python-version 3.10 "${py310[@]}" || return 1
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    DICOM_NETWORK_WHEELHOUSE="$dir"
+}
+
+# community.general, only for the echo_audit e-mail test (community.general.mail): Galaxy is not
+# reachable, so it comes from the `ansible` package on PyPI, which bundles the collections released
+# for one ansible-core (ansible 12 = ansible-core 2.19). Only that collection is extracted (12 MB of
+# a 54 MB wheel; measured 2-6 s once, 0.01 s when already there). Exported as
+# DICOM_NETWORK_EXTRA_COLLECTIONS, a collections path; never on ANSIBLE_COLLECTIONS_PATH by default,
+# so every other test sees a controller without community.general, as users may have.
+_setup_extra_collections() {
+    local dir="$REPO_ROOT/.cache/collections" want='ansible>=12,<13' tmp
+    local stamp="$dir/.dicom-network-stamp" manifest="$dir/ansible_collections/community/general/MANIFEST.json"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" || ! -f "$manifest" ]]; then
+        log "collections: extracting community.general from PyPI's $want into $dir"
+        mkdir -p "$dir"
+        tmp="$(mktemp -d "$dir/.download.XXXXXX")"
+        if ! _pip "$VENV_PY" download -q --no-deps --only-binary=:all: --dest "$tmp" "$want" ||
+            ! "$VENV_PY" - "$tmp" "$dir" <<'PY'; then
+import pathlib, shutil, sys, zipfile
+tmp, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+prefix = "ansible_collections/community/general/"
+(wheel,) = tmp.glob("ansible-*.whl")
+with zipfile.ZipFile(wheel) as archive:
+    archive.extractall(tmp / "x", [name for name in archive.namelist() if name.startswith(prefix)])
+target = dest / prefix
+shutil.rmtree(target, ignore_errors=True)
+target.parent.mkdir(parents=True, exist_ok=True)
+(tmp / "x" / prefix).rename(target)
+PY
+            rm -rf "$tmp"
+            return 1
+        fi
+        rm -rf "$tmp"
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    DICOM_NETWORK_EXTRA_COLLECTIONS="$dir"
+}
+
 # ansible-test builds a venv per sanity test and bootstraps pip in it by running
 # ~/.ansible/test/cache/get_pip_<version>.py, which it would download from a host that
 # is not reachable here. Seed that file with a script doing the same job offline:
@@ -154,6 +213,10 @@ dicom_network_setup() {
     _setup_venv
     _setup_py39
     export DICOM_NETWORK_PY39
+    _setup_wheelhouse
+    export DICOM_NETWORK_WHEELHOUSE
+    _setup_extra_collections
+    export DICOM_NETWORK_EXTRA_COLLECTIONS
     # .venv/bin goes LAST on PATH: pynetdicom installs console scripts named like DCMTK's
     # tools (echoscu, echoscp, findscu, ...) and the tests mean Debian's DCMTK ones.
     # Scripts call venv tools by their full path; tests use sys.executable.

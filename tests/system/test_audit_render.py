@@ -400,8 +400,9 @@ def test_example_inventory_resolves_for_every_source_host(tmp_path):
                  inventory=REPO_ROOT / "inventory.example")
     assert result.rc == 0, result.output[-3000:]
     resolved = json.loads(out.read_text())
-    assert sorted(resolved) == ["pacs-a.example.org", "probe-mod-a.example.org", "probe-mod-b.example.org",
-                                "router-b.example.org", "ws-a1.example.org", "ws-a2.example.org", "ws-b1.example.org"]
+    assert sorted(resolved) == ["ct-b2.example.org", "pacs-a.example.org", "probe-mod-a.example.org",
+                                "probe-mod-b.example.org", "router-b.example.org", "ws-a1.example.org",
+                                "ws-a2.example.org", "ws-b1.example.org"]
 
     def peers(host, calling):
         (call,) = [c for c in resolved[host]["calls"] if c["calling"] == calling]
@@ -414,6 +415,9 @@ def test_example_inventory_resolves_for_every_source_host(tmp_path):
     assert peers("probe-mod-b.example.org", "us_b1")["printer_b"] == "accept"
     assert peers("ws-b1.example.org", "ws_b1") == {"router_b": "accept", "pacs_archive": "blocked", "ris_mwl": "reject"}
     assert resolved["probe-mod-a.example.org"]["bind_address"] == "192.0.2.40"
+    # The Windows CT is echoed by its probe, from the address registered for it.
+    assert resolved["ct-b2.example.org"]["bind_address"] == "198.51.100.43"
+    assert "pacs_archive" in peers("ct-b2.example.org", "ct_b2")
     assert peers("router-b.example.org", "router_b")["pacs_archive_tls"] == "accept"
     tls_peer = [p for p in resolved["router-b.example.org"]["calls"][0]["peers"] if p["name"] == "pacs_archive_tls"]
     assert tls_peer[0]["tls"]["enabled"] is True

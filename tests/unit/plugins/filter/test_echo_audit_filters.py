@@ -12,7 +12,8 @@ import json
 
 from tests.unit.plugins.module_utils.test_audit_matrix import REGISTRY, registered, report_of, small_runs, split
 
-FILTERS = ("echo_audit_peers", "echo_matrix", "echo_matrix_view", "echo_matrix_export", "md_escape")
+FILTERS = ("echo_audit_peers", "echo_matrix", "echo_matrix_view", "echo_matrix_export", "md_escape",
+           "echo_publish_history", "echo_publish_index", "echo_publish_mail")
 
 
 def descriptions_are_text(node, where=""):

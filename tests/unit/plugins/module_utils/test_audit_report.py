@@ -87,7 +87,9 @@ def test_summary_view_and_console():
     assert view["summary"]["total"] == 7 and view["baseline_counts"] is None
     assert view["console"][0] == ("DICOM echo audit: 7 checks, 4 ok, 1 failed, 2 not run "
                                   "(success 3, rejected 2, not_run 2)")
-    assert view["console"][1].startswith("NOT OK probe-a as CT1 -> MWL (mwl): rejected, expected accept")
+    assert view["console"][1] == "PARTIAL report: 2 check(s) did not run"
+    assert view["partial_reasons"] == ["2 check(s) did not run"]
+    assert view["console"][2].startswith("NOT OK probe-a as CT1 -> MWL (mwl): rejected, expected accept")
     assert view["console"][-1] == "... 2 more line(s) in the reports"
     assert "legend" not in view
 
@@ -145,7 +147,8 @@ def test_baseline_view_lines():
     assert [group["kind"] for group in view["baseline"]["kinds"]] == ["broke"]
     console = build_view(report, "summary")["console"]
     assert console[1].startswith("against baseline old.json (2025-01-02T03:04:05Z): 1 broke, 0 fixed")
-    assert console[2].startswith("REGRESSION probe-a as CT1 -> ARCHIVE")
+    assert console[2] == "PARTIAL report: 2 check(s) did not run"
+    assert console[3].startswith("REGRESSION probe-a as CT1 -> ARCHIVE")
 
 
 def test_json_export_is_the_report_one_cell_per_line():

@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side helpers of the dicom.network.echo action plugin, free of Ansible imports.
+
+The journal is what lets a play that is interrupted (Ctrl-C, a cancelled AWX job, a killed
+controller) still produce a report with every planned check: each echo call's result is written
+on the controller the moment it comes back, by the worker that ran it, without an extra task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import Any, Dict, Optional
+
+JOURNAL_SCHEMA = 1
+# Reports and journals map a hospital's network: readable by the owner and group only.
+JOURNAL_MODE = 0o640
+
+# What a target Python that cannot even parse an ansible-core module prints (3.6/3.7 against
+# ansible-core 2.19 modules): the module never started, so there is no JSON to read.
+_TOO_OLD_PYTHON = re.compile(r"SyntaxError: (future feature annotations is not defined|invalid syntax)")
+
+
+class JournalError(Exception):
+    """The journal path given to the echo action is not usable."""
+
+
+def unrunnable_module_message(result: Mapping[str, Any], interpreter: Optional[str]) -> Optional[str]:
+    """A readable reason when the target Python could not run the module at all, else None."""
+    if not result.get("failed") or result.get("results"):
+        return None
+    stderr = result.get("module_stderr")
+    if not isinstance(stderr, str) or not _TOO_OLD_PYTHON.search(stderr):
+        return None
+    return ("the Python on this host (%s) is too old to run ansible-core modules (Python 3.8 or newer is "
+            "needed on targets): point ansible_python_interpreter at a newer Python, or install one with "
+            "the dicom.network.echo_venv role" % (interpreter or "the discovered interpreter"))
+
+
+def journal_record(host: str, echoed_from: str, item: Any, result: Mapping[str, Any]) -> Dict[str, Any]:
+    """The journal entry of one echo call: which host and loop item it was, and what came back."""
+    kept = {key: value for key, value in result.items() if key != "invocation" and not key.startswith("_ansible")}
+    return {"schema": JOURNAL_SCHEMA, "host": host, "echoed_from": echoed_from, "item": item, "result": kept}
+
+
+def write_journal(path: str, record: Mapping[str, Any]) -> None:
+    """Write ``record`` to ``path`` atomically (a reader sees the whole entry or none)."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise JournalError("journal: %r is not an absolute path on the controller" % (path,))
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise JournalError("journal: the directory %s does not exist on the controller" % directory)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(record, stream, default=str)
+        os.chmod(temporary, JOURNAL_MODE)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise

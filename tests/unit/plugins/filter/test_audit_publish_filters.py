@@ -1,0 +1,43 @@
+"""The publish filter plugins: errors without tracebacks, and the glue around audit_publish.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+# Documentation and ansible-doc of these filters are checked with the others in test_echo_audit_filters.
+from tests.unit.plugins.filter.test_echo_audit_filters import function
+from tests.unit.plugins.module_utils.test_audit_matrix import report_of, small_runs
+
+
+def test_history_filter_errors_are_filter_errors():
+    with pytest.raises(AnsibleFilterError) as caught:
+        function("echo_publish_history")("{", report=report_of(small_runs()), formats=["json"],
+                                         directory="/srv/echo", keep=2, host="reports-1")
+    assert str(caught.value).startswith("dicom.network.echo_publish_history: reports-1:/srv/echo/history.json: ")
+    with pytest.raises(AnsibleFilterError, match="echo_audit_publish_dir"):
+        function("echo_publish_history")(None, report=report_of(small_runs()), formats=["json"], directory="rel",
+                                         keep=2)
+    with pytest.raises(AnsibleFilterError, match="no summary"):
+        function("echo_publish_history")(None, report={"generated_at": "2025-01-02T03:04:05Z"}, formats=["json"],
+                                         directory="/srv/echo", keep=2)
+
+
+def test_index_filter_refuses_what_is_not_a_history():
+    with pytest.raises(AnsibleFilterError, match="not a publish history"):
+        function("echo_publish_index")({"runs": []})
+
+
+def test_history_then_index_through_the_filters():
+    plan = function("echo_publish_history")(None, report=json.dumps(report_of(small_runs())),
+                                            formats=["json", "html"], directory="/srv/echo", keep=2)
+    view = function("echo_publish_index")(plan["history"], title="T")
+    assert [run["stamp"] for run in view["runs"]] == [plan["stamp"]]
+
+
+def test_mail_filter_refuses_settings_before_anything_else():
+    with pytest.raises(AnsibleFilterError) as caught:
+        function("echo_publish_mail")(None, to=["pacs@example.org"], sender="audit@example.org", secure="try",
+                                      password_set=True)
+    assert str(caught.value).startswith("dicom.network.echo_publish_mail: echo_audit_mail_password is set")
