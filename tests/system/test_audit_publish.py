@@ -172,7 +172,7 @@ def published(network, tls_material):
          if extra_collections else {}),
         # 2 of 3 ok (the second SCP accepts, though it should reject), and a title that is markup.
         ("run3", dict(lean, dicom_peers=["accept", {"name": "off", "expect": "blocked"},
-                                          {"name": "accept2", "expect": "reject"}], echo_audit_title=INJECTED), {}),
+                                         {"name": "accept2", "expect": "reject"}], echo_audit_title=INJECTED), {}),
     ]
     runs, states = [], []
     with sink:

@@ -334,7 +334,7 @@ def test_wheelhouse_playbook_downloads_pure_python_wheels_for_both_pythons(tmp_p
     command = [str(ANSIBLE_PLAYBOOK), str(REPO_ROOT / "playbooks" / "wheelhouse.yml"),
                "-e", "echo_venv_wheelhouse=%s" % dest]
     runs = [subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
-                           check=False) for _ in range(2)]
+                           check=False) for _attempt in range(2)]
     for completed, changes in zip(runs, (True, False)):
         assert completed.returncode == 0, output(completed)
         assert (recap(completed)["localhost"]["changed"] > 0) is changes, output(completed)
