@@ -6,11 +6,10 @@ servers, pipe readers) and imports never share a GIL or a heap with what is meas
 Kinds (IN is a JSON object; OUT gets ``wall_s``, ``cpu_s`` (user+system of this process),
 ``maxrss_kb`` (VmHWM), ``import_s`` and the per-echo data):
 
-``engine``          ``{"params": <dicom.network.echo params>, "run_loop_delay": null|seconds,
-                    "fast_kill": false}``: ``run_echoes(validate_request(params))`` exactly as the
-                    module does. ``run_loop_delay`` (pynetdicom's DUL polling sleep, default 1 ms)
-                    and ``fast_kill`` (Association.kill() polling at 0.5 ms instead of 10 ms) are
-                    experiment knobs, never set in the headline numbers.
+``engine``          ``{"params": <dicom.network.echo params>, "pynetdicom_polling": false}``:
+                    ``run_echoes(validate_request(params))`` exactly as the module does.
+                    ``pynetdicom_polling`` (A/B only, never in the headline numbers) runs it with
+                    pynetdicom's requestor reactor and 1 ms DUL polling left in place.
 ``pynetdicom-loop`` ``{"peers": [...], "timeout": s, "calling_ae_title": ...}``: one plain AE,
                     ``associate`` / ``send_c_echo`` / ``release`` per peer, one after another.
 ``echoscu-loop``    ``{"peers": [...], "timeout": s}``: one ``echoscu`` process per peer,
@@ -56,29 +55,12 @@ def engine(spec: Dict[str, Any]) -> Dict[str, Any]:
     from ansible_collections.dicom.network.plugins.module_utils.echo_engine import run_echoes
     from ansible_collections.dicom.network.plugins.module_utils.echo_validation import validate_request
     import_s = time.monotonic() - t0
-    delay = spec.get("run_loop_delay")
-    if delay is not None:
-        # Experiment only: what the engine would gain from a shorter DUL polling sleep.
-        from pynetdicom import dul
-        original_init = dul.DULServiceProvider.__init__
-
-        def patched(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            self._run_loop_delay = delay
-        dul.DULServiceProvider.__init__ = patched
-    if spec.get("fast_kill"):
-        # Experiment only: Association.kill() polls the DUL every 10 ms (time.sleep(0.01)) until
-        # it reaches Sta1; the same loop at 0.5 ms.
-        from pynetdicom import association
-
-        def kill(self):
-            self._reactor_checkpoint.set()
-            self._kill = True
-            self.is_established = False
-            self._is_paused = True
-            while self.dul.is_alive() and not self.dul.stop_dul():
-                time.sleep(0.0005)
-        association.Association.kill = kill
+    if spec.get("pynetdicom_polling"):
+        # A/B only: the engine with pynetdicom's requestor reactor and its polling DUL sleep, as
+        # pynetdicom ships them (what the engine did before it replaced both).
+        from ansible_collections.dicom.network.plugins.module_utils import echo_engine
+        echo_engine._REACTORLESS = False
+        echo_engine._EVENT_DRIVEN_DUL = False
     before = _usage()
     started = time.monotonic()
     results = run_echoes(validate_request(spec["params"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -37,7 +38,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 )
 
 try:
-    from pynetdicom import AE, _config as pynetdicom_config, evt
+    from pynetdicom import AE, _config as pynetdicom_config, dul as pynetdicom_dul, evt
     from pynetdicom.transport import AssociationSocket
     from pynetdicom.sop_class import Verification
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -46,6 +47,7 @@ except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom
     AssociationSocket = object
     evt = None
     pynetdicom_config = None
+    pynetdicom_dul = None
 
 # pynetdicom's own timers are set this much later than our deadlines, so that the watchdog,
 # which knows the phase, is the one that decides a timeout.
@@ -53,6 +55,14 @@ _PYNETDICOM_TIMEOUT_SLACK_S = 2.0
 # Our watchdog's backstop for phases already bounded by a socket timeout (TCP connect).
 _BACKSTOP_SLACK_S = 0.5
 _WATCHDOG_TICK_S = 0.02
+# A phase that has waited this long is a peer not answering, not work for this host: such
+# associations stop counting against `parallel`, so that silent peers cost about one timeout
+# in all rather than one per `parallel` of them...
+_STALLED_AFTER_S = 0.5
+# ...but the pool never holds more than this many times `parallel` associations open (nor more
+# than _MAX_OPEN, unless `parallel` itself asks for more).
+_STALL_HEADROOM = 4
+_MAX_OPEN = 256
 # An association-phase PDU larger than this cannot be a real answer to our echo; refusing to
 # read it avoids buffering whatever a hostile peer claims to send.
 _MAX_SANE_PDU_LENGTH = 16 * 1024 * 1024
@@ -75,6 +85,7 @@ class _PeerRun:
         self.done = threading.Event()
         self.phase = "resolve"
         self.phase_timeout = request.connect_timeout
+        self.phase_since: Optional[float] = None
         self.deadline: Optional[float] = None
         self.raw_socket: Optional[socket.socket] = None
         self.address: Optional[str] = None
@@ -95,10 +106,16 @@ class _PeerRun:
 
     # -- phases and deadlines -------------------------------------------------------------
     def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
+        now = time.monotonic()
         with self.lock:
             self.phase = phase
             self.phase_timeout = timeout
-            self.deadline = time.monotonic() + timeout + slack
+            self.phase_since = now
+            self.deadline = now + timeout + slack
+
+    def stalled(self, now: float) -> bool:
+        since = self.phase_since
+        return since is not None and now - since > _STALLED_AFTER_S and not self.done.is_set()
 
     def expire_if_due(self, now: float) -> None:
         with self.lock:
@@ -239,6 +256,115 @@ def _kill_promptly(assoc) -> None:
         time.sleep(0.0005)
 
 
+def _no_reactor(assoc) -> None:
+    """Replaces the requestor's Association reactor, which only serves requests *from* the peer.
+
+    An echo SCU never serves any, and pynetdicom pauses the reactor around every send_c_echo()
+    and release() anyway: its 1 ms polling loop and the 0.1 ms spins waiting for it to pause
+    were pure CPU per association. Aborts and closed connections still reach send_c_echo()
+    through the DIMSE queue, and the worker reads the DUL's state instead of is_established.
+    """
+    assoc._is_paused = True
+
+
+class _DulWaker:
+    """Lets a DUL thread sleep until its socket has data or the worker hands it a PDU to send.
+
+    pynetdicom's DUL reactor polls: select(timeout 0), then sleep 1 ms when nothing happened.
+    With dozens of associations that is thousands of wake-ups a second, the largest share of
+    the engine's CPU, and every PDU waits up to a poll interval in each direction. Here the
+    same sleep waits on the socket and on this waker instead; pynetdicom's loop, state machine
+    and PDU handling are untouched.
+    """
+
+    # Upper bound of one wait, so that the ARTIM timer and anything not woken are still seen.
+    MAX_WAIT_S = 0.02
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+
+    def wake(self) -> None:
+        try:
+            self.writer.send(b"\0")
+        except OSError:  # buffer full (already awake) or closed (association over)
+            pass
+
+    def wait(self, dul) -> None:
+        transport = dul.socket
+        fds: List[Any] = [self.reader]
+        sock = getattr(transport, "socket", None)
+        if sock is not None and getattr(transport, "_is_connected", False):
+            fds.append(sock)
+        try:
+            readable, _, _ = select.select(fds, [], [], self.MAX_WAIT_S)
+        except (OSError, ValueError):
+            # The transport or this waker was just closed: pynetdicom's own checks see that
+            # next; sleeping like pynetdicom meanwhile keeps a closed socket from spinning.
+            time.sleep(dul._run_loop_delay)
+            return
+        if self.reader in readable:
+            try:
+                while self.reader.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for end in (self.reader, self.writer):
+            try:
+                end.close()
+            except OSError:
+                pass
+
+
+class _DulClock:
+    """The ``time`` module as pynetdicom.dul sees it: its sleep() waits on the DUL's waker.
+
+    Only DUL threads of this engine's associations carry a waker; every other caller
+    (pynetdicom's own SCPs in the same process, stop_dul() from a worker) sleeps as before.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        thread = threading.current_thread()
+        waker = getattr(thread, "_dn_waker", None)
+        if waker is None:
+            time.sleep(seconds)
+        else:
+            waker.wait(thread)
+
+
+def _install_dul_clock() -> None:
+    if pynetdicom_dul is not None and not isinstance(pynetdicom_dul.time, _DulClock):
+        pynetdicom_dul.time = _DulClock()
+
+
+def _send_pdu_and_wake(dul, primitive) -> None:
+    type(dul).send_pdu(dul, primitive)
+    dul._dn_waker.wake()
+
+
+def _stop_dul_promptly(dul) -> bool:
+    """pynetdicom's stop_dul(), waking the DUL instead of waiting for its next poll."""
+    if dul.state_machine.current_state != "Sta1":
+        return False
+    dul._kill_thread = True
+    dul._dn_waker.wake()
+    if threading.current_thread() is not dul:
+        dul.join(_DulWaker.MAX_WAIT_S * 10)
+    return True
+
+
+# Switches for the benchmarks' A/B runs only.
+_REACTORLESS = True
+_EVENT_DRIVEN_DUL = True
+
+
 class _EchoAE(AE):  # type: ignore[misc,valid-type]
     """An AE whose associations use the instrumented transport of one peer run."""
 
@@ -254,6 +380,14 @@ class _EchoAE(AE):  # type: ignore[misc,valid-type]
         assoc._dn_run = self._dn_run
         assoc.dul._dn_run = self._dn_run
         assoc.kill = types.MethodType(_kill_promptly, assoc)
+        if _REACTORLESS:
+            assoc._run_reactor = types.MethodType(_no_reactor, assoc)
+            assoc._is_paused = True
+        if _EVENT_DRIVEN_DUL:
+            dul = assoc.dul
+            dul._dn_waker = _DulWaker()
+            dul.send_pdu = types.MethodType(_send_pdu_and_wake, dul)
+            dul.stop_dul = types.MethodType(_stop_dul_promptly, dul)
         return sock
 
 
@@ -310,6 +444,9 @@ def _on_pdu_recv(event) -> None:
     elif kind == "A_RELEASE_RQ" and run.phase != "release":
         run.obs.protocol_violation = run.obs.protocol_violation or "peer sent A-RELEASE-RQ during %s" % run.phase
         run.obs.protocol_violation_phase = run.obs.protocol_violation_phase or run.phase
+        if run.phase == "echo":
+            # No C-ECHO-RSP can follow; wake send_c_echo() instead of letting it wait out the DIMSE timeout.
+            event.assoc.dimse.msg_queue.put((None, None))
 
 
 def _on_fsm_transition(event) -> None:
@@ -357,6 +494,30 @@ def _guard_reactor(assoc) -> None:
             return
         serve(msg, context_id)
     assoc._serve_request = serve_or_requeue
+
+
+def _still_established(assoc) -> bool:
+    """Whether the association can still carry a request; if not, end it as the reactor would have.
+
+    Without the requestor reactor nobody else notices that the peer aborted or closed the
+    connection while send_c_echo() was waiting; the DUL's state machine knows.
+    """
+    if not assoc.is_established:
+        return False
+    if not _REACTORLESS:
+        return True
+    state = assoc.dul.state_machine.current_state
+    if state == "Sta6":
+        return True
+    assoc.is_established = False
+    if state == "Sta1":
+        assoc.is_aborted = True
+        assoc.kill()
+    else:
+        # For example Sta8 after the peer's own A-RELEASE-RQ (already reported as a protocol
+        # violation); an abort ends any state, bounded by the watchdog's deadline.
+        assoc.abort()
+    return False
 
 
 def _event_handlers() -> list:
@@ -460,10 +621,10 @@ def _echo_one(run: _PeerRun) -> None:
             else:
                 run.obs.echo_failed_without_status = True
                 break
-            if not assoc.is_established:
+            if not _still_established(assoc):
                 break
         run.timings["echo"] = _ms_since(echo_started)
-        if assoc.is_established:
+        if _still_established(assoc):
             release_started = time.monotonic()
             run.enter("release", request.acse_timeout)
             assoc.release()
@@ -484,22 +645,36 @@ def _echo_one(run: _PeerRun) -> None:
                 sock.close()
             except OSError:
                 pass
+        waker = getattr(getattr(assoc, "dul", None), "_dn_waker", None)
+        if waker is not None:
+            waker.close()
 
 
-class _WorkQueue:
-    """Runs not started yet, and the ones workers hold now: only those can pass a deadline."""
+class _Pool:
+    """The runs not started yet, the ones in flight, and the worker threads echoing them.
 
-    def __init__(self, runs: List[_PeerRun]):
+    At most `parallel` associations do work at a time; one whose current phase has stalled
+    (a silent or dripping peer) is replaced by an extra worker, up to a hard limit.
+    """
+
+    def __init__(self, runs: List[_PeerRun], parallel: int):
         self.waiting = collections.deque(runs)
         self.active: set = set()
         self.lock = threading.Lock()
+        self.parallel = parallel
+        self.limit = min(parallel * _STALL_HEADROOM, max(parallel, _MAX_OPEN))
+        self.workers = 0
+        self.started = 0
+        self.peak = 0
 
     def take(self) -> Optional[_PeerRun]:
         with self.lock:
             if not self.waiting:
+                self.workers -= 1
                 return None
             run = self.waiting.popleft()
             self.active.add(run)
+            self.peak = max(self.peak, len(self.active))
             return run
 
     def finish(self, run: _PeerRun) -> None:
@@ -510,10 +685,21 @@ class _WorkQueue:
         with self.lock:
             return list(self.active)
 
+    def grow(self, now: float) -> None:
+        """Start workers until `parallel` of them are not stalled, within the limit."""
+        with self.lock:
+            stalled = sum(1 for run in self.active if run.stalled(now))
+            wanted = min(self.parallel + stalled, self.limit, self.workers + len(self.waiting))
+            new = max(wanted - self.workers, 0)
+            self.workers += new
+        for _ in range(new):
+            self.started += 1
+            threading.Thread(target=_worker, args=(self,), name="dicom-echo-%d" % self.started, daemon=True).start()
 
-def _worker(work: _WorkQueue) -> None:
+
+def _worker(pool: _Pool) -> None:
     while True:
-        run = work.take()
+        run = pool.take()
         if run is None:
             return
         try:
@@ -529,15 +715,17 @@ def _worker(work: _WorkQueue) -> None:
                 if not run.done.is_set():
                     run.timings["total"] = _ms_since(run.started) if run.started else 0.0
                     run.done.set()
-            work.finish(run)
+            pool.finish(run)
 
 
-def _watchdog(work: _WorkQueue, stop: threading.Event) -> None:
+def _watchdog(pool: _Pool, stop: threading.Event) -> None:
     while not stop.wait(_WATCHDOG_TICK_S):
         now = time.monotonic()
-        for run in work.running():
+        for run in pool.running():
             if not run.done.is_set():
                 run.expire_if_due(now)
+        if pool.waiting:
+            pool.grow(now)
 
 
 def _hard_limit(request: EchoRequest) -> float:
@@ -587,6 +775,7 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
             contexts[spec.tls] = build_ssl_context(spec.tls, "peers[%d] (%s)" % (spec.index, spec.name))
         runs.append(_PeerRun(spec, request, contexts[spec.tls]))
 
+    _install_dul_clock()
     router = _DebugLogRouter()
     previous_level = _LOG.level
     previous_handler_level = pynetdicom_config.LOG_HANDLER_LEVEL
@@ -598,13 +787,10 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
         # even when nobody logs it; without debug that is pure CPU per association.
         pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     stop = threading.Event()
-    work = _WorkQueue(runs)
-    watchdog = threading.Thread(target=_watchdog, args=(work, stop), name="dicom-echo-watchdog", daemon=True)
+    pool = _Pool(runs, request.parallel)
+    pool.grow(time.monotonic())
+    watchdog = threading.Thread(target=_watchdog, args=(pool, stop), name="dicom-echo-watchdog", daemon=True)
     watchdog.start()
-    workers = [threading.Thread(target=_worker, args=(work,), name="dicom-echo-%d" % i, daemon=True)
-               for i in range(min(request.parallel, len(runs)))]
-    for worker in workers:
-        worker.start()
     results: List[Dict[str, Any]] = []
     try:
         limit = _hard_limit(request)

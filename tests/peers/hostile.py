@@ -67,6 +67,11 @@ case, what a strict SCU should conclude):
 ``echo-huge-length`` valid AC, then answers the C-ECHO-RQ with a P-DATA-TF header whose
                  length is 0xFFFFFFF0, and holds.
 ``release-silent`` answers C-ECHO correctly, never answers the A-RELEASE-RQ (holds).
+``echo-then-abort`` answers the first C-ECHO correctly, then sends A-ABORT at once (so a
+                 ``count`` > 1 sees the abort between its echoes).
+``echo-then-release-rq`` answers the first C-ECHO correctly, then sends its own A-RELEASE-RQ
+                 and holds.
+``echo-then-close`` answers the first C-ECHO correctly, then closes the connection.
 
 The DICOM-speaking behaviours keep the C-ECHO-RQs they read in ``server.echo_requests``
 (dicts with ``msg_id``, ``sop_class``, ``context_id``) and the PDU types they received
@@ -76,7 +81,7 @@ after the RQ in ``server.pdu_types``.
 Options: ``hold_max`` (s), ``interval`` (drip), ``delay`` (reset: wait this long before the
 RST, so it lands after the client's connect() returned), ``source``/``reason``/``result`` (abort,
 reject-raw), ``payload`` (garbage bytes), ``max_connections`` (concurrent; extra ones are
-closed at once but still counted).
+closed at once but still counted). ``peak_connections``: the most connections served at once.
 """
 from __future__ import annotations
 
@@ -89,7 +94,8 @@ from typing import Any, Dict, List, Optional
 
 # Answer the RQ with a valid A-ASSOCIATE-AC and then speak DIMSE (see _serve_dicom).
 DICOM_BEHAVIOURS = ("dicom-ok", "echo-wrong-msgid", "echo-wrong-sop", "echo-wrong-command",
-                    "echo-silent", "echo-huge-length", "release-silent")
+                    "echo-silent", "echo-huge-length", "release-silent", "echo-then-abort",
+                    "echo-then-release-rq", "echo-then-close")
 BEHAVIOURS = ("silent", "close", "reset", "garbage", "http", "abort", "abort-provider",
               "reject-raw", "drip", "huge-length", "tls-server-hello", "tls-client-hello",
               "truncated-ac", "ac-no-context", "ac-wrong-context-id",
@@ -252,6 +258,8 @@ class HostileServer:
         self.hold_max = float(options.get("hold_max", 120.0))
         self.max_connections = int(options.get("max_connections", 64))
         self.accepted = 0
+        # Most connections served at the same time: what a client's pool really opened.
+        self.peak_connections = 0
         self.requests: List[Dict[str, Any]] = []
         self.echo_requests: List[Dict[str, Any]] = []
         self.pdu_types: List[int] = []
@@ -321,6 +329,7 @@ class HostileServer:
                 too_many = len(self._threads) >= self.max_connections
                 if not too_many:
                     self._conns.append(conn)
+                    self.peak_connections = max(self.peak_connections, len(self._threads) + 1)
             if too_many:
                 self._close(conn)
                 continue
@@ -493,6 +502,16 @@ class HostileServer:
                     sop_class=CT_IMAGE_STORAGE if b == "echo-wrong-sop" else VERIFICATION,
                     command_field=C_STORE_RSP if b == "echo-wrong-command" else C_ECHO_RSP)
                 conn.sendall(p_data_tf(command["context_id"] or 1, rsp))
+                if b == "echo-then-abort":
+                    conn.sendall(a_abort(0, 0))
+                    self._hold(conn, min(2.0, max(0.0, deadline - time.monotonic())))
+                    return
+                if b == "echo-then-close":
+                    return
+                if b == "echo-then-release-rq":
+                    conn.sendall(A_RELEASE_RQ)
+                    self._hold(conn, max(0.0, deadline - time.monotonic()))
+                    return
             elif pdu[0] == 0x05:
                 if b == "release-silent":
                     self._hold(conn, max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine's pool and its handling of associations that end between requests, against real
+peers on loopback: the test's own hostile socket servers and a pynetdicom SCP.
+
+* Peers that never answer stop counting against ``parallel`` once their phase has waited
+  0.5 s, so healthy peers queued behind them start at once and a handful of silent peers cost
+  about one timeout, not one per ``parallel`` of them.
+* That growth is bounded: never more than 4 x ``parallel`` associations open.
+* pynetdicom's requestor reactor does not run in the engine; a peer that aborts, closes or asks
+  for release between two C-ECHOs (``count`` > 1) is still noticed at once.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from tests.system.helpers import echo, peer_entry, timed
+
+pytestmark = [pytest.mark.peers]
+
+TIMEOUT_S = 2.0
+TIMEOUTS = {"connect_timeout": TIMEOUT_S, "acse_timeout": TIMEOUT_S, "dimse_timeout": TIMEOUT_S}
+MARGIN_S = 2.5
+
+
+def _started(result) -> datetime:
+    return datetime.fromisoformat(result["started_at"])
+
+
+def test_healthy_peers_do_not_wait_behind_silent_ones(hostile_factory, pynetdicom_peers):
+    """parallel 2, six silent peers queued first, then six healthy ones. A fixed pool would run
+    the silent peers in three waves of one timeout each before any healthy peer starts."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    good = pynetdicom_peers["accept"]
+    entries = [peer_entry(silent, name="silent-%d" % i) for i in range(6)]
+    entries += [peer_entry(good, name="good-%d" % i) for i in range(6)]
+    results, wall = timed(echo, entries, parallel=2, **TIMEOUTS)
+    by_name = {r["name"]: r for r in results}
+    assert [r["name"] for r in results] == [e["name"] for e in entries]
+    silent_results = [by_name["silent-%d" % i] for i in range(6)]
+    good_results = [by_name["good-%d" % i] for i in range(6)]
+    assert all(r["outcome"] == "timeout" and r["phase"] == "associate" for r in silent_results), silent_results
+    assert all(r["outcome"] == "success" for r in good_results), good_results
+    # Every healthy peer started before the first silent peer's timeout was up.
+    first_timeout = min(_started(r) for r in silent_results).timestamp() + TIMEOUT_S
+    assert all(_started(r).timestamp() < first_timeout for r in good_results), \
+        [(r["name"], r["started_at"]) for r in good_results]
+    # Six silent peers at parallel 2 cost one timeout (plus the 0.5 s steps of growth), not three.
+    assert wall < TIMEOUT_S + MARGIN_S, wall
+    assert silent.control.peak_connections >= 3
+
+
+def test_pool_growth_is_bounded_by_four_times_parallel(hostile_factory):
+    """parallel 1 and ten silent peers: the pool grows past 1, but never past 4 associations."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    entries = [peer_entry(silent, name="silent-%d" % i) for i in range(10)]
+    results = echo(entries, parallel=1, **TIMEOUTS)
+    assert all(r["outcome"] == "timeout" for r in results), results
+    assert 2 <= silent.control.peak_connections <= 4, silent.control.peak_connections
+
+
+@pytest.mark.parametrize("behaviour, outcome, fragment", [
+    # A-ABORT right after the first C-ECHO-RSP: the second C-ECHO finds the association gone.
+    ("echo-then-abort", "aborted", "a-abort"),
+    # TCP closed right after the first C-ECHO-RSP.
+    ("echo-then-close", "aborted", "closed"),
+    # The peer asks to release while we still have echoes to send: not what an SCP may do.
+    ("echo-then-release-rq", "protocol_error", "a-release-rq"),
+])
+def test_association_ending_between_echoes_is_noticed_at_once(hostile_factory, behaviour, outcome, fragment):
+    peer = hostile_factory(behaviour, hold_max=30.0)
+    (result,), wall = timed(echo, [peer_entry(peer, name=behaviour)], count=3, **TIMEOUTS)
+    assert result["outcome"] == outcome, result
+    assert result["phase"] == "echo", result
+    assert fragment in result["message"].lower(), result["message"]
+    # The first echo was answered before the association ended.
+    assert result["rtt_ms"] is not None, result
+    # Noticed from the peer's PDU or close, never by waiting for a timeout.
+    assert wall < TIMEOUT_S, wall
