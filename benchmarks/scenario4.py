@@ -89,7 +89,8 @@ def run(ctx: Context) -> None:
         span[0], span[1] = min(span[0], task["start"]), max(span[1], task["end"])
     seconds = {k: v[1] - v[0] for k, v in spans.items()}
     per_format: Dict[str, float] = {}
-    template_task = next((t for t in tasks if t["action"].endswith("template")), None)
+    # One loop item per format, in order: the role's report writer (or a template task in older roles).
+    template_task = next((t for t in tasks if t["action"].endswith(("report_files", "template"))), None)
     if template_task is not None:
         previous = template_task["start"]
         for item in [r for r in run_.timer["results"] if r["task"] == template_task["index"] and r.get("item")]:

@@ -692,7 +692,7 @@ class _Pool:
             wanted = min(self.parallel + stalled, self.limit, self.workers + len(self.waiting))
             new = max(wanted - self.workers, 0)
             self.workers += new
-        for _ in range(new):
+        for _unused in range(new):
             self.started += 1
             threading.Thread(target=_worker, args=(self,), name="dicom-echo-%d" % self.started, daemon=True).start()
 

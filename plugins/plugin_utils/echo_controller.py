@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any, Dict, Optional
+
+from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import atomic_write
 
 JOURNAL_SCHEMA = 1
 # Reports and journals map a hospital's network: readable by the owner and group only.
@@ -55,15 +56,6 @@ def write_journal(path: str, record: Mapping[str, Any]) -> None:
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise JournalError("journal: the directory %s does not exist on the controller" % directory)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(record, stream, default=str)
-        os.chmod(temporary, JOURNAL_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    # No fsync: the journal outlives an interrupted play (the page cache survives the process), and
+    # an fsync per echo call would slow every host's echo task.
+    atomic_write(path, json.dumps(record, default=str).encode("utf-8"), JOURNAL_MODE, sync=False)

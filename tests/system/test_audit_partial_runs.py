@@ -97,9 +97,13 @@ def test_an_interrupted_play_is_reported_with_every_cell_by_the_recover_playbook
     assert "interrupted audit run(s) left a journal" in again.stdout and journal.name in again.stdout
     assert journal.exists()
 
+    # A controller stopped between creating a journal and writing its plan left an empty one: named, kept.
+    unplanned = report_dir / ".journal-20261125T000000Z-0000"
+    unplanned.mkdir()
     recovered = run(audit_command(inventory, report_dir, playbook="recover.yml"), tmp_path)
     assert recovered.returncode == 0, recovered.stdout[-3000:]
     assert not journal.exists(), "the journal is removed once its reports are written"
+    assert unplanned.is_dir() and "%s has no plan.json" % unplanned in recovered.stdout
     stem = "echo-audit-%s-interrupted" % journal.name[len(".journal-"):]
     for extension in ("json", "html", "md", "csv", "junit.xml"):
         path = report_dir / ("%s.%s" % (stem, extension))

@@ -27,13 +27,16 @@ def _tasks(tasks):
             yield from _tasks(task.get(section))
 
 
+WRITERS = ("ansible.builtin.template", "ansible.builtin.copy", "dicom.network.report_files")
+
+
 def test_report_files_are_written_0640():
     writers = [task for path in sorted((ROLE / "tasks").glob("*.yml")) for task in _tasks(load("tasks/" + path.name))
-               if "ansible.builtin.template" in task or "ansible.builtin.copy" in task]
-    # Reports, latest.*, the saved baseline and the journal's plan, at least.
+               if any(name in task for name in WRITERS)]
+    # Reports with latest.* and the saved baseline, the journal's plan, the published copies, at least.
     assert len(writers) >= 4
     for task in writers:
-        module = task.get("ansible.builtin.template") or task.get("ansible.builtin.copy")
+        module = next(task[name] for name in WRITERS if name in task)
         # Published copies (tasks/publish.yml) take a configurable mode whose default is 0640 too.
         assert module["mode"] in ("0640", "{{ echo_audit_publish_file_mode }}"), task["name"]
     assert load("defaults/main.yml")["echo_audit_publish_file_mode"] == "0640"

@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Text files written on the controller: checked arguments, what would change, and one atomic writer.
+
+Used by the dicom.network.report_files action (the audit reports) and by the echo action's journal
+(echo_controller.write_journal). Free of Ansible imports, so that it is unit-tested as plain Python.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+DEFAULT_MODE = "0640"
+_OCTAL_MODE = re.compile(r"(?:0[oO])?([0-7]{3,4})")
+_FILE_KEYS = ("dest", "content")
+
+
+class ControllerFileError(Exception):
+    """A file cannot be written as asked; the message names the option or the destination."""
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file to write: an absolute controller path and its bytes."""
+
+    dest: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """What writing a FileSpec with a mode would change, from the file as it is now."""
+
+    dest: str
+    data: bytes
+    mode: int
+    exists: bool
+    before_mode: Optional[int]
+    content_changed: bool
+    # Only in check mode: an earlier task (skipped in check mode) may still create the directory.
+    directory_missing: bool = False
+
+    @property
+    def mode_changed(self) -> bool:
+        return self.exists and self.before_mode != self.mode
+
+    @property
+    def changed(self) -> bool:
+        return self.content_changed or self.mode_changed
+
+    @property
+    def status(self) -> str:
+        if not self.exists:
+            return "created"
+        if self.content_changed:
+            return "updated"
+        return "mode_changed" if self.mode_changed else "unchanged"
+
+    def summary(self) -> Dict[str, Any]:
+        """The entry of this file in the action's RV(files)."""
+        return {"dest": self.dest, "status": self.status, "changed": self.changed, "mode": format_mode(self.mode),
+                "size": len(self.data)}
+
+
+def parse_mode(value: Any) -> int:
+    """The permission bits of a quoted octal mode such as ``"0640"``."""
+    # An unquoted YAML 0640 arrives as the number 416 and 640 as 640 (= 0o1200): refuse numbers
+    # rather than guess which one was meant.
+    match = _OCTAL_MODE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise ControllerFileError('mode: %r is not a quoted octal mode such as "0640" (symbolic modes such as '
+                                  'u=rw,g=r are not supported)' % (value,))
+    return int(match.group(1), 8)
+
+
+def format_mode(mode: int) -> str:
+    return "%04o" % mode
+
+
+def _describe(value: Any) -> str:
+    """What a value is, in the words of a playbook (ansible-core 2.19 wraps dicts and lists in its own types)."""
+    if value is None:
+        return "missing"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a dict"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    return "a %s" % type(value).__name__
+
+
+def _dests(entry: Mapping, where: str) -> List[str]:
+    if entry.get("dest") is None:
+        raise ControllerFileError("%s: dest is missing" % where)
+    dest = entry["dest"]
+    dests = dest if isinstance(dest, (list, tuple)) else [dest]
+    if not dests:
+        raise ControllerFileError("%s.dest: the list of paths is empty" % where)
+    for path in dests:
+        if not isinstance(path, str) or not path:
+            raise ControllerFileError("%s.dest: %r is not a path" % (where, path))
+        if "\0" in path or not os.path.isabs(path):
+            raise ControllerFileError("%s.dest: %r is not an absolute path on the controller" % (where, path))
+        if path.endswith(os.sep):
+            raise ControllerFileError("%s.dest: %s names a directory, not a file" % (where, path))
+    return list(dests)
+
+
+def check_files(files: Any) -> List[FileSpec]:
+    """The files to write, one per destination, in the order given.
+
+    Each entry is ``{"dest": path or list of paths, "content": text}``; the text is written as UTF-8.
+    A path given twice with the same content is written once; with different content it is refused.
+    """
+    if not isinstance(files, (list, tuple)):
+        raise ControllerFileError("files: expected a list of {dest, content}, got %s" % _describe(files))
+    # Keyed by the normalized path, so that a/b and a//b are one file.
+    specs: Dict[str, FileSpec] = {}
+    for index, entry in enumerate(files):
+        where = "files[%d]" % index
+        if not isinstance(entry, Mapping):
+            raise ControllerFileError("%s: expected {dest, content}, got %s" % (where, _describe(entry)))
+        unknown = sorted(str(key) for key in entry if key not in _FILE_KEYS)
+        if unknown:
+            raise ControllerFileError("%s: unknown key(s) %s (expected dest and content)" % (where, ", ".join(unknown)))
+        dests = _dests(entry, where)
+        content = entry.get("content")
+        if not isinstance(content, str):
+            raise ControllerFileError("%s (%s): content is %s, not a string: render it to text first (for example "
+                                      "with ansible.builtin.to_json or lookup('ansible.builtin.template', ...))"
+                                      % (where, dests[0], _describe(content)))
+        try:
+            data = content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ControllerFileError("%s (%s): content cannot be written as UTF-8: %s" % (where, dests[0], exc)) from None
+        for dest in dests:
+            known = specs.get(os.path.normpath(dest))
+            if known is None:
+                specs[os.path.normpath(dest)] = FileSpec(dest, data)
+            elif known.data != data:
+                raise ControllerFileError("%s: %s is given twice with different content" % (where, dest))
+    return list(specs.values())
+
+
+def _same_content(path: str, data: bytes) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read() == data
+
+
+def plan_file(spec: FileSpec, mode: int, check_mode: bool = False) -> FilePlan:
+    """What writing ``spec`` would change; refuses, naming the file, what a write would fail on.
+
+    In check mode a missing directory is allowed (reported as a file to create): the task that
+    creates it does not run in check mode either.
+    """
+    dest = spec.dest
+    directory = os.path.dirname(dest)
+    try:
+        dir_stat = os.stat(directory)
+    except FileNotFoundError:
+        if check_mode:
+            return FilePlan(dest, spec.data, mode, exists=False, before_mode=None, content_changed=True,
+                            directory_missing=True)
+        raise ControllerFileError("%s: the directory %s does not exist on the controller" % (dest, directory)) from None
+    except NotADirectoryError:
+        raise ControllerFileError("%s: %s is not a directory" % (dest, directory)) from None
+    except OSError as exc:
+        raise ControllerFileError("%s: cannot reach the directory %s (%s)" % (dest, directory, exc.strerror)) from None
+    if not stat.S_ISDIR(dir_stat.st_mode):
+        raise ControllerFileError("%s: %s is not a directory" % (dest, directory))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ControllerFileError("%s: the directory %s is not writable by this user" % (dest, directory))
+    try:
+        current = os.lstat(dest)
+    except FileNotFoundError:
+        return FilePlan(dest, spec.data, mode, exists=False, before_mode=None, content_changed=True)
+    except OSError as exc:
+        raise ControllerFileError("%s: cannot read it (%s)" % (dest, exc.strerror)) from None
+    if stat.S_ISDIR(current.st_mode):
+        raise ControllerFileError("%s is a directory, not a file" % dest)
+    if stat.S_ISLNK(current.st_mode):
+        # Replaced by a regular file, never followed (as ansible.builtin.copy without follow).
+        return FilePlan(dest, spec.data, mode, exists=True, before_mode=None, content_changed=True)
+    if not stat.S_ISREG(current.st_mode):
+        raise ControllerFileError("%s exists and is not a regular file" % dest)
+    try:
+        # Different sizes settle it without reading a report of tens of MB.
+        same = current.st_size == len(spec.data) and _same_content(dest, spec.data)
+    except OSError as exc:
+        raise ControllerFileError("%s: cannot read it (%s)" % (dest, exc.strerror)) from None
+    return FilePlan(dest, spec.data, mode, exists=True, before_mode=stat.S_IMODE(current.st_mode),
+                    content_changed=not same)
+
+
+def atomic_write(path: str, data: bytes, mode: int, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old file or the new one, never a part.
+
+    The temporary file is a hidden one in the same directory (os.replace cannot cross file systems,
+    and globs such as ``*.json`` skip it); it is removed if anything fails. An existing file's owner
+    and group are kept when this user may set them, as ansible.builtin.copy does. ``sync`` flushes
+    the data to disk before the rename, so that a crash leaves the old file rather than an empty one.
+    """
+    directory = os.path.dirname(path) or "."
+    # A short prefix: NAME_MAX (255) must hold it plus mkstemp's random part.
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path)[:64], suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            if sync:
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        _keep_owner(path, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    if sync:
+        _sync_directory(directory)
+
+
+def _keep_owner(path: str, temporary: str) -> None:
+    try:
+        current = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(current.st_mode):
+        return
+    written = os.stat(temporary)
+    if (current.st_uid, current.st_gid) != (written.st_uid, written.st_gid):
+        try:
+            os.chown(temporary, current.st_uid, current.st_gid)
+        except PermissionError:
+            pass
+
+
+def _sync_directory(directory: str) -> None:
+    # Makes the rename itself durable; not every file system allows it, and the data is already safe.
+    try:
+        handle = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def apply_plan(plan: FilePlan) -> None:
+    """Make the file what ``plan`` says: rewrite it when its content differs, else only fix its mode."""
+    try:
+        if plan.content_changed:
+            atomic_write(plan.dest, plan.data, plan.mode)
+        elif plan.mode_changed:
+            os.chmod(plan.dest, plan.mode)
+    except OSError as exc:
+        raise ControllerFileError("%s: cannot write it (%s)" % (plan.dest, exc.strerror or exc)) from None
+
+
+def plan_diff(plan: FilePlan, max_size: int) -> List[Dict[str, Any]]:
+    """The entries of the task's diff for one file, in the form Ansible's callbacks print.
+
+    Content larger than ``max_size`` bytes (0: no limit) is not diffed, only named, as Ansible's own
+    file modules do with MAX_FILE_SIZE_FOR_DIFF.
+    """
+    entries: List[Dict[str, Any]] = []
+    if plan.content_changed:
+        entry: Dict[str, Any] = {"before_header": plan.dest if plan.exists else "%s (absent)" % plan.dest,
+                                 "after_header": plan.dest}
+        before = _before_text(plan, max_size, entry)
+        if max_size > 0 and len(plan.data) > max_size:
+            entry["src_larger"] = max_size
+        elif before is not None:
+            # check_files encoded str content strictly: it decodes.
+            entry["before"], entry["after"] = before, plan.data.decode("utf-8")
+        entries.append(entry)
+    if plan.mode_changed and plan.before_mode is not None:
+        entries.append({"before": {"path": plan.dest, "mode": format_mode(plan.before_mode)},
+                        "after": {"path": plan.dest, "mode": format_mode(plan.mode)}})
+    return entries
+
+
+def _before_text(plan: FilePlan, max_size: int, entry: Dict[str, Any]) -> Optional[str]:
+    """The current content for the diff, or None with the reason in ``entry``."""
+    if not plan.exists or plan.before_mode is None:  # absent, or a symlink about to be replaced
+        return ""
+    try:
+        if max_size > 0 and os.path.getsize(plan.dest) > max_size:
+            entry["dst_larger"] = max_size
+            return None
+        with open(plan.dest, "rb") as stream:
+            return stream.read().decode("utf-8")
+    except UnicodeDecodeError:
+        entry["dst_binary"] = True
+    except OSError as exc:
+        entry["prepared"] = "diff skipped: cannot read %s (%s)\n" % (plan.dest, exc.strerror or exc)
+    return None

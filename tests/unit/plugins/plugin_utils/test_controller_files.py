@@ -1,0 +1,239 @@
+"""Files written on the controller (plugins/plugin_utils/controller_files.py): argument checks, mode
+parsing, what a write would change, the atomic write and the diff, on real files in tmp_path."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
+    ControllerFileError,
+    FileSpec,
+    apply_plan,
+    atomic_write,
+    check_files,
+    parse_mode,
+    plan_diff,
+    plan_file,
+)
+from tests.locked_dir import read_only_directory
+
+
+@pytest.mark.parametrize("text, mode", [("0640", 0o640), ("640", 0o640), ("0o600", 0o600), (" 0750 ", 0o750),
+                                        ("2750", 0o2750)])
+def test_quoted_octal_modes_are_read(text, mode):
+    assert parse_mode(text) == mode
+
+
+@pytest.mark.parametrize("value", [416, 640, True, None, "", "u=rw,g=r", "0648", "64", "06400", "0x1a0", "rw-r-----"])
+def test_other_modes_are_refused_naming_the_option(value):
+    with pytest.raises(ControllerFileError, match=r'^mode: .* is not a quoted octal mode such as "0640"'):
+        parse_mode(value)
+
+
+def test_files_are_expanded_per_destination_in_order_and_encoded_as_utf8():
+    specs = check_files([{"dest": ["/r/a.json", "/r/latest.json"], "content": "{\"é\": 1}\n"},
+                         {"dest": "/r/b.html", "content": ""}])
+    assert specs == [FileSpec("/r/a.json", '{"é": 1}\n'.encode("utf-8")),
+                     FileSpec("/r/latest.json", '{"é": 1}\n'.encode("utf-8")), FileSpec("/r/b.html", b"")]
+
+
+def test_a_path_given_twice_with_the_same_content_is_written_once():
+    # The audit's baseline may be latest.json itself.
+    specs = check_files([{"dest": ["/r/latest.json", "/r//latest.json"], "content": "x"},
+                         {"dest": "/r/latest.json", "content": "x"}])
+    assert [spec.dest for spec in specs] == ["/r/latest.json"]
+
+
+@pytest.mark.parametrize("files, message", [
+    ("/r/a.json", r"^files: expected a list of \{dest, content\}, got a string"),
+    ([["/r/a.json", "x"]], r"^files\[0\]: expected \{dest, content\}, got a list"),
+    ([{"dest": "/r/a", "content": "x", "owner": "root"}], r"^files\[0\]: unknown key\(s\) owner"),
+    ([{"content": "x"}], r"^files\[0\]: dest is missing"),
+    ([{"dest": [], "content": "x"}], r"^files\[0\]\.dest: the list of paths is empty"),
+    ([{"dest": ["/r/a", 3], "content": "x"}], r"^files\[0\]\.dest: 3 is not a path"),
+    ([{"dest": "reports/a.json", "content": "x"}], r"^files\[0\]\.dest: 'reports/a.json' is not an absolute path"),
+    ([{"dest": "/r/sub/", "content": "x"}], r"^files\[0\]\.dest: /r/sub/ names a directory"),
+    ([{"dest": "/r/a.json", "content": {"k": 1}}], r"^files\[0\] \(/r/a\.json\): content is a dict, not a string"),
+    ([{"dest": "/r/a.json"}], r"^files\[0\] \(/r/a\.json\): content is missing, not a string"),
+    ([{"dest": "/r/a.json", "content": 12}], r"^files\[0\] \(/r/a\.json\): content is a number, not a string"),
+    ([{"dest": "/r/a.json", "content": "\udcff"}], r"^files\[0\] \(/r/a\.json\): content cannot be written as UTF-8"),
+    ([{"dest": "/r/a", "content": "x"}, {"dest": ["/r/b", "/r/a"], "content": "y"}],
+     r"^files\[1\]: /r/a is given twice with different content"),
+])
+def test_bad_files_are_refused_naming_the_entry_and_destination(files, message):
+    with pytest.raises(ControllerFileError, match=message):
+        check_files(files)
+
+
+def _spec(path: Path, text: str = "new\n") -> FileSpec:
+    return FileSpec(str(path), text.encode("utf-8"))
+
+
+def test_a_new_file_is_created_with_exactly_its_mode_whatever_the_umask(tmp_path):
+    dest = tmp_path / "latest.html"
+    plan = plan_file(_spec(dest), 0o640)
+    assert (plan.status, plan.changed) == ("created", True)
+    previous = os.umask(0o077)
+    try:
+        apply_plan(plan)
+    finally:
+        os.umask(previous)
+    assert dest.read_text() == "new\n"
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o640
+    assert os.listdir(tmp_path) == ["latest.html"]
+
+
+def test_same_content_and_mode_is_unchanged_and_not_rewritten(tmp_path):
+    dest = tmp_path / "latest.json"
+    apply_plan(plan_file(_spec(dest), 0o640))
+    inode = dest.stat().st_ino
+    plan = plan_file(_spec(dest), 0o640)
+    assert (plan.status, plan.changed) == ("unchanged", False)
+    apply_plan(plan)
+    assert dest.stat().st_ino == inode
+
+
+@pytest.mark.parametrize("before", ["old\n", "new!\n", "nev\n"])  # another size, and the same size
+def test_other_content_is_updated_by_a_new_file_renamed_over_the_old_one(tmp_path, before):
+    dest = tmp_path / "latest.csv"
+    dest.write_text(before)
+    dest.chmod(0o640)
+    with open(dest) as reader:  # a reader of the old file keeps the old file whole
+        plan = plan_file(_spec(dest), 0o640)
+        assert (plan.status, plan.changed) == ("updated", True)
+        apply_plan(plan)
+        assert reader.read() == before
+    assert dest.read_text() == "new\n"
+    assert os.listdir(tmp_path) == ["latest.csv"]
+
+
+def test_only_the_mode_is_fixed_when_only_the_mode_differs(tmp_path):
+    dest = tmp_path / "latest.md"
+    dest.write_text("new\n")
+    dest.chmod(0o644)
+    inode = dest.stat().st_ino
+    plan = plan_file(_spec(dest), 0o640)
+    assert (plan.status, plan.changed, plan.content_changed) == ("mode_changed", True, False)
+    apply_plan(plan)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o640 and dest.stat().st_ino == inode
+
+
+def test_a_symlink_is_replaced_not_followed(tmp_path):
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep\n")
+    dest = tmp_path / "latest.txt"
+    dest.symlink_to(target)
+    plan = plan_file(_spec(dest), 0o640)
+    assert plan.status == "updated"
+    apply_plan(plan)
+    assert not dest.is_symlink() and dest.read_text() == "new\n" and target.read_text() == "keep\n"
+
+
+def test_a_missing_directory_is_refused_naming_the_file_except_in_check_mode(tmp_path):
+    dest = tmp_path / "missing" / "latest.json"
+    with pytest.raises(ControllerFileError, match="^%s: the directory %s does not exist" % (dest, dest.parent)):
+        plan_file(_spec(dest), 0o640)
+    plan = plan_file(_spec(dest), 0o640, check_mode=True)
+    assert (plan.status, plan.changed, plan.directory_missing) == ("created", True, True)
+
+
+def test_a_destination_that_is_a_directory_is_refused(tmp_path):
+    (tmp_path / "latest.json").mkdir()
+    with pytest.raises(ControllerFileError, match="^%s is a directory, not a file" % (tmp_path / "latest.json")):
+        plan_file(_spec(tmp_path / "latest.json"), 0o640)
+
+
+def test_a_parent_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "reports").write_text("")
+    dest = tmp_path / "reports" / "latest.json"
+    with pytest.raises(ControllerFileError, match="^%s: %s is not a directory" % (dest, dest.parent)):
+        plan_file(_spec(dest), 0o640)
+
+
+def test_a_destination_that_is_not_a_regular_file_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "latest.json")
+    with pytest.raises(ControllerFileError, match="latest.json exists and is not a regular file"):
+        plan_file(_spec(tmp_path / "latest.json"), 0o640)
+
+
+def test_a_directory_that_is_not_writable_is_refused_before_anything_is_written(tmp_path):
+    with read_only_directory(tmp_path / "locked") as locked:
+        dest = locked / "latest.json"
+        with pytest.raises(ControllerFileError, match="^%s: the directory %s is not writable" % (dest, locked)):
+            plan_file(_spec(dest), 0o640)
+        # The writer itself fails too, and leaves nothing behind.
+        with pytest.raises(PermissionError):
+            atomic_write(str(dest), b"x", 0o640)
+        assert os.listdir(locked) == []
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_the_old_file_whole(tmp_path):
+    # os.replace cannot put a file over a non-empty directory: the write fails after the
+    # temporary file was written, at the last step.
+    dest = tmp_path / "latest.json"
+    dest.mkdir()
+    (dest / "inside").write_text("keep")
+    with pytest.raises(OSError):
+        atomic_write(str(dest), b"data", 0o640)
+    assert sorted(os.listdir(tmp_path)) == ["latest.json"]
+    assert (dest / "inside").read_text() == "keep"
+
+
+def test_apply_plan_names_the_file_when_the_write_fails(tmp_path):
+    dest = tmp_path / "latest.json"
+    plan = plan_file(_spec(dest), 0o640)
+    dest.mkdir()
+    (dest / "inside").write_text("keep")  # appeared between the check and the write
+    with pytest.raises(ControllerFileError, match="^%s: cannot write it" % dest):
+        apply_plan(plan)
+    assert sorted(os.listdir(tmp_path)) == ["latest.json"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_an_existing_file_keeps_its_owner_and_group(tmp_path):
+    dest = tmp_path / "latest.html"
+    dest.write_text("old\n")
+    os.chown(dest, 65534, 65534)
+    atomic_write(str(dest), b"new\n", 0o640)
+    assert (dest.stat().st_uid, dest.stat().st_gid) == (65534, 65534)
+
+
+def test_the_diff_shows_content_and_mode_changes(tmp_path):
+    dest = tmp_path / "latest.md"
+    dest.write_text("a\nb\n")
+    dest.chmod(0o644)
+    (content, mode) = plan_diff(plan_file(_spec(dest, "a\nc\n"), 0o640), max_size=1000)
+    assert content == {"before_header": str(dest), "after_header": str(dest), "before": "a\nb\n", "after": "a\nc\n"}
+    assert mode == {"before": {"path": str(dest), "mode": "0644"}, "after": {"path": str(dest), "mode": "0640"}}
+    (created,) = plan_diff(plan_file(_spec(tmp_path / "new.md", "x\n"), 0o640), max_size=1000)
+    assert (created["before_header"], created["before"], created["after"]) == ("%s/new.md (absent)" % tmp_path, "", "x\n")
+
+
+def test_the_diff_skips_large_files_and_names_the_limit(tmp_path):
+    dest = tmp_path / "latest.json"
+    dest.write_text("x" * 50)
+    dest.chmod(0o640)
+    (entry,) = plan_diff(plan_file(_spec(dest, "y" * 20), 0o640), max_size=30)
+    assert entry["dst_larger"] == 30 and "src_larger" not in entry and "before" not in entry
+    (entry,) = plan_diff(plan_file(_spec(dest, "y" * 40), 0o640), max_size=30)
+    assert entry["src_larger"] == 30 and "after" not in entry
+    (entry,) = plan_diff(plan_file(_spec(dest, "y" * 40), 0o640), max_size=0)  # 0: no limit
+    assert entry["after"] == "y" * 40
+
+
+def test_a_binary_file_is_not_diffed(tmp_path):
+    dest = tmp_path / "latest.csv"
+    dest.write_bytes(b"\xff\xfe")
+    dest.chmod(0o640)
+    (entry,) = plan_diff(plan_file(_spec(dest), 0o640), max_size=1000)
+    assert entry.get("dst_binary") is True and "before" not in entry
+
+
+def test_an_unchanged_file_has_no_diff(tmp_path):
+    dest = tmp_path / "latest.csv"
+    dest.write_text("new\n")
+    dest.chmod(0o640)
+    assert plan_diff(plan_file(_spec(dest), 0o640), max_size=1000) == []
