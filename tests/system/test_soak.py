@@ -156,5 +156,7 @@ def test_peers_that_close_at_once_do_not_pile_up_descriptors(hostile_factory):
         sampler.join(5)
     assert all(r["outcome"] == "aborted" and r["ok"] for r in results), {r["message"] for r in results}
     assert wall < 600 / 32 * 2 + 2.5  # bounded: every entry ends at once
-    # 32 associations at a time: client end, hostile server end, a pipe or two -- not hundreds.
-    assert peak[0] - baseline < 4 * 32, (baseline, peak[0])
+    # At most 4 x 32 associations open (the pool grows past `parallel` while steps stall, as they
+    # do on a loaded machine), each with its client end, the hostile server's end and the DUL's
+    # wake-up socketpair: bounded by the pool, far below the 2,400 a leak of 600 entries would hold.
+    assert peak[0] - baseline < 4 * 4 * 32, (baseline, peak[0])
