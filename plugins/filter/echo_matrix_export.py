@@ -21,7 +21,9 @@ description:
     as expected and an C(error) when the check did not run, for CI systems.
 options:
   _input:
-    description: A report of P(dicom.network.echo_matrix#filter), as a dictionary or as JSON text.
+    description:
+      - A report of P(dicom.network.echo_matrix#filter), as a dictionary or as JSON text, in its full or its
+        packed form (O(dicom.network.echo_matrix#filter:packed)); V(json) writes the full form either way.
     type: raw
     required: true
   format:

@@ -15,11 +15,14 @@ description:
     C(dicom.network.echo_audit) role show, so the templates only lay it out and escape it.
   - V(summary) gives the counts and short console lines, V(md) adds the legend (one symbol per outcome), the
     baseline lists, the failures first and the matrix when it is narrow enough, V(html) the same plus the
-    whole matrix as one script-safe JSON text for the page's own script.
+    whole matrix as escaped markup (readable without JavaScript) and each cell's details as one script-safe
+    JSON text for the page's own script.
   - No template loops over the cells of a large matrix, which would cost minutes with ansible-core 2.19.
 options:
   _input:
-    description: A report of P(dicom.network.echo_matrix#filter), as a dictionary or as JSON text.
+    description:
+      - A report of P(dicom.network.echo_matrix#filter), as a dictionary or as JSON text, in its full or its
+        packed form (O(dicom.network.echo_matrix#filter:packed)).
     type: raw
     required: true
   view:
@@ -105,12 +108,17 @@ _value:
       description: Failures left out of RV(_value.failures).
       type: int
     data_json:
-      description: V(html) only. The matrix (rows, columns, compact cells, string table) as JSON in which
-        C(<), C(>) and C(&) are escaped, ready to sit in a C(<script type="application/json">) element.
+      description: V(html) only. Each cell's details (rows, columns, per row compact cells, the distinct answers
+        and a string table) as JSON in which C(<), C(>) and C(&) are escaped, ready to sit in a
+        C(<script type="application/json">) element.
       type: string
     matrix:
-      description: V(md) only. C(columns) (labels) and C(groups) of rows per site with one symbol per column, or
-        V(null) when there are more than O(markdown_max_columns) columns.
+      description:
+        - V(html) gives C(html), the matrix as markup in which every text is escaped (a header table, then blocks
+          of rows that a browser lays out only when on screen), C(row_header_ch), the width of the row headers in
+          characters, and C(columns), the number of columns.
+        - V(md) gives C(columns) (labels) and C(groups) of rows per site with one symbol per column, or V(null)
+          when there are more than O(markdown_max_columns) columns.
       type: dict
     columns_total:
       description: V(md) only. Number of columns of the matrix.

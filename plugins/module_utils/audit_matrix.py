@@ -12,15 +12,27 @@ run becomes a ``not_run`` cell that says why, so nothing is silently dropped.
 The document is the JSON report (``SCHEMA_VERSION``) and the baseline of the next run.
 Every string that reaches it is cleaned by :func:`clean_text`: AE titles, descriptions and
 whatever a peer sent are untrusted, and the renderers escape them again for their format.
+
+A 300 x 300 matrix has 90,000 cells of 27 fields, 72 MB as JSON, most of it repeated: every
+cell names its row and column again, and the fields a peer answered (outcome, message,
+implementation, address...) take a few hundred distinct values. :func:`build_packed` therefore
+builds the *packed* form the role passes between its tasks (about 8 times smaller, as fast to
+read): the report's top-level keys, the distinct answers once in ``variants``, and per cell
+``[row, column, variant, rtt, timings, started_at]`` in ``packed_cells``. :func:`cells_of`
+gives the cells of either form, :func:`build_report` the report itself.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import OUTCOMES
 
@@ -31,12 +43,44 @@ NOT_RUN_REASONS = ("unreachable", "task_failed", "skipped", "no_result", "interr
 BASELINE_SCOPES = ("all", "run")
 DIFF_KINDS = ("broke", "fixed", "appeared", "disappeared", "changed")
 MAX_TEXT = 500
-_RTT_KEYS = ("min", "avg", "max")
-_TIMING_KEYS = ("connect", "associate", "echo", "release", "total")
+RTT_KEYS = ("min", "avg", "max")
+TIMING_KEYS = ("connect", "associate", "echo", "release", "total")
+PACKING = 1
+# A variant: what one check answered, shared by every cell that answered the same.
+(V_EXPECT, V_OUTCOME, V_OK, V_MESSAGE, V_PHASE, V_STATUS, V_REJECT, V_VERSION, V_CLASS_UID, V_MAX_PDU, V_ADDRESS,
+ V_SOURCE_ADDRESS, V_TRANSFER_SYNTAX, V_NOT_RUN_REASON) = range(14)
+# A packed cell. rtt and timings are lists in RTT_KEYS / TIMING_KEYS order where False marks a key the
+# module did not return (a number is never False: compare with "is"), or None when it returned none;
+# rtt is one number when min, avg and max are the same non-zero number (one echo per check, the default).
+C_ROW, C_COLUMN, C_VARIANT, C_RTT, C_TIMINGS, C_STARTED_AT = range(6)
 
 
 class AuditMatrixError(ValueError):
     """The gathered results or the baseline cannot be turned into a report; says which and why."""
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a matrix is built or parsed.
+
+    Both allocate hundreds of thousands of containers, and every few thousand allocations the
+    collector would walk the whole heap again (Ansible's variables included): half the time of a
+    300 x 300 matrix. The trees built here have no reference cycles, so reference counting frees them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_FLOAT = frozenset((float,))
 
 
 # C0 and C1 controls, bidirectional marks and overrides (a line could read differently from its
@@ -62,16 +106,90 @@ def clean_text(value: Any, limit: int = MAX_TEXT) -> Optional[str]:
 
 
 def _number(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return round(float(value), 3)
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return round(value, 3) if math.isfinite(value) else None
 
 
-def _numbers(value: Any, keys: Sequence[str]) -> Optional[Dict[str, Optional[float]]]:
-    if not isinstance(value, Mapping):
+class _Numbers:
+    """Round trips and timings of every cell, packed at once: 720,000 numbers at 300 x 300.
+
+    Each must be a finite number rounded to 3 decimals (:func:`_number`). round() costs 0.5 µs and a
+    Python call per number more, so when every value is a float (what the module returns) each
+    distinct one is rounded once and the rest is looked up in C.
+    """
+
+    def __init__(self) -> None:
+        self._memo: Dict[float, Optional[float]] = {}
+
+    def pack(self, value: Any, keys: Sequence[str]) -> Optional[List[Any]]:
+        """``rtt_ms`` or ``timings_ms`` as a list in ``keys`` order (False: key absent), None when none is there."""
+        if not isinstance(value, dict) and not isinstance(value, Mapping):
+            return None
+        packed = [_number(value[key]) if key in value else False for key in keys]
+        return None if all(item is False for item in packed) else packed
+
+    def pack_many(self, values: Sequence[Any], keys: Sequence[str]) -> List[Optional[List[Any]]]:
+        """:meth:`pack` of each value."""
+        packed: List[Optional[List[Any]]] = [None] * len(values)
+        where: List[int] = []
+        found: List[Tuple[Any, ...]] = []
+        take = itemgetter(*keys)
+        for index, value in enumerate(values):
+            if value.__class__ is dict:
+                try:
+                    found.append(take(value))
+                    where.append(index)
+                    continue
+                except KeyError:
+                    pass
+            packed[index] = self.pack(value, keys)
+        flat = list(chain.from_iterable(found))
+        # Only floats: 1, 1.0 and True are equal dictionary keys but not equal numbers here.
+        if set(map(type, flat)) <= _FLOAT:
+            memo = self._memo
+            for item in set(flat).difference(memo):
+                memo[item] = _number(item)
+            # -0.0 == 0.0 shares their entry but prints differently; a zero float rounds to itself.
+            flat = list(map(memo.__getitem__, flat)) if not flat.count(0.0) else \
+                [memo[item] if item else item for item in flat]
+        else:
+            flat = [_number(item) for item in flat]
+        width = len(keys)
+        for position, index in enumerate(where):
+            packed[index] = flat[position * width:(position + 1) * width]
+        return packed
+
+    def pack_rtts(self, values: Sequence[Any]) -> List[Any]:
+        """:meth:`pack_many` for ``rtt_ms``, one number where min, avg and max are one non-zero number."""
+        return [rtt[0] if rtt and _one_number(rtt) else rtt for rtt in self.pack_many(values, RTT_KEYS)]
+
+
+def _one_number(values: Sequence[Any]) -> bool:
+    # Not zero: -0.0 == 0.0 but prints differently.
+    return isinstance(values[0], float) and values[0] != 0 and values[0] == values[1] == values[2]
+
+
+def rtt_values(packed: Any) -> List[Any]:
+    """min, avg and max of a packed rtt (None for each one missing)."""
+    if packed is None:
+        return [None, None, None]
+    if isinstance(packed, (int, float)):
+        return [packed, packed, packed]
+    return [None if item is False else item for item in packed]
+
+
+def unpack_numbers(packed: Any, keys: Sequence[str]) -> Optional[Dict[str, Optional[float]]]:
+    """The ``rtt_ms`` / ``timings_ms`` dictionary of a packed cell."""
+    if packed is None or packed == []:
         return None
-    numbers = {key: _number(value.get(key)) for key in keys if key in value}
-    return numbers or None
+    if isinstance(packed, (int, float)):
+        packed = (packed,) * len(keys)
+    return {key: item for key, item in zip(keys, packed) if item is not False}
 
 
 def _int(value: Any) -> Optional[int]:
@@ -111,19 +229,6 @@ def _column_sort_key(column: Mapping[str, Any]) -> Tuple:
             column["host"], column["port"] or 0)
 
 
-def _items_by_calling(echo: Any) -> Dict[str, Mapping[str, Any]]:
-    """The loop items of the registered echo task, keyed by the calling AE they ran for."""
-    items: Dict[str, Mapping[str, Any]] = {}
-    if not isinstance(echo, Mapping) or not isinstance(echo.get("results"), list):
-        return items
-    for item in echo["results"]:
-        if isinstance(item, Mapping) and isinstance(item.get("item"), Mapping):
-            calling = item["item"].get("calling")
-            if isinstance(calling, str):
-                items[calling] = item
-    return items
-
-
 def _task_message(result: Mapping[str, Any]) -> str:
     message = result.get("msg") or result.get("skip_reason") or result.get("stderr") or ""
     return clean_text(message, 300) or "no message"
@@ -152,50 +257,62 @@ def _call_problem(echo: Any, item: Optional[Mapping[str, Any]],
     return "no_result", "the echo task returned no results"
 
 
-def _cell(row: Mapping[str, Any], column: Mapping[str, Any], expect: str, result: Optional[Mapping[str, Any]],
-          problem: Optional[Tuple[str, str]]) -> Dict[str, Any]:
-    cell: Dict[str, Any] = {
-        "row": row["id"],
-        "column": column["id"],
-        "source_host": row["source_host"],
-        "calling_ae_title": row["calling_ae_title"],
-        "calling_site": row["site"],
-        "peer": column["name"],
-        "called_ae_title": column["ae_title"],
-        "called_site": column["site"],
-        "peer_host": column["host"],
-        "peer_port": column["port"],
-        "expect": expect,
-    }
-    if result is None:
-        reason, message = problem or ("no_result", "the echo module returned no result for this peer")
-        cell.update({"outcome": NOT_RUN, "ok": False, "message": message, "phase": None, "status": None,
-                     "reject": None, "rtt_ms": None, "timings_ms": None, "peer_implementation_version": None,
-                     "peer_implementation_class_uid": None, "peer_max_pdu": None, "address": None,
-                     "source_address": None,
-                     "transfer_syntax": None, "started_at": None, "not_run_reason": reason})
-        return cell
-    peer = result.get("peer") if isinstance(result.get("peer"), Mapping) else {}
-    outcome = clean_text(result.get("outcome"), 40) or "unknown"
-    cell.update({
-        "outcome": outcome,
-        "ok": result.get("ok") is True,
-        "message": clean_text(result.get("message")) or "",
-        "phase": clean_text(result.get("phase"), 20),
-        "status": _int(result.get("status")),
-        "reject": _reject(result.get("reject")),
-        "rtt_ms": _numbers(result.get("rtt_ms"), _RTT_KEYS),
-        "timings_ms": _numbers(result.get("timings_ms"), _TIMING_KEYS),
-        "peer_implementation_version": clean_text(peer.get("implementation_version_name"), 80),
-        "peer_implementation_class_uid": clean_text(peer.get("implementation_class_uid"), 80),
-        "peer_max_pdu": _int(peer.get("max_pdu")),
-        "address": clean_text(result.get("address"), 80),
-        "source_address": clean_text(result.get("source_address"), 80),
-        "transfer_syntax": clean_text(result.get("transfer_syntax"), 80),
-        "started_at": clean_text(result.get("started_at"), 40),
-        "not_run_reason": None,
-    })
-    return cell
+def _hashable(value: Any) -> Any:
+    """A variant as a dictionary key (its reject is a dictionary)."""
+    return value if value is None or not isinstance(value, dict) else tuple(value.items())
+
+
+class _Variants:
+    """The distinct answers of a matrix; a cell refers to its answer by index.
+
+    Answers repeat: the same outcome, message and peer implementation for every check of a peer.
+    Each distinct raw answer is cleaned once; the raw key keeps every value's class, as clean_text
+    turns 1 and True into different texts although they are equal (and hash equal) in Python.
+    """
+
+    def __init__(self) -> None:
+        self.values: List[Tuple[Any, ...]] = []
+        self._by_value: Dict[Tuple[Any, ...], int] = {}
+        self._by_raw: Dict[Tuple[Any, ...], int] = {}
+
+    def add(self, variant: Tuple[Any, ...]) -> int:
+        key = tuple(_hashable(item) for item in variant)
+        index = self._by_value.get(key)
+        if index is None:
+            index = self._by_value[key] = len(self.values)
+            self.values.append(variant)
+        return index
+
+    def not_run(self, expect: str, reason: str, message: str) -> int:
+        return self.add((expect, NOT_RUN, False, message, None, None, None, None, None, None, None, None, None, reason))
+
+    def answer(self, expect: str, result: Mapping[str, Any]) -> int:
+        """The variant of one module result (a result of dicom.network.echo for one peer)."""
+        get = result.get
+        peer = get("peer")
+        if not isinstance(peer, dict) and not isinstance(peer, Mapping):
+            peer = {}
+        raw = (expect, get("outcome"), get("ok") is True, get("message"), get("phase"), get("status"),
+               peer.get("implementation_version_name"), peer.get("implementation_class_uid"), peer.get("max_pdu"),
+               get("address"), get("source_address"), get("transfer_syntax"))
+        reject = get("reject")
+        if reject is None:
+            try:
+                key = raw + tuple(map(type, raw))
+                return self._by_raw[key]
+            except KeyError:
+                pass
+            except TypeError:  # an unhashable value where a text was expected: no shortcut
+                key = None
+        else:
+            key = None
+        index = self.add((
+            expect, clean_text(raw[1], 40) or "unknown", raw[2], clean_text(raw[3]) or "", clean_text(raw[4], 20),
+            _int(raw[5]), _reject(reject), clean_text(raw[6], 80), clean_text(raw[7], 80), _int(raw[8]),
+            clean_text(raw[9], 80), clean_text(raw[10], 80), clean_text(raw[11], 80), None))
+        if key is not None:
+            self._by_raw[key] = index
+        return index
 
 
 class _Columns:
@@ -203,20 +320,27 @@ class _Columns:
 
     def __init__(self) -> None:
         self._by_key: Dict[Tuple[str, str, str, Optional[int]], Dict[str, Any]] = {}
-        self._seen: Dict[int, Tuple[Mapping[str, Any], Dict[str, Any]]] = {}
+        self._by_raw: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
 
-    def get(self, ae: Mapping[str, Any]) -> Dict[str, Any]:
-        # A plan describes each peer once for all its calls: clean each description once.
-        seen = self._seen.get(id(ae))
-        if seen is not None and seen[0] is ae:
-            return seen[1]
-        meta = _ae_meta(ae)
-        key = (meta["name"], meta["ae_title"], meta["host"].lower(), meta["port"])
-        if key not in self._by_key:
-            meta["inline"] = bool(ae.get("inline"))
-            self._by_key[key] = meta
-        self._seen[id(ae)] = (ae, self._by_key[key])
-        return self._by_key[key]
+    def get(self, ae: Any) -> Dict[str, Any]:
+        # Every host's plan describes the same peers again: clean each distinct peer once. The first
+        # description of a column wins, as without the shortcut.
+        raw = (ae.get("name"), ae.get("ae_title"), ae.get("host"), ae.get("port"))
+        try:
+            raw += tuple(map(type, raw))
+            column = self._by_raw.get(raw)
+        except TypeError:
+            raw, column = None, None
+        if column is None:
+            meta = _ae_meta(ae)
+            key = (meta["name"], meta["ae_title"], meta["host"].lower(), meta["port"])
+            if key not in self._by_key:
+                meta["inline"] = bool(ae.get("inline"))
+                self._by_key[key] = meta
+            column = self._by_key[key]
+            if raw is not None:
+                self._by_raw[raw] = column
+        return column
 
     def finish(self) -> List[Dict[str, Any]]:
         columns = sorted(self._by_key.values(), key=_column_sort_key)
@@ -231,47 +355,109 @@ class _Columns:
         return columns
 
 
-def _plan(host: str, plan: Any) -> Mapping[str, Any]:
-    if not isinstance(plan, Mapping) or not isinstance(plan.get("calls"), list) \
-            or not isinstance(plan.get("aes"), Mapping):
+def _plan(host: str, plan: Any, plain: Callable[[Any], Any]) -> Mapping[str, Any]:
+    plan = plain(plan)
+    if not isinstance(plan, Mapping) or not isinstance(plain(plan.get("calls")), list) \
+            or not isinstance(plain(plan.get("aes")), Mapping):
         raise AuditMatrixError("host %s: no peer plan was gathered (the role's preflight must run on every "
                                "source host before the report)" % host)
     return plan
 
 
-def build_cells(
+def _items_by_calling(echo: Any, plain: Callable[[Any], Any]) -> Dict[str, Mapping[str, Any]]:
+    """The loop items of the registered echo task, keyed by the calling AE they ran for."""
+    items: Dict[str, Mapping[str, Any]] = {}
+    results = plain(echo.get("results")) if isinstance(echo, Mapping) else None
+    if not isinstance(results, list):
+        return items
+    for item in results:
+        item = plain(item)
+        if isinstance(item, Mapping):
+            call = plain(item.get("item"))
+            if isinstance(call, Mapping) and isinstance(call.get("calling"), str):
+                items[call["calling"]] = item
+    return items
+
+
+class Matrix:
+    """Rows, columns, the distinct answers (variants) and the packed cells, in row then column order."""
+
+    def __init__(self, rows: List[Dict[str, Any]], columns: List[Dict[str, Any]], variants: List[Sequence[Any]],
+                 cells: List[List[Any]]) -> None:
+        self.rows, self.columns, self.variants, self.cells = rows, columns, variants, cells
+
+    def cell(self, packed: Sequence[Any]) -> Dict[str, Any]:
+        """One cell of the report, as a dictionary."""
+        row, column, variant = self.rows[packed[C_ROW]], self.columns[packed[C_COLUMN]], self.variants[packed[C_VARIANT]]
+        reject = variant[V_REJECT]
+        return {
+            "row": row["id"], "column": column["id"], "source_host": row["source_host"],
+            "calling_ae_title": row["calling_ae_title"], "calling_site": row["site"], "peer": column["name"],
+            "called_ae_title": column["ae_title"], "called_site": column["site"], "peer_host": column["host"],
+            "peer_port": column["port"], "expect": variant[V_EXPECT], "outcome": variant[V_OUTCOME],
+            "ok": variant[V_OK], "message": variant[V_MESSAGE], "phase": variant[V_PHASE], "status": variant[V_STATUS],
+            "reject": dict(reject) if reject is not None else None,
+            "rtt_ms": unpack_numbers(packed[C_RTT], RTT_KEYS), "timings_ms": unpack_numbers(packed[C_TIMINGS], TIMING_KEYS),
+            "peer_implementation_version": variant[V_VERSION], "peer_implementation_class_uid": variant[V_CLASS_UID],
+            "peer_max_pdu": variant[V_MAX_PDU], "address": variant[V_ADDRESS],
+            "source_address": variant[V_SOURCE_ADDRESS], "transfer_syntax": variant[V_TRANSFER_SYNTAX],
+            "started_at": packed[C_STARTED_AT], "not_run_reason": variant[V_NOT_RUN_REASON],
+        }
+
+    def dicts(self) -> Iterator[Dict[str, Any]]:
+        """Every cell as a dictionary, one at a time."""
+        return (self.cell(packed) for packed in self.cells)
+
+
+def collect(
     plans: Mapping[str, Any], results: Optional[Mapping[str, Any]] = None,
     missing: Optional[Tuple[str, str]] = None, setup_failures: Optional[Mapping[str, Any]] = None,
-) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """Rows, columns and cells, sorted by site, kind and AE title.
+    plain: Optional[Callable[[Any], Any]] = None,
+) -> Matrix:
+    """The matrix of every planned check, sorted by site, kind and AE title.
 
     ``plans`` maps each source host to its plan, ``results`` to the registered result of its echo
     loop (missing or ``None`` when the task never ran there). ``missing`` is the (reason, message)
     of hosts without any result, when the caller knows why (an interrupted play). ``setup_failures``
     maps hosts whose preparation failed (no pynetdicom virtualenv) to the reason their echo never ran.
+    ``plain`` is applied to the containers down to each call of a plan and each loop item of a
+    result, before they are read: the filter's way to read ansible-core's lazy containers without
+    templating every value. Only what the filter receives, and what that holds, comes wrapped (a
+    host's plan or result read from hostvars); below that is the stored data. A lazy container
+    deeper down would still be read right, only slower; 90,000 calls of ``plain`` per cell level
+    would cost more than they could save.
     """
+    plain = plain or _as_is
+    plans = plain(plans)
     if not isinstance(plans, Mapping):
         raise AuditMatrixError("plans must be a dictionary of source host: plan, got %s" % type(plans).__name__)
+    results = plain(results)
     if results is None:
         results = {}
     if not isinstance(results, Mapping):
         raise AuditMatrixError("results must be a dictionary of source host: registered echo result, got %s"
                                % type(results).__name__)
+    setup_failures = plain(setup_failures)
+    if not isinstance(setup_failures, Mapping):
+        setup_failures = {}
     rows: List[Dict[str, Any]] = []
     columns = _Columns()
-    pending: List[Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any]]] = []
+    variants = _Variants()
+    numbers = _Numbers()
+    pending: List[List[Any]] = []
     for host in sorted(plans, key=str):
         source = clean_text(host, 255) or ""
-        plan = _plan(source, plans[host])
-        echo = results.get(host)
-        failure = clean_text((setup_failures or {}).get(host), 300) if isinstance(setup_failures, Mapping) else None
+        plan = _plan(source, plans[host], plain)
+        echo = plain(results.get(host))
+        failure = clean_text(setup_failures.get(host), 300)
         if failure:
             echo = None
-        items = _items_by_calling(echo)
-        aes = plan["aes"]
-        for call in plan["calls"]:
+        items = _items_by_calling(echo, plain)
+        aes = plain(plan["aes"])
+        for call in plain(plan["calls"]):
+            call = plain(call)
             calling = call.get("calling")
-            meta = _ae_meta(aes.get(calling) or {"name": calling, "ae_title": call.get("calling_ae_title")})
+            meta = _ae_meta(plain(aes.get(calling)) or {"name": calling, "ae_title": call.get("calling_ae_title")})
             row = {"id": "%s/%s" % (source, meta["name"]), "source_host": source, "calling": meta["name"],
                    "calling_ae_title": meta["ae_title"], "site": meta["site"], "kind": meta["kind"],
                    "description": meta["description"], "ae_host": meta["host"], "ae_port": meta["port"]}
@@ -280,14 +466,14 @@ def build_cells(
             # Where the module really ran: the host itself, or the probe it was delegated to.
             echoed_from = clean_text(item.get("echoed_from"), 255) if item is not None else None
             row["echoed_from"] = echoed_from if echoed_from and echoed_from != source else None
-            planned = call.get("peers") or []
+            planned = plain(call.get("peers")) or []
             if not planned:
                 continue
             problem = ("setup_failed", failure) if failure else _call_problem(echo, item, missing)
             answers: Dict[str, Mapping[str, Any]] = {}
             if problem is None:
-                for result in item["results"]:
-                    if isinstance(result, Mapping) and isinstance(result.get("name"), str):
+                for result in plain(item["results"]):
+                    if (isinstance(result, dict) or isinstance(result, Mapping)) and isinstance(result.get("name"), str):
                         answers.setdefault(result["name"], result)
                 if item.get("failed"):
                     # Results came back but the task failed anyway: missing peers say why.
@@ -295,23 +481,64 @@ def build_cells(
             for spec in planned:
                 # The plan's metadata of the peer, or the module arguments when the plan lacks it.
                 ae = aes.get(spec.get("name")) or spec
-                extra = {"expect": spec.get("expect") or "accept", "result": answers.pop(spec.get("name"), None),
-                         "problem": problem}
-                pending.append((row, columns.get(ae), extra))
+                expect = spec.get("expect") or "accept"
+                result = answers.pop(spec.get("name"), None)
+                if result is None:
+                    reason, message = problem or ("no_result", "the echo module returned no result for this peer")
+                    pending.append([row, columns.get(ae), variants.not_run(expect, reason, message), None, None, None])
+                else:
+                    pending.append([row, columns.get(ae), variants.answer(expect, result), result.get("rtt_ms"),
+                                    result.get("timings_ms"), clean_text(result.get("started_at"), 40)])
             for name in sorted(answers):
                 # The module answered for a peer nobody planned: show it rather than drop it.
                 result = answers[name]
                 column = columns.get({"name": name, "ae_title": result.get("ae_title"), "host": result.get("host"),
                                       "port": result.get("port")})
-                pending.append((row, column, {"expect": clean_text(result.get("expect"), 20) or "accept",
-                                              "result": result, "problem": None}))
+                pending.append([row, column, variants.answer(clean_text(result.get("expect"), 20) or "accept", result),
+                                result.get("rtt_ms"), result.get("timings_ms"), clean_text(result.get("started_at"), 40)])
     rows.sort(key=_row_sort_key)
     ordered_columns = columns.finish()
-    row_order = {row["id"]: index for index, row in enumerate(rows)}
-    column_order = {id(column): index for index, column in enumerate(ordered_columns)}
-    pending.sort(key=lambda entry: (row_order[entry[0]["id"]], column_order[id(entry[1])]))
-    cells = [_cell(row, column, extra["expect"], extra["result"], extra["problem"]) for row, column, extra in pending]
-    return rows, ordered_columns, cells
+    # Rows by identity: two calls cannot share a row even if a broken plan gave them one id.
+    row_index = {id(row): index for index, row in enumerate(rows)}
+    column_index = {id(column): index for index, column in enumerate(ordered_columns)}
+    rtts = numbers.pack_rtts([entry[C_RTT] for entry in pending])
+    timings = numbers.pack_many([entry[C_TIMINGS] for entry in pending], TIMING_KEYS)
+    for entry, rtt, timing in zip(pending, rtts, timings):
+        entry[C_ROW], entry[C_COLUMN] = row_index[id(entry[C_ROW])], column_index[id(entry[C_COLUMN])]
+        entry[C_RTT], entry[C_TIMINGS] = rtt, timing
+    width = len(ordered_columns)
+    pending.sort(key=lambda entry: entry[C_ROW] * width + entry[C_COLUMN])
+    return Matrix(rows, ordered_columns, variants.values, pending)
+
+
+def build_cells(
+    plans: Mapping[str, Any], results: Optional[Mapping[str, Any]] = None,
+    missing: Optional[Tuple[str, str]] = None, setup_failures: Optional[Mapping[str, Any]] = None,
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Rows, columns and cells (dictionaries), sorted by site, kind and AE title; see :func:`collect`."""
+    matrix = collect(plans, results, missing, setup_failures)
+    return matrix.rows, matrix.columns, list(matrix.dicts())
+
+
+def _summarize(matrix: Matrix) -> Dict[str, Any]:
+    uses: Dict[int, int] = {}
+    for packed in matrix.cells:
+        uses[packed[C_VARIANT]] = uses.get(packed[C_VARIANT], 0) + 1
+    by_outcome: Dict[str, int] = {}
+    ok = 0
+    for index, count in uses.items():
+        variant = matrix.variants[index]
+        by_outcome[variant[V_OUTCOME]] = by_outcome.get(variant[V_OUTCOME], 0) + count
+        ok += count if variant[V_OK] else 0
+    not_run = by_outcome.get(NOT_RUN, 0)
+    return {
+        "total": len(matrix.cells),
+        "ok": ok,
+        "failed": len(matrix.cells) - ok - not_run,
+        "not_run": not_run,
+        "by_outcome": {outcome: by_outcome[outcome] for outcome in outcome_order(by_outcome)},
+        "source_hosts": len({matrix.rows[row]["source_host"] for row in {packed[C_ROW] for packed in matrix.cells}}),
+    }
 
 
 def summarize(cells: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -400,15 +627,19 @@ def parse_report(baseline: Any, source: str = "baseline") -> Any:
     """A report (a baseline) given as its JSON text, parsed; anything else is returned as it is."""
     if isinstance(baseline, (str, bytes)):
         try:
-            baseline = json.loads(baseline)
+            with paused_gc():
+                baseline = json.loads(baseline)
         except ValueError as error:
             raise AuditMatrixError("%s: not a JSON report of dicom.network.echo_audit (invalid JSON: %s)"
                                    % (source, error))
     return baseline
 
 
-def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, Any]]:
+def baseline_cells(baseline: Any, source: str = "baseline",
+                   plain: Optional[Callable[[Any], Any]] = None) -> List[Dict[str, Any]]:
     """The cells of a previous JSON report, checked well enough to diff against."""
+    plain = plain or _as_is
+    baseline = plain(baseline)
     if not isinstance(baseline, Mapping):
         raise AuditMatrixError("%s: not a JSON report of dicom.network.echo_audit (expected an object, got %s)"
                                % (source, type(baseline).__name__))
@@ -418,7 +649,13 @@ def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, An
     if version > SCHEMA_VERSION:
         raise AuditMatrixError("%s: schema_version %d is newer than this collection understands (%d); "
                                "upgrade dicom.network" % (source, version, SCHEMA_VERSION))
-    cells = baseline.get("cells")
+    if is_packed(baseline):
+        # A packed report (the role's own form) is read as the report it stands for.
+        try:
+            baseline = unpack_report(baseline)
+        except (KeyError, IndexError, TypeError, AuditMatrixError) as error:
+            raise AuditMatrixError("%s: not a packed report of dicom.network.echo_audit (%s)" % (source, error))
+    cells = plain(baseline.get("cells"))
     if not isinstance(cells, list):
         raise AuditMatrixError("%s: cells must be a list" % source)
     checked = []
@@ -481,35 +718,23 @@ def partial_reasons(summary: Mapping[str, Any], only_peers: Optional[Sequence[st
     return reasons
 
 
-def build_report(
-    plans: Mapping[str, Any],
-    results: Optional[Mapping[str, Any]],
+def _report_head(
+    matrix: Matrix,
     generated_at: str,
-    started_at: Optional[str] = None,
-    title: Optional[str] = None,
-    baseline: Any = None,
-    baseline_source: Optional[str] = None,
-    baseline_scope: str = "all",
-    only_peers: Optional[Sequence[str]] = None,
-    limit: Optional[str] = None,
-    interrupted: Optional[str] = None,
-    setup_failures: Optional[Mapping[str, Any]] = None,
+    started_at: Optional[str],
+    title: Optional[str],
+    baseline: Any,
+    baseline_source: Optional[str],
+    baseline_scope: str,
+    only_peers: Optional[Sequence[str]],
+    limit: Optional[str],
+    interrupted: Optional[str],
+    plain: Callable[[Any], Any],
 ) -> Dict[str, Any]:
-    """The JSON report: rows, columns, one cell per check, summary, and the diff against a baseline.
-
-    ``baseline_scope`` ``run`` compares only pairs of the source hosts in ``plans`` (and, with
-    ``only_peers``, of those peers); ``all`` reports every baseline pair missing now as disappeared.
-    ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
-    hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
-    """
-    if baseline_scope not in BASELINE_SCOPES:
-        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
-    interrupted = clean_text(interrupted, 300)
-    missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
-    rows, columns, cells = build_cells(plans, results, missing, setup_failures)
-    summary = summarize(cells)
+    summary = _summarize(matrix)
     only_peers = sorted(clean_text(token, 120) for token in only_peers) if only_peers else None
     reasons = partial_reasons(summary, only_peers, clean_text(limit, 300), interrupted)
+    rows, columns = matrix.rows, matrix.columns
     sites = sorted({row["site"] for row in rows} | {column["site"] for column in columns},
                    key=lambda site: (site == "", site))
     report: Dict[str, Any] = {
@@ -524,17 +749,20 @@ def build_report(
         "sites": sites,
         "rows": rows,
         "columns": columns,
-        "cells": cells,
         "summary": summary,
         "baseline": None,
     }
     if baseline is not None and baseline != "":
         source = clean_text(baseline_source, 300) or "baseline"
-        baseline = parse_report(baseline, source)
-        old = baseline_cells(baseline, source)
+        baseline = plain(parse_report(baseline, source))
+        old = baseline_cells(baseline, source, plain)
         hosts = report["scope"]["source_hosts"] if baseline_scope == "run" else None
         peers = list(only_peers) if baseline_scope == "run" and only_peers else None
-        diff = diff_cells(old, cells, hosts=hosts, peers=peers)
+        new = [{"source_host": rows[packed[C_ROW]]["source_host"], "calling_ae_title": rows[packed[C_ROW]]["calling_ae_title"],
+                "peer": columns[packed[C_COLUMN]]["name"], "called_ae_title": columns[packed[C_COLUMN]]["ae_title"],
+                "outcome": matrix.variants[packed[C_VARIANT]][V_OUTCOME], "ok": matrix.variants[packed[C_VARIANT]][V_OK],
+                "message": matrix.variants[packed[C_VARIANT]][V_MESSAGE]} for packed in matrix.cells]
+        diff = diff_cells(old, new, hosts=hosts, peers=peers)
         report["baseline"] = dict(
             source=source,
             generated_at=clean_text(baseline.get("generated_at"), 40),
@@ -542,3 +770,105 @@ def build_report(
             counts={kind: len(diff[kind]) for kind in DIFF_KINDS},
             **diff)
     return report
+
+
+def build_packed(
+    plans: Mapping[str, Any],
+    results: Optional[Mapping[str, Any]],
+    generated_at: str,
+    started_at: Optional[str] = None,
+    title: Optional[str] = None,
+    baseline: Any = None,
+    baseline_source: Optional[str] = None,
+    baseline_scope: str = "all",
+    only_peers: Optional[Sequence[str]] = None,
+    limit: Optional[str] = None,
+    interrupted: Optional[str] = None,
+    setup_failures: Optional[Mapping[str, Any]] = None,
+    plain: Optional[Callable[[Any], Any]] = None,
+) -> Dict[str, Any]:
+    """The report in its packed form: the keys of :func:`build_report` with ``packing``, ``variants`` and
+    ``packed_cells`` instead of ``cells``.
+
+    ``baseline_scope`` ``run`` compares only pairs of the source hosts in ``plans`` (and, with
+    ``only_peers``, of those peers); ``all`` reports every baseline pair missing now as disappeared.
+    ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
+    hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
+    ``plain`` gives the stored value of a lazy container (the filter passes Ansible's), one level deep.
+    """
+    if baseline_scope not in BASELINE_SCOPES:
+        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
+    plain = plain or _as_is
+    interrupted = clean_text(interrupted, 300)
+    missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
+    with paused_gc():
+        matrix = collect(plans, results, missing, setup_failures, plain)
+        report = _report_head(matrix, generated_at, started_at, title, baseline, baseline_source, baseline_scope,
+                              plain(only_peers), limit, interrupted, plain)
+    report.update(packing=PACKING, variants=matrix.variants, packed_cells=matrix.cells)
+    return report
+
+
+def build_report(plans: Mapping[str, Any], results: Optional[Mapping[str, Any]], generated_at: str,
+                 **options: Any) -> Dict[str, Any]:
+    """The JSON report: rows, columns, one cell per check, summary, and the diff against a baseline.
+
+    Options as for :func:`build_packed`, which builds the same report in its packed form.
+    """
+    return unpack_report(build_packed(plans, results, generated_at, **options))
+
+
+_REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "scope", "complete", "partial_reasons", "sites",
+                 "rows", "columns", "cells", "summary", "baseline")
+
+
+def is_packed(report: Mapping[str, Any]) -> bool:
+    return "packed_cells" in report
+
+
+def matrix_of(report: Mapping[str, Any]) -> Matrix:
+    """The rows, columns, variants and packed cells of a report in either form (a full one is packed here)."""
+    if is_packed(report):
+        if report.get("packing") != PACKING:
+            raise AuditMatrixError("packed report of an unknown packing %r" % (report.get("packing"),))
+        return Matrix(report["rows"], report["columns"], report["variants"], report["packed_cells"])
+    rows, columns = report["rows"], report["columns"]
+    row_index = {row["id"]: index for index, row in enumerate(rows)}
+    column_index = {column["id"]: index for index, column in enumerate(columns)}
+    variants = _Variants()
+    cells = []
+    for cell in report["cells"]:
+        rtt, timings = cell.get("rtt_ms"), cell.get("timings_ms")
+        cells.append([
+            row_index[cell["row"]], column_index[cell["column"]],
+            variants.add((cell["expect"], cell["outcome"], cell["ok"], cell["message"], cell.get("phase"),
+                          cell.get("status"), cell.get("reject"), cell.get("peer_implementation_version"),
+                          cell.get("peer_implementation_class_uid"), cell.get("peer_max_pdu"), cell.get("address"),
+                          cell.get("source_address"), cell.get("transfer_syntax"), cell.get("not_run_reason"))),
+            _pack_rtt(rtt),
+            [timings[key] if key in timings else False for key in TIMING_KEYS] if timings else None,
+            cell.get("started_at")])
+    return Matrix(rows, columns, variants.values, cells)
+
+
+def _pack_rtt(rtt: Optional[Mapping[str, Any]]) -> Any:
+    if not rtt:
+        return None
+    packed = [rtt[key] if key in rtt else False for key in RTT_KEYS]
+    return packed[0] if _one_number(packed) else packed
+
+
+def cells_of(report: Mapping[str, Any]) -> Iterator[Dict[str, Any]]:
+    """The cells of a report in either form, as dictionaries."""
+    if is_packed(report):
+        return matrix_of(report).dicts()
+    return iter(report["cells"])
+
+
+def unpack_report(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """The report (with ``cells``) of a report in either form; keys in the report's usual order."""
+    if not is_packed(report):
+        return dict(report)
+    full = {key: report[key] for key in _REPORT_ORDER if key != "cells"}
+    full["cells"] = list(cells_of(report))
+    return {key: full[key] for key in _REPORT_ORDER}

@@ -298,7 +298,7 @@ class _DulWaker:
         if sock is not None and getattr(transport, "_is_connected", False):
             fds.append(sock)
         try:
-            readable, _, _ = select.select(fds, [], [], self.MAX_WAIT_S)
+            readable = select.select(fds, [], [], self.MAX_WAIT_S)[0]
         except (OSError, ValueError):
             # The transport or this waker was just closed: pynetdicom's own checks see that
             # next; sleeping like pynetdicom meanwhile keeps a closed socket from spinning.

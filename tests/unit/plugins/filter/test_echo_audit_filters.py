@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 import json
 
+from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import unpack_report
 from tests.unit.plugins.module_utils.test_audit_matrix import REGISTRY, registered, report_of, small_runs, split
 
 FILTERS = ("echo_audit_peers", "echo_matrix", "echo_matrix_view", "echo_matrix_export", "md_escape",
@@ -74,6 +76,124 @@ def test_echo_matrix_defaults_generated_at_and_wraps_errors():
     with pytest.raises(AnsibleFilterError, match="b.json: not a JSON report"):
         function("echo_matrix")(plans, results=results, baseline="{", baseline_source="b.json")
     assert function("echo_matrix")({}, baseline="")["baseline"] is None
+
+
+class _Lazy(dict):
+    """Stands in for ansible-core 2.19's lazy dict: reading an item through it would template it."""
+
+    def __getitem__(self, key):
+        raise AssertionError("read through the lazy wrapper")
+
+    def get(self, key, default=None):
+        raise AssertionError("read through the lazy wrapper")
+
+    def items(self):
+        raise AssertionError("read through the lazy wrapper")
+
+    def _non_lazy_copy(self):
+        return dict(dict.items(self))
+
+
+class _LazyList(list):
+    def __iter__(self):
+        raise AssertionError("read through the lazy wrapper")
+
+    def __getitem__(self, index):
+        raise AssertionError("read through the lazy wrapper")
+
+    def _non_lazy_copy(self):
+        return list(list.__iter__(self))
+
+
+class _Readable(dict):
+    """A lazy dict read through (templating each value, in ansible-core): right, only slower."""
+
+    reads = 0
+
+    def get(self, key, default=None):
+        _Readable.reads += 1
+        return dict.get(self, key, default)
+
+    def _non_lazy_copy(self):
+        return dict(dict.items(self))
+
+
+def _lazy(value, depth, wrapper=None):
+    """``value`` with its containers down to ``depth`` levels wrapped, as if read from variables."""
+    if depth < 0:
+        return value
+    if isinstance(value, dict):
+        return (wrapper or _Lazy)({key: _lazy(item, depth - 1, wrapper) for key, item in value.items()})
+    if isinstance(value, list):
+        return (_LazyList if wrapper is None else list)(_lazy(item, depth - 1, wrapper) for item in value)
+    return value
+
+
+def test_echo_matrix_reads_lazy_containers_without_templating_them():
+    plans, results = split(small_runs())
+    expected = function("echo_matrix")(plans, results=results, generated_at="now")
+    # What the role hands the filter: each host's plan and result read from hostvars, and what those hold
+    # if a template read them before: a plan's calls and AE registry, a result's loop items and their results.
+    got = function("echo_matrix")(_lazy(plans, 2), results=_lazy(results, 4), generated_at="now",
+                                  setup_failures=_Lazy({"ws-1": None}), only_peers=None,
+                                  baseline=_lazy(json.loads(json.dumps(expected)), 1))
+    assert got["cells"] == expected["cells"] and got["baseline"]["counts"]["broke"] == 0
+    # Deeper lazy containers are read through, which is only slower.
+    _Readable.reads = 0
+    deep = function("echo_matrix")(_lazy(plans, 9, _Readable), results=_lazy(results, 9, _Readable),
+                                   generated_at="now")
+    assert deep == expected and _Readable.reads > 0
+
+
+def test_echo_matrix_packed_as_the_role_keeps_it():
+    plans, results = split(small_runs())
+    text = function("echo_matrix")(plans, results=results, generated_at="now", as_json=True, packed=True)
+    packed = json.loads(text)
+    assert packed["packing"] == 1 and "cells" not in packed
+    full = function("echo_matrix")(plans, results=results, generated_at="now")
+    assert function("echo_matrix_export")(text, "json") == function("echo_matrix_export")(full, "json")
+    assert function("echo_matrix_view")(text, "summary") == function("echo_matrix_view")(full, "summary")
+    assert function("echo_matrix")(plans, results=results, generated_at="now", packed=True)["packed_cells"]
+
+
+class _HostVars(Mapping):
+    """Stands in for hostvars[host] (ansible-core's HostVarsVars): a Mapping that templates what is read."""
+
+    reads = []
+
+    def __init__(self, variables):
+        self._variables = variables
+
+    def __getitem__(self, key):
+        _HostVars.reads.append(key)
+        return self._variables[key]
+
+    def __iter__(self):
+        return iter(self._variables)
+
+    def __len__(self):
+        return len(self._variables)
+
+
+def test_echo_matrix_from_host_variables_as_the_role_calls_it():
+    _HostVars.reads = []
+    plans, results = split(small_runs())
+    names = {"plan": "_echo_audit_plan", "results": "__echo_audit_echo", "setup_failure": "_echo_audit_setup_failure"}
+    hostvars = {host: {"_echo_audit_plan": plan, "unrelated": 1} for host, plan in plans.items()}
+    for host, echo in results.items():
+        hostvars[host]["__echo_audit_echo"] = echo
+    hostvars["ws-1"]["_echo_audit_setup_failure"] = "no virtualenv"
+    got = function("echo_matrix")({host: _HostVars(variables) for host, variables in hostvars.items()},
+                                  from_hostvars=names, generated_at="now", packed=True)
+    assert sorted(_HostVars.reads) == sorted(list(names.values()) * 3), "each variable of each host read once"
+    expected = function("echo_matrix")(plans, results=results, setup_failures={"ws-1": "no virtualenv"},
+                                       generated_at="now", packed=True)
+    assert got == expected
+    assert {c["not_run_reason"] for c in unpack_report(got)["cells"] if c["source_host"] == "ws-1"} == {"setup_failed"}
+    with pytest.raises(AnsibleFilterError, match="from_hostvars must name the variables plan, results, setup_failure"):
+        function("echo_matrix")(hostvars, from_hostvars={"plan": "_echo_audit_plan"})
+    with pytest.raises(AnsibleFilterError, match="host probe-a: its variables must be a dictionary"):
+        function("echo_matrix")({"probe-a": None}, from_hostvars=names)
 
 
 def test_echo_matrix_view_and_export_wrap_bad_input():

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -15,10 +17,14 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     NOT_RUN_REASONS,
     SCHEMA_VERSION,
     AuditMatrixError,
+    build_packed,
     build_report,
+    cells_of,
     clean_text,
     diff_cells,
+    matrix_of,
     pair_key,
+    unpack_report,
 )
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import OUTCOMES, expectation_met
 
@@ -360,3 +366,114 @@ def test_property_every_planned_check_is_exactly_one_cell(hosts, outcomes):
         assert (c["outcome"] == NOT_RUN) == (c["not_run_reason"] is not None)
         assert c["not_run_reason"] in NOT_RUN_REASONS + (None,)
         assert c["outcome"] != NOT_RUN or c["ok"] is False
+
+
+# ---------------------------------------------------------------------------- the packed form
+
+def test_packed_form_stands_for_the_report():
+    plans, results = split(small_runs())
+    report = build_report(plans, results, "2025-01-02T03:04:05Z")
+    packed = build_packed(plans, results, "2025-01-02T03:04:05Z")
+    assert "cells" not in packed and packed["packing"] == 1
+    assert {key: packed[key] for key in report if key != "cells"} == {key: report[key] for key in report if key != "cells"}
+    assert unpack_report(packed) == report
+    assert list(unpack_report(packed)) == list(report), "keys in the report's order"
+    # As the role keeps it: JSON text, parsed again in another task.
+    assert unpack_report(json.loads(json.dumps(packed))) == json.loads(json.dumps(report))
+    assert list(cells_of(packed)) == report["cells"] == list(cells_of(report))
+    # Each distinct answer once: the three unreachable cells and the successes share variants.
+    assert len(packed["variants"]) < len(packed["packed_cells"]) == 7
+    # Packing the full report again finds the same answers.
+    assert sorted(map(repr, matrix_of(report).variants)) == sorted(map(repr, packed["variants"]))
+
+
+def test_answers_that_only_look_alike_keep_their_own_values():
+    # 1 == 1.0 == True in Python and they hash alike; cleaned they differ (1, None; "1", "True").
+    the_plan = plan("probe-a", ["ct1"], ["archive", "mwl", "router"])
+    echo = registered(the_plan)
+    first, second, third = echo["results"][0]["results"]
+    first.update(status=1, message=1)
+    second.update(status=True, message=True)
+    third.update(status=1.0, message=1.0)
+    for result in (first, second, third):
+        result["peer"]["max_pdu"] = result["status"]
+    report = report_of({"probe-a": {"plan": the_plan, "echo": echo}})
+    got = {c["peer"]: (c["status"], c["message"], c["peer_max_pdu"]) for c in report["cells"]}
+    assert got == {"archive": (1, "1", 1), "mwl": (None, "True", None), "router": (None, "1.0", None)}
+
+
+def test_unplanned_answers_with_ports_that_only_look_alike_are_two_columns():
+    runs = {}
+    for host, local, port in (("probe-a", "ct1", 104), ("probe-b", "cr1", 104.0)):
+        the_plan = plan(host, [local], ["archive"])
+        echo = registered(the_plan)
+        echo["results"][0]["results"].append(module_result(
+            {"name": "extra", "ae_title": "EXTRA", "host": "h", "port": port, "expect": "accept"},
+            the_plan["calls"][0]["calling_ae_title"]))
+        runs[host] = {"plan": the_plan, "echo": echo}
+    report = report_of(runs)
+    assert sorted((c["name"], c["port"] or 0) for c in report["columns"]) == [("archive", 104), ("extra", 0), ("extra", 104)]
+    assert {c["source_host"]: c["peer_port"] for c in report["cells"] if c["peer"] == "extra"} == \
+        {"probe-a": 104, "probe-b": None}
+
+
+def test_numbers_are_rounded_once_and_missing_keys_stay_missing():
+    the_plan = plan("probe-a", ["ct1"], ["archive", "mwl", "router"])
+    echo = registered(the_plan)
+    first, second, third = echo["results"][0]["results"]
+    first["rtt_ms"] = {"min": -0.0, "avg": 1.23456, "max": 10 ** 400}
+    second["rtt_ms"] = {"min": 0.0, "avg": 1.23456, "max": float("inf")}
+    first["timings_ms"] = {"connect": 0.3}
+    second["timings_ms"] = {}
+    third["rtt_ms"] = {"min": True, "avg": 2, "max": "3"}
+    cells = {c["peer"]: c for c in report_of({"probe-a": {"plan": the_plan, "echo": echo}})["cells"]}
+    assert cells["archive"]["rtt_ms"] == {"min": 0.0, "avg": 1.235, "max": None}
+    assert math.copysign(1, cells["archive"]["rtt_ms"]["min"]) == -1, "-0.0 is not 0.0's memo entry"
+    assert math.copysign(1, cells["mwl"]["rtt_ms"]["min"]) == 1
+    assert cells["mwl"]["rtt_ms"] == {"min": 0.0, "avg": 1.235, "max": None}
+    assert cells["archive"]["timings_ms"] == {"connect": 0.3}
+    assert cells["mwl"]["timings_ms"] is None
+    assert cells["router"]["rtt_ms"] == {"min": None, "avg": 2.0, "max": None}
+
+
+def test_garbage_collection_is_back_on_after_a_build_even_a_failed_one():
+    assert gc.isenabled()
+    report_of(small_runs())
+    assert gc.isenabled()
+    with pytest.raises(AuditMatrixError):
+        report_of({"probe-z": None})
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        report_of(small_runs())
+        assert not gc.isenabled(), "a caller's choice is kept"
+    finally:
+        gc.enable()
+
+
+def test_a_packed_report_is_a_baseline_too():
+    plans, results = split(small_runs())
+    packed = build_packed(plans, results, "2025-01-02T03:04:05Z")
+    from_packed = report_of(small_runs(), baseline=json.dumps(packed))["baseline"]
+    from_full = report_of(small_runs(), baseline=report_of(small_runs()))["baseline"]
+    assert from_packed == from_full and from_packed["counts"]["broke"] == 0
+    with pytest.raises(AuditMatrixError, match="old.json: not a packed report"):
+        report_of(small_runs(), baseline=dict(packed, packed_cells=[[9, 9, 9, None, None, None]]),
+                  baseline_source="old.json")
+
+
+def test_one_echo_round_trip_is_packed_as_one_number():
+    the_plan = plan("probe-a", ["ct1"], ["archive", "mwl", "router"])
+    echo = registered(the_plan)
+    first, second, third = echo["results"][0]["results"]
+    first["rtt_ms"] = {"min": 4.39, "avg": 4.39, "max": 4.39}
+    second["rtt_ms"] = {"min": -0.0, "avg": 0.0, "max": 0.0}
+    third["rtt_ms"] = {"min": 4.39, "avg": 4.39}
+    plans, results = {"probe-a": the_plan}, {"probe-a": echo}
+    packed = build_packed(plans, results, "now")
+    assert [cell[3] for cell in packed["packed_cells"]] == [4.39, [-0.0, 0.0, 0.0], [4.39, 4.39, False]]
+    cells = {c["peer"]: c["rtt_ms"] for c in unpack_report(json.loads(json.dumps(packed)))["cells"]}
+    assert cells == {"archive": {"min": 4.39, "avg": 4.39, "max": 4.39}, "mwl": {"min": -0.0, "avg": 0.0, "max": 0.0},
+                     "router": {"min": 4.39, "avg": 4.39}}
+    assert math.copysign(1, cells["mwl"]["min"]) == -1
+    assert unpack_report(packed) == build_report(plans, results, "now")
