@@ -66,8 +66,10 @@ def big_call(soak_scps):
     counted = [p for p in scps if p.counter is not None]  # storescp cannot count
     connections_before = {p.name: p.connection_count() for p in counted}
     entries = [peer_entry(scps[i % len(scps)], name="soak-%02d" % i) for i in range(ASSOCIATIONS)]
-    results, wall = timed(echo, entries, count=ECHO_COUNT, parallel=16, connect_timeout=3, acse_timeout=3,
-                          dimse_timeout=2)
+    # Generous timeouts: this is about leaks, and on a loaded 2-core CI machine one answer among
+    # 2,000 has taken more than 2 s. The wall bound below still catches a hang.
+    results, wall = timed(echo, entries, count=ECHO_COUNT, parallel=16, connect_timeout=5, acse_timeout=5,
+                          dimse_timeout=5)
     after = _settled_resources(threads_before)
     return {"results": results, "wall": wall, "before": before, "after": after, "scps": scps,
             "threads_before": threads_before, "threads_after": engine_threads(),
@@ -86,7 +88,7 @@ def test_2000_echoes_in_one_call_leave_no_fd_thread_socket_or_memory_behind(big_
     assert after["rss_kb"] - before["rss_kb"] < RSS_TOLERANCE_KB, (before, after)
     # 40 associations, 16 at a time, each bounded: ~3 waves; a lost answer costs one DIMSE
     # timeout per wave at most. A hang would blow this by minutes.
-    assert big_call["wall"] < 3 * (3 + 3 + 2) + 2.5
+    assert big_call["wall"] < 3 * (5 + 5 + 5) + 2.5
 
 
 def test_2000_echoes_in_one_call_are_all_answered(big_call):
