@@ -211,6 +211,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     unpack_report,
 )
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
+from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
 
 
 # Classes seen without _non_lazy_copy (dict, list, ansible-core's tagged containers...).
@@ -291,4 +292,4 @@ class FilterModule:
     """DICOM echo audit matrix filter."""
 
     def filters(self) -> Dict[str, Callable]:
-        return {"echo_matrix": echo_matrix}
+        return {"echo_matrix": outside_inherited_heap(echo_matrix)}

@@ -55,6 +55,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import AuditMatrixError
 from ansible_collections.dicom.network.plugins.module_utils.audit_report import export
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
+from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
 
 
 def echo_matrix_export(report: Any, format: str) -> str:  # pylint: disable=redefined-builtin
@@ -72,4 +73,4 @@ class FilterModule:
     """DICOM echo audit export filter."""
 
     def filters(self) -> Dict[str, Callable]:
-        return {"echo_matrix_export": echo_matrix_export}
+        return {"echo_matrix_export": outside_inherited_heap(echo_matrix_export)}

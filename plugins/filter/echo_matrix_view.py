@@ -132,6 +132,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import AuditMatrixError
 from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
+from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
 
 
 def echo_matrix_view(report: Any, view: str = "html", markdown_max_columns: int = 30, failures_limit: int = 200,
@@ -151,4 +152,4 @@ class FilterModule:
     """DICOM echo audit presentation filter."""
 
     def filters(self) -> Dict[str, Callable]:
-        return {"echo_matrix_view": echo_matrix_view}
+        return {"echo_matrix_view": outside_inherited_heap(echo_matrix_view)}

@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The report filters freeze the heap in a forked worker (as Ansible runs each task) and nowhere else."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+
+import pytest
+
+from ansible_collections.dicom.network.plugins.filter.echo_matrix_view import FilterModule
+from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
+
+_REPORT = {"schema_version": 1, "rows": [], "columns": [], "cells": [], "sites": [],
+           "summary": {"total": 0, "ok": 0, "failed": 0, "not_run": 0, "by_outcome": {}, "source_hosts": 0}}
+
+
+def _summary_in_child(queue) -> None:
+    inherited = [{"host": index} for index in range(1000)]  # stands for the controller's heap
+    before = gc.get_freeze_count()
+    view = FilterModule().filters()["echo_matrix_view"](_REPORT, "summary")
+    queue.put((before, gc.get_freeze_count(), view["summary"]["total"], len(inherited)))
+
+
+def test_a_filter_call_in_a_forked_worker_freezes_what_the_worker_inherited():
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_summary_in_child, args=(queue,))
+    child.start()
+    before, after, total = queue.get(timeout=60)[:3]
+    child.join(60)
+    assert child.exitcode == 0
+    assert total == 0
+    assert after > before + 1000  # at least the inherited list's dictionaries are frozen
+
+
+def test_in_the_controller_process_the_collector_is_left_alone():
+    frozen = gc.get_freeze_count()
+    view = FilterModule().filters()["echo_matrix_view"](_REPORT, "summary")
+    assert view["summary"]["total"] == 0
+    assert gc.get_freeze_count() == frozen
+
+
+def test_the_wrapped_function_keeps_its_name_and_its_errors():
+    def broken() -> None:
+        raise ValueError("bad input")
+
+    wrapped = outside_inherited_heap(broken)
+    assert wrapped.__name__ == "broken"
+    with pytest.raises(ValueError, match="bad input"):
+        wrapped()
