@@ -210,28 +210,8 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     results_from_journal,
     unpack_report,
 )
-from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
+from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data, stored_value
 from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
-
-
-# Classes seen without _non_lazy_copy (dict, list, ansible-core's tagged containers...).
-_NOT_LAZY = {dict, list, str, type(None)}
-
-
-def _plain(value: Any) -> Any:
-    """The stored value of an ansible-core 2.19 lazy container, without templating its items.
-
-    Unlike native_data() this copies one level only, when the container is lazy: the matrix reads
-    each container through this, so a plan or a result is never copied whole (a third of the time a
-    300 x 300 matrix took). Why the stored values are the values: see plugin_utils/_native.py.
-    """
-    if value.__class__ in _NOT_LAZY:
-        return value
-    unwrap = getattr(value, "_non_lazy_copy", None)
-    if callable(unwrap):
-        return unwrap()
-    _NOT_LAZY.add(value.__class__)
-    return value
 
 
 _HOSTVARS_KEYS = ("plan", "results", "setup_failure")
@@ -242,7 +222,7 @@ def _from_hostvars(variables: Any, names: Any) -> Tuple[Dict[str, Any], Dict[str
     if not isinstance(names, Mapping) or sorted(names) != sorted(_HOSTVARS_KEYS) \
             or not all(isinstance(name, str) for name in names.values()):
         raise AuditMatrixError("from_hostvars must name the variables %s, got %r" % (", ".join(_HOSTVARS_KEYS), names))
-    variables = _plain(variables)
+    variables = stored_value(variables)
     if not isinstance(variables, Mapping):
         raise AuditMatrixError("with from_hostvars, the input must be a dictionary of source host: its variables, "
                                "got %s" % type(variables).__name__)
@@ -274,10 +254,10 @@ def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = N
         if journal is not None:
             results = results_from_journal(native_data(journal))
         report = build_packed(plans, results, str(generated_at), started_at=started_at,
-                              title=title, baseline=_plain(baseline) or None, baseline_source=baseline_source,
+                              title=title, baseline=stored_value(baseline) or None, baseline_source=baseline_source,
                               baseline_scope=baseline_scope, only_peers=native_data(only_peers),
                               limit=limit or None, interrupted=interrupted or None,
-                              setup_failures=setup_failures, plain=_plain)
+                              setup_failures=setup_failures, plain=stored_value)
     except AuditMatrixError as error:
         raise AnsibleFilterError("dicom.network.echo_matrix: %s" % error) from None
     if not packed:

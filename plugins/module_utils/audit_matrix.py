@@ -511,16 +511,8 @@ def collect(
     return Matrix(rows, ordered_columns, variants.values, pending)
 
 
-def build_cells(
-    plans: Mapping[str, Any], results: Optional[Mapping[str, Any]] = None,
-    missing: Optional[Tuple[str, str]] = None, setup_failures: Optional[Mapping[str, Any]] = None,
-) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """Rows, columns and cells (dictionaries), sorted by site, kind and AE title; see :func:`collect`."""
-    matrix = collect(plans, results, missing, setup_failures)
-    return matrix.rows, matrix.columns, list(matrix.dicts())
-
-
 def _summarize(matrix: Matrix) -> Dict[str, Any]:
+    """Counts over the cells: ``failed`` ran but was not as expected, ``not_run`` never ran; both are not ok."""
     uses: Dict[int, int] = {}
     for packed in matrix.cells:
         uses[packed[C_VARIANT]] = uses.get(packed[C_VARIANT], 0) + 1
@@ -538,23 +530,6 @@ def _summarize(matrix: Matrix) -> Dict[str, Any]:
         "not_run": not_run,
         "by_outcome": {outcome: by_outcome[outcome] for outcome in outcome_order(by_outcome)},
         "source_hosts": len({matrix.rows[row]["source_host"] for row in {packed[C_ROW] for packed in matrix.cells}}),
-    }
-
-
-def summarize(cells: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Counts over cells: ``failed`` ran but was not as expected, ``not_run`` never ran; both are not ok."""
-    by_outcome: Dict[str, int] = {}
-    for cell in cells:
-        by_outcome[cell["outcome"]] = by_outcome.get(cell["outcome"], 0) + 1
-    ok = sum(1 for cell in cells if cell["ok"])
-    not_run = by_outcome.get(NOT_RUN, 0)
-    return {
-        "total": len(cells),
-        "ok": ok,
-        "failed": len(cells) - ok - not_run,
-        "not_run": not_run,
-        "by_outcome": {outcome: by_outcome[outcome] for outcome in outcome_order(by_outcome)},
-        "source_hosts": len({cell["source_host"] for cell in cells}),
     }
 
 

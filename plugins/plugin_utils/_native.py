@@ -18,15 +18,30 @@ from typing import Any
 
 
 _SCALARS = (str, int, float, type(None))
+# Classes seen without _non_lazy_copy (dict, list, ansible-core's tagged containers...).
+_NOT_LAZY = {dict, list, str, type(None)}
+
+
+def stored_value(value: Any) -> Any:
+    """The stored value of a lazy container, one level only: its items stay as they are.
+
+    The matrix filter reads each container it needs through this, so a plan or a result is never
+    copied whole as :func:`native_data` would (a third of the time a 300 x 300 matrix took).
+    """
+    if value.__class__ in _NOT_LAZY:
+        return value
+    unwrap = getattr(value, "_non_lazy_copy", None)
+    if callable(unwrap):
+        return unwrap()
+    _NOT_LAZY.add(value.__class__)
+    return value
 
 
 def native_data(value: Any) -> Any:
     """A copy of ``value`` made of dict, list and scalars, read without templating."""
     if isinstance(value, _SCALARS):
         return value
-    unwrap = getattr(value, "_non_lazy_copy", None)
-    if callable(unwrap):
-        value = unwrap()
+    value = stored_value(value)
     # dict before the Mapping ABC: an ABC check costs ten times more, on millions of values.
     if isinstance(value, dict) or isinstance(value, Mapping):
         return {key: native_data(item) for key, item in value.items()}
