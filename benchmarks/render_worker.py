@@ -50,7 +50,7 @@ def render_html(report: Any, filters: Dict[str, Any]) -> str:
         path = ROLE / name
         if path.exists():
             variables.update(yaml.safe_load(path.read_text()) or {})
-    variables.update(_echo_audit_report=report, _echo_audit_generated_at="2025-01-01T00:00:00Z")
+    variables.update(_echo_audit_collected={"report": report}, _echo_audit_generated_at="2025-01-01T00:00:00Z")
     return env.from_string(source).render(**variables)
 
 

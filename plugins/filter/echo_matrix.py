@@ -110,6 +110,18 @@ options:
       - A 300 x 300 matrix is then about 10 MB of JSON instead of 72 MB.
     type: bool
     default: false
+  with_summary:
+    description:
+      - Return a dictionary of C(report), the report as the other options make it, and C(summary), what
+        P(dicom.network.echo_matrix_view#filter) gives for its V(summary) view with O(console_limit).
+      - The summary is taken from the report while it is still built, so one task gives both. With the report as
+        JSON text (O(as_json)), a second task would parse 7 MB again at 300 x 300.
+    type: bool
+    default: false
+  console_limit:
+    description: With O(with_summary), at most this many regression lines and failure lines in C(summary.console).
+    type: int
+    default: 20
 """
 
 EXAMPLES = r"""
@@ -132,11 +144,28 @@ EXAMPLES = r"""
          | dicom.network.echo_matrix(from_hostvars={'plan': 'plan', 'results': 'echo', 'setup_failure': 'venv_error'},
                                      as_json=true, packed=true) }}
   run_once: true
+
+- name: The report and its summary from one task
+  ansible.builtin.set_fact:
+    audit: >-
+      {{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars)))
+         | dicom.network.echo_matrix(from_hostvars={'plan': 'plan', 'results': 'echo', 'setup_failure': 'venv_error'},
+                                     as_json=true, packed=true, with_summary=true, console_limit=10) }}
+  run_once: true
+
+- name: Show the summary lines
+  ansible.builtin.debug:
+    msg: "{{ audit.summary.console }}"
+  run_once: true
 """
 
 RETURN = r"""
 _value:
-  description: The JSON report (schema_version 1), as a dictionary or, with O(as_json), as JSON text; with O(packed), in its packed form.
+  description:
+    - The JSON report (schema_version 1), as a dictionary or, with O(as_json), as JSON text; with O(packed), in its
+      packed form.
+    - With O(with_summary), a dictionary of C(report) (the report as just described) and C(summary) (the V(summary)
+      view of P(dicom.network.echo_matrix_view#filter)).
   type: dict
   contains:
     schema_version:
@@ -210,6 +239,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     results_from_journal,
     unpack_report,
 )
+from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data, stored_value
 from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
 
@@ -244,10 +274,16 @@ def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = N
                 baseline_scope: str = "all", only_peers: Optional[Sequence[str]] = None,
                 as_json: bool = False, journal: Optional[Sequence[Any]] = None, interrupted: Optional[str] = None,
                 limit: Optional[str] = None, setup_failures: Any = None, packed: bool = False,
-                from_hostvars: Optional[Mapping[str, str]] = None) -> Any:
+                from_hostvars: Optional[Mapping[str, str]] = None, with_summary: bool = False,
+                console_limit: int = 20) -> Any:
     """Filter glue: build the report, turning bad input into AnsibleFilterError."""
     if generated_at is None:
         generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        console_limit = int(console_limit)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("dicom.network.echo_matrix: console_limit must be a number of lines, got %r"
+                                 % (console_limit,)) from None
     try:
         if from_hostvars is not None:
             plans, results, setup_failures = _from_hostvars(plans, native_data(from_hostvars))
@@ -258,14 +294,15 @@ def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = N
                               baseline_scope=baseline_scope, only_peers=native_data(only_peers),
                               limit=limit or None, interrupted=interrupted or None,
                               setup_failures=setup_failures, plain=stored_value)
+        summary = build_view(report, "summary", console_limit=console_limit) if with_summary else None
     except AuditMatrixError as error:
         raise AnsibleFilterError("dicom.network.echo_matrix: %s" % error) from None
     if not packed:
         report = unpack_report(report)
-    if not as_json:
-        return report
-    # check_circular: the report is a tree built here; the check doubles the time of 72 MB of JSON.
-    return json.dumps(report, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    if as_json:
+        # check_circular: the report is a tree built here; the check doubles the time of 72 MB of JSON.
+        report = json.dumps(report, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    return {"report": report, "summary": summary} if with_summary else report
 
 
 class FilterModule:

@@ -320,7 +320,7 @@ def test_a_corrupt_history_stops_publishing_before_anything_changes(network, pub
     run = publish_only(network, "corrupt-run", {
         # The implicit localhost this time, not an inventory host.
         "echo_audit_publish_host": "localhost", "echo_audit_publish_dir": str(root), "echo_audit_publish_keep": 1,
-        "_echo_audit_report": report.read_text(), "_echo_audit_report_dir": str(report.parent),
+        "_echo_audit_collected": {"report": report.read_text()}, "_echo_audit_report_dir": str(report.parent),
         "_echo_audit_generated_at": json.loads(report.read_text())["generated_at"]})
     assert run.rc != 0
     assert "localhost:%s/history.json: not valid JSON" % root in run.output
