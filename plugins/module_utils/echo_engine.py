@@ -256,6 +256,32 @@ def _kill_promptly(assoc) -> None:
         time.sleep(0.0005)
 
 
+def _abort_promptly(assoc, block: bool = True) -> None:
+    """pynetdicom's Association.abort() without the fixed 0.1 s sleep it ends with.
+
+    The A-ABORT is still queued and sent, and kill() (here _kill_promptly) still waits until the
+    DUL is idle and its thread has stopped, which is what the sleep was meant to let happen.
+    pynetdicom aborts every association whose connection fails, so each refused port, connect
+    timeout, ACSE timeout and abort of ours held its worker for 0.1 s more: 500 refused peers took
+    3.6 s at parallel 16. Same steps as pynetdicom 2.0 and 3.0 (``block`` is 3.0's).
+    """
+    if assoc._sent_abort or assoc.is_released:
+        return
+    # Set before waking the reactor, as pynetdicom does, so that only one A-ABORT is sent.
+    assoc._sent_abort = True
+    assoc._reactor_checkpoint.set()
+    _LOG.info("Aborting Association")
+    assoc.acse.send_abort(0x00)
+    evt.trigger(assoc, evt.EVT_ABORTED, {})
+    if not block:
+        return
+    assoc.kill()
+    try:
+        assoc.dul.socket._shutdown_socket()
+    except Exception:  # pylint: disable=broad-except  # as pynetdicom: the socket may be gone already
+        pass
+
+
 def _no_reactor(assoc) -> None:
     """Replaces the requestor's Association reactor, which only serves requests *from* the peer.
 
@@ -380,6 +406,8 @@ class _EchoAE(AE):  # type: ignore[misc,valid-type]
         assoc._dn_run = self._dn_run
         assoc.dul._dn_run = self._dn_run
         assoc.kill = types.MethodType(_kill_promptly, assoc)
+        # pynetdicom 3 reaches abort() through _abort_blocking (its ACSE rebinds ``abort`` to it).
+        assoc.abort = assoc._abort_blocking = types.MethodType(_abort_promptly, assoc)
         if _REACTORLESS:
             assoc._run_reactor = types.MethodType(_no_reactor, assoc)
             assoc._is_paused = True

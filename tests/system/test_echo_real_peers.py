@@ -164,6 +164,29 @@ def test_closed_port_is_refused_and_satisfies_blocked(closed_port):
     assert reject_expected["ok"] is False  # a network failure proves nothing about AE configuration
 
 
+def test_a_failed_connection_frees_its_worker_without_pynetdicoms_settle_sleep(closed_port, monkeypatch):
+    """pynetdicom aborts every association whose connection fails and then sleeps 0.1 s; the
+    engine's abort waits for the DUL to stop instead, so a refused peer does not hold a worker."""
+    import pynetdicom.association
+
+    sleeps = []
+    real_time = pynetdicom.association.time
+
+    class _RecordingTime:
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            sleeps.append(seconds)
+            real_time.sleep(seconds)
+
+    monkeypatch.setattr(pynetdicom.association, "time", _RecordingTime())
+    results = echo([peer_entry(closed_port, name="closed-%d" % n) for n in range(3)], parallel=1)
+    assert [r["outcome"] for r in results] == ["refused"] * 3
+    assert 0.1 not in sleeps, sleeps
+
+
 @pytest.mark.parametrize(
     "behaviour, outcome, phase",
     [
