@@ -155,6 +155,7 @@ def test_echo_matrix_packed_as_the_role_keeps_it():
     assert function("echo_matrix_view")(text, "summary") == function("echo_matrix_view")(full, "summary")
     assert function("echo_matrix")(plans, results=results, generated_at="now", packed=True)["packed_cells"]
 
+
 def test_echo_matrix_with_its_summary_from_one_call():
     plans, results = split(small_runs())
     both = function("echo_matrix")(plans, results=results, generated_at="now", as_json=True, packed=True,
@@ -168,7 +169,6 @@ def test_echo_matrix_with_its_summary_from_one_call():
     assert unpacked["report"]["cells"] and unpacked["summary"] == both["summary"]
     with pytest.raises(AnsibleFilterError, match="console_limit must be a number of lines, got 'ten'"):
         function("echo_matrix")(plans, results=results, with_summary=True, console_limit="ten")
-
 
 
 class _HostVars(Mapping):
