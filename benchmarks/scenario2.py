@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 from benchmarks.common import REPO_ROOT, Context, Row, Target, percentile
 from benchmarks.fleet import Fleet, module_peers, spread
 from benchmarks.scenario1 import run_module
+from tests.peers.base import LOOPBACK, closed_port
 from tests.peers.netns import NetNamespace, NetnsUnavailable
 
 BLACKHOLE = "10.250.0.1"  # exists only inside our namespace, on its lo, behind iptables DROP
@@ -30,9 +31,9 @@ BLACKHOLE = "10.250.0.1"  # exists only inside our namespace, on its lo, behind 
 def _sizes(smoke: bool, blackhole: bool) -> Dict[str, int]:
     if smoke:
         return {"total": 10, "silent": 1, "drip": 1, "blackhole": 1 if blackhole else 0,
-                "timeout": 1, "parallel": [16]}
+                "timeout": 1, "parallel": [16], "refused": 10}
     return {"total": 100, "silent": 7 if blackhole else 10, "drip": 7 if blackhole else 10,
-            "blackhole": 6 if blackhole else 0, "timeout": 3, "parallel": [16, 32]}
+            "blackhole": 6 if blackhole else 0, "timeout": 3, "parallel": [16, 32], "refused": 500}
 
 
 def run(ctx: Context) -> None:
@@ -108,6 +109,8 @@ def run_inside(ctx: Context, blackhole: Optional[str]) -> None:
     ctx.note("scenario 2: %d peers (%d answer; %d silent, %d drip, %d blackholed), timeouts %g s, on %s"
              % (size["total"], good, size["silent"], size["drip"], size["blackhole"], timeout, where))
 
+    # Once, on loopback, whatever the conditions (the delay proxy would accept the connection itself).
+    _refused_peers(ctx, size["refused"], timeout)
     for condition, delay in ctx.conditions():
         peers = module_peers(good_pairs, fleet, delay) \
             + module_peers(silent_pairs + drip_pairs, fleet, delay, expect="accept")
@@ -152,6 +155,23 @@ def run_inside(ctx: Context, blackhole: Optional[str]) -> None:
                    engine_ratio, 1.5, False, "x")
         ctx.target("2 %s" % tag, "module: ansible-playbook wall / timeout (%s)" % condition,
                    run_.wall_s / timeout, 1.5, False, "x")
+
+
+def _refused_peers(ctx: Context, count: int, timeout: float) -> None:
+    """Peers whose port refuses the connection (a device switched off behind a host that is up),
+    with the engine's abort and, A/B, with pynetdicom's, which sleeps 0.1 s after every abort.
+    """
+    port = closed_port()
+    peers = [{"name": "refused-%03d" % i, "ae_title": "REFUSED_%03d" % i, "host": LOOPBACK, "port": port,
+              "expect": "accept"} for i in range(count)]
+    params = {"connect_timeout": timeout, "acse_timeout": timeout, "dimse_timeout": timeout, "fail_on": "never",
+              "peers": peers, "parallel": 16}
+    for what, spec in (("engine", {}), ("A/B: engine with pynetdicom's abort (0.1 s sleep)", {"pynetdicom_abort": True})):
+        res = ctx.worker("engine", dict(spec, params=params))
+        ctx.row(scenario="2 unreachable", condition="loopback",
+                what="%s, parallel 16, %d refused peers (closed port)" % (what, count), wall_s=res["wall_s"],
+                echoes=count, eps=count / res["wall_s"], p50_ms=percentile(res["latencies_ms"], 50),
+                p95_ms=percentile(res["latencies_ms"], 95), cpu_s=res["cpu_s"], notes=_outcomes(res["outcomes"]))
 
 
 def _outcomes(outcomes: List[str]) -> str:

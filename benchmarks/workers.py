@@ -61,6 +61,10 @@ def engine(spec: Dict[str, Any]) -> Dict[str, Any]:
         from ansible_collections.dicom.network.plugins.module_utils import echo_engine
         echo_engine._REACTORLESS = False
         echo_engine._EVENT_DRIVEN_DUL = False
+    if spec.get("pynetdicom_abort"):
+        # A/B only: pynetdicom's own abort, which ends with a fixed 0.1 s sleep.
+        from ansible_collections.dicom.network.plugins.module_utils import echo_engine
+        echo_engine._PROMPT_ABORT = False
     before = _usage()
     started = time.monotonic()
     results = run_echoes(validate_request(spec["params"]))

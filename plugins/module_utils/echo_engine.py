@@ -389,6 +389,7 @@ def _stop_dul_promptly(dul) -> bool:
 # Switches for the benchmarks' A/B runs only.
 _REACTORLESS = True
 _EVENT_DRIVEN_DUL = True
+_PROMPT_ABORT = True
 
 
 class _EchoAE(AE):  # type: ignore[misc,valid-type]
@@ -406,8 +407,9 @@ class _EchoAE(AE):  # type: ignore[misc,valid-type]
         assoc._dn_run = self._dn_run
         assoc.dul._dn_run = self._dn_run
         assoc.kill = types.MethodType(_kill_promptly, assoc)
-        # pynetdicom 3 reaches abort() through _abort_blocking (its ACSE rebinds ``abort`` to it).
-        assoc.abort = assoc._abort_blocking = types.MethodType(_abort_promptly, assoc)
+        if _PROMPT_ABORT:
+            # pynetdicom 3 reaches abort() through _abort_blocking (its ACSE rebinds ``abort`` to it).
+            assoc.abort = assoc._abort_blocking = types.MethodType(_abort_promptly, assoc)
         if _REACTORLESS:
             assoc._run_reactor = types.MethodType(_no_reactor, assoc)
             assoc._is_paused = True
