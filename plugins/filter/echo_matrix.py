@@ -233,6 +233,14 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import (
+    freeze_inherited_heap,
+    outside_inherited_heap,
+)
+
+# In an Ansible worker, before the report code below is compiled there (see _worker_heap).
+freeze_inherited_heap()
+
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
     AuditMatrixError,
     build_packed,
@@ -241,7 +249,6 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
 )
 from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data, stored_value
-from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
 
 
 _HOSTVARS_KEYS = ("plan", "results", "setup_failure")

@@ -52,10 +52,17 @@ from typing import Any, Callable, Dict
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import (
+    freeze_inherited_heap,
+    outside_inherited_heap,
+)
+
+# In an Ansible worker, before the report code below is compiled there (see _worker_heap).
+freeze_inherited_heap()
+
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import AuditMatrixError
 from ansible_collections.dicom.network.plugins.module_utils.audit_report import export
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
-from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
 
 
 def echo_matrix_export(report: Any, format: str) -> str:  # pylint: disable=redefined-builtin

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import multiprocessing
+import sys
 
 import pytest
 
@@ -34,6 +36,47 @@ def test_a_filter_call_in_a_forked_worker_freezes_what_the_worker_inherited():
     assert child.exitcode == 0
     assert total == 0
     assert after > before + 1000  # at least the inherited list's dictionaries are frozen
+
+
+class _RecordFreezeAtImport:
+    """A meta path finder that notes the freeze count when the report code starts to load."""
+
+    def __init__(self, watched: str):
+        self.watched = watched
+        self.frozen_then = None
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.watched and self.frozen_then is None:
+            self.frozen_then = gc.get_freeze_count()
+        return None  # the real finders load it
+
+
+def _import_filter_in_child(queue, filter_name) -> None:
+    for name in [name for name in sys.modules if name.startswith("ansible_collections.dicom.network.plugins.")
+                 and not name.endswith("._worker_heap")]:
+        del sys.modules[name]  # as in a worker, which compiles the filter and the report code anew
+    inherited = [{"host": index} for index in range(1000)]  # stands for the controller's heap
+    before = gc.get_freeze_count()
+    recorder = _RecordFreezeAtImport("ansible_collections.dicom.network.plugins.module_utils.audit_matrix")
+    sys.meta_path.insert(0, recorder)
+    try:
+        importlib.import_module("ansible_collections.dicom.network.plugins.filter." + filter_name)
+    finally:
+        sys.meta_path.remove(recorder)
+    queue.put((before, recorder.frozen_then, len(inherited)))
+
+
+@pytest.mark.parametrize("filter_name", ["echo_matrix", "echo_matrix_view", "echo_matrix_export"])
+def test_importing_a_report_filter_in_a_forked_worker_freezes_before_the_report_code_loads(filter_name):
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_import_filter_in_child, args=(queue, filter_name))
+    child.start()
+    before, frozen_then = queue.get(timeout=60)[:2]
+    child.join(60)
+    assert child.exitcode == 0
+    assert frozen_then is not None, "the report code was not imported anew"
+    assert frozen_then > before + 1000
 
 
 def test_in_the_controller_process_the_collector_is_left_alone():
