@@ -248,6 +248,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     unpack_report,
 )
 from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import type_name
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data, stored_value
 
 
@@ -262,14 +263,14 @@ def _from_hostvars(variables: Any, names: Any) -> Tuple[Dict[str, Any], Dict[str
     variables = stored_value(variables)
     if not isinstance(variables, Mapping):
         raise AuditMatrixError("with from_hostvars, the input must be a dictionary of source host: its variables, "
-                               "got %s" % type(variables).__name__)
+                               "got %s" % type_name(variables))
     plans: Dict[str, Any] = {}
     results: Dict[str, Any] = {}
     failures: Dict[str, Any] = {}
     for host, host_variables in variables.items():
         if not isinstance(host_variables, Mapping):
             raise AuditMatrixError("host %s: its variables must be a dictionary, got %s"
-                                   % (host, type(host_variables).__name__))
+                                   % (host, type_name(host_variables)))
         plans[host] = host_variables.get(names["plan"])
         results[host] = host_variables.get(names["results"])
         failures[host] = host_variables.get(names["setup_failure"])

@@ -26,6 +26,8 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import 
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     TLS_KEYS,
     ae_title_problem,
+    ipv4_literal_problem,
+    type_name,
 )
 
 PEER_VARIABLE = "dicom_peers"
@@ -57,7 +59,7 @@ def _text(value: Any, host: str, entry: str, key: str, required: bool = False) -
             raise AuditInventoryError(host, entry, "%s is required" % key)
         return None
     if not isinstance(value, str):
-        raise AuditInventoryError(host, entry, "%s must be a string, got %s" % (key, type(value).__name__))
+        raise AuditInventoryError(host, entry, "%s must be a string, got %s" % (key, type_name(value)))
     return value
 
 
@@ -77,6 +79,9 @@ def _network_host(value: Any, host: str, entry: str, key: str = "host") -> str:
     text = _text(value, host, entry, key, required=True)
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
         raise AuditInventoryError(host, entry, "%s must not contain spaces or control characters, got %r" % (key, text))
+    problem = ipv4_literal_problem(text)
+    if problem:
+        raise AuditInventoryError(host, entry, "%s %s" % (key, problem))
     return text
 
 
@@ -87,7 +92,7 @@ def _tls(value: Any, host: str, entry: str) -> Optional[Dict[str, Any]]:
     if isinstance(value, bool):
         return {"enabled": value}
     if not isinstance(value, Mapping):
-        raise AuditInventoryError(host, entry, "tls must be a boolean or a dictionary, got %s" % type(value).__name__)
+        raise AuditInventoryError(host, entry, "tls must be a boolean or a dictionary, got %s" % type_name(value))
     unknown = sorted(str(key) for key in value if key not in TLS_KEYS)
     if unknown:
         raise AuditInventoryError(host, entry, "tls has unknown key(s) %s; valid keys are %s"
@@ -106,7 +111,7 @@ def _ae(raw: Any, host: str, entry: str, allowed: Sequence[str] = REGISTRY_KEYS)
     """Validate one AE definition (registry entry or inline peer) and return it normalized."""
     if not isinstance(raw, Mapping):
         raise AuditInventoryError(host, entry, "must be a dictionary with ae_title, host and port, got %s"
-                                  % type(raw).__name__)
+                                  % type_name(raw))
     _unknown_keys(raw, allowed, host, entry)
     if raw.get("ae_title") is None:
         raise AuditInventoryError(host, entry, "ae_title is required")
@@ -139,7 +144,7 @@ def validate_registry(registry: Any, host: str) -> Dict[str, Dict[str, Any]]:
         raise AuditInventoryError(host, "dicom_aes", "is not defined: define the AE registry (see inventory.example)")
     if not isinstance(registry, Mapping):
         raise AuditInventoryError(host, "dicom_aes", "must be a dictionary of name: AE, got %s"
-                                  % type(registry).__name__)
+                                  % type_name(registry))
     normalized: Dict[str, Dict[str, Any]] = {}
     owners: Dict[Tuple[str, str, int], str] = {}
     for name in sorted(registry, key=str):
@@ -164,7 +169,7 @@ def _name_list(value: Any, host: str, entry: str) -> List[str]:
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise AuditInventoryError(host, entry, "must be a registry name or a list of registry names, got %s"
-                                  % type(value).__name__)
+                                  % type_name(value))
     names = []
     for index, item in enumerate(value):
         if not isinstance(item, str) or not item:
@@ -201,7 +206,7 @@ def _peer_lists(peer_lists: Any, host: str) -> List[Tuple[str, Any]]:
         return []
     if not isinstance(peer_lists, Mapping):
         raise AuditInventoryError(host, "peer lists", "must be a dictionary of variable name: list, got %s"
-                                  % type(peer_lists).__name__)
+                                  % type_name(peer_lists))
     ordered = sorted((name for name in peer_lists if name != PEER_VARIABLE), key=str)
     if PEER_VARIABLE in peer_lists:
         ordered.append(PEER_VARIABLE)
@@ -218,7 +223,7 @@ def _peer(raw: Any, registry: Mapping[str, Dict[str, Any]], host: str, entry: st
         raw = {"name": raw}
     if not isinstance(raw, Mapping):
         raise AuditInventoryError(host, entry, "must be a registry name or a dictionary, got %s"
-                                  % type(raw).__name__)
+                                  % type_name(raw))
     if "ae_title" in raw:
         ae = _ae(raw, host, entry, INLINE_KEYS)
         name = _text(raw.get("name"), host, entry, "name") or _describe(ae)
@@ -301,7 +306,7 @@ def resolve_host(
         if entries is None:
             continue
         if not isinstance(entries, (list, tuple)):
-            raise AuditInventoryError(host, variable, "must be a list of peers, got %s" % type(entries).__name__)
+            raise AuditInventoryError(host, variable, "must be a list of peers, got %s" % type_name(entries))
         for index, raw in enumerate(entries):
             peer = _peer(raw, aes, host, "%s[%d]" % (variable, index))
             for name in peer["local_aes"] or []:

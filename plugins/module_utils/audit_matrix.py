@@ -35,6 +35,7 @@ from operator import itemgetter
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import OUTCOMES
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import type_name
 
 SCHEMA_VERSION = 1
 NOT_RUN = "not_run"
@@ -430,13 +431,13 @@ def collect(
     plain = plain or _as_is
     plans = plain(plans)
     if not isinstance(plans, Mapping):
-        raise AuditMatrixError("plans must be a dictionary of source host: plan, got %s" % type(plans).__name__)
+        raise AuditMatrixError("plans must be a dictionary of source host: plan, got %s" % type_name(plans))
     results = plain(results)
     if results is None:
         results = {}
     if not isinstance(results, Mapping):
         raise AuditMatrixError("results must be a dictionary of source host: registered echo result, got %s"
-                               % type(results).__name__)
+                               % type_name(results))
     setup_failures = plain(setup_failures)
     if not isinstance(setup_failures, Mapping):
         setup_failures = {}
@@ -617,7 +618,7 @@ def baseline_cells(baseline: Any, source: str = "baseline",
     baseline = plain(baseline)
     if not isinstance(baseline, Mapping):
         raise AuditMatrixError("%s: not a JSON report of dicom.network.echo_audit (expected an object, got %s)"
-                               % (source, type(baseline).__name__))
+                               % (source, type_name(baseline)))
     version = baseline.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise AuditMatrixError("%s: not a JSON report of dicom.network.echo_audit (no schema_version)" % source)
@@ -657,7 +658,7 @@ def results_from_journal(records: Any) -> Dict[str, Dict[str, Any]]:
     dictionary); entries that are not readable are refused by index, never skipped silently.
     """
     if not isinstance(records, (list, tuple)):
-        raise AuditMatrixError("journal: expected a list of entries, got %s" % type(records).__name__)
+        raise AuditMatrixError("journal: expected a list of entries, got %s" % type_name(records))
     by_host: Dict[str, Dict[str, Any]] = {}
     for index, record in enumerate(records):
         if isinstance(record, (str, bytes)):

@@ -766,6 +766,7 @@ def _hard_limit(request: EchoRequest) -> float:
 
 def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
+    run.obs.pdus_received = run.pdus_decoded
     verdict = classify(run.obs)
     rtt = rtt_statistics(run.rtts)
     result: Dict[str, Any] = {

@@ -85,6 +85,7 @@ class Observation:
     context_result: Optional[int] = None  # Verification context result from the A-ASSOCIATE-AC
     peer_abort: Optional[Dict[str, Optional[int]]] = None  # A-ABORT PDU from the peer
     peer_closed_phase: Optional[str] = None  # TCP closed by the peer without an A-ABORT
+    pdus_received: int = 0  # DICOM PDUs decoded from the peer
     protocol_violation: Optional[str] = None
     protocol_violation_phase: Optional[str] = None
     statuses: List[int] = field(default_factory=list)  # C-ECHO-RSP statuses, in order
@@ -159,7 +160,7 @@ def classify(obs: Observation) -> Classification:
         # then the peer reset the connection. The TCP path exists: the peer turned us away.
         return Classification("aborted", "associate",
                               "peer at %s accepted the TCP connection and reset it at once, "
-                              "before any A-ASSOCIATE answer" % where)
+                              "before any A-ASSOCIATE answer%s" % (where, _BARE_CLOSE))
     if obs.connect_error is not None:
         outcome = classify_connect_error(obs.connect_error, obs.connect_error_phase)
         detail = _describe_connect_error(obs.connect_error)
@@ -213,8 +214,8 @@ def classify(obs: Observation) -> Classification:
                               "peer sent A-ABORT (source %s, %s) during %s" % (source, reason, phase))
     if obs.peer_closed_phase is not None and len(obs.statuses) < obs.count:
         return Classification("aborted", obs.peer_closed_phase,
-                              "peer closed the TCP connection during %s without an A-ABORT"
-                              % obs.peer_closed_phase)
+                              "peer closed the TCP connection during %s without an A-ABORT%s"
+                              % (obs.peer_closed_phase, "" if obs.pdus_received else _BARE_CLOSE))
     if len(obs.statuses) < obs.count or obs.echo_failed_without_status:
         phase = "echo" if obs.accepted else "associate"
         return Classification("aborted", phase,
@@ -226,6 +227,11 @@ def classify(obs: Observation) -> Classification:
     if obs.release_problem:
         message += "; " + obs.release_problem
     return Classification("success", "release", message, status=0x0000)
+
+
+# Some servers turn unknown callers away like this; so does a proxy whose backend is down.
+_BARE_CLOSE = (" and without any DICOM PDU (how some servers refuse unknown callers, but also what a "
+               "proxy or load balancer without a working backend does)")
 
 
 def _seconds(value: Optional[float]) -> str:

@@ -9,8 +9,11 @@ hospital's PACS. Every error names the field and, for peers, the index and the n
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -23,6 +26,8 @@ COUNT_RANGE = (1, 1000)
 PARALLEL_RANGE = (1, 256)
 MAX_TIMEOUT_S = 86400  # a day; beyond threading.TIMEOUT_MAX (~9.2e9 s) Python's waits overflow
 MAX_PDU_RANGE = (0, 2 ** 32 - 1)
+# DCMTK's ASC_MINIMUMPDUSIZE: peers abort associations that announce less.
+MIN_MAX_PDU = 4096
 TLS_KEYS = ("enabled", "ca_file", "cert_file", "key_file", "key_password", "verify", "server_hostname")
 PEER_KEYS = ("ae_title", "host", "port", "name", "expect", "calling_ae_title", "tls")
 
@@ -71,7 +76,7 @@ class EchoRequest:
 def ae_title_problem(value: Any) -> Optional[str]:
     """Why ``value`` is not a valid AE title (PS3.5 VR AE), or None when it is."""
     if not isinstance(value, str):
-        return "must be a string, got %s" % type(value).__name__
+        return "must be a string, got %s" % type_name(value)
     if value == "":
         return "must not be empty"
     if value.strip(" ") == "":
@@ -107,12 +112,57 @@ def _check_port(value: Any, where: str) -> int:
     return value
 
 
+def _check_max_pdu(value: Any) -> int:
+    value = _check_range(value, "max_pdu", MAX_PDU_RANGE)
+    if 0 < value < MIN_MAX_PDU:
+        raise EchoInputError("max_pdu must be 0 (unlimited) or at least %d, got %d: DICOM peers such as DCMTK "
+                             "abort an association that announces less" % (MIN_MAX_PDU, value))
+    return value
+
+
+def type_name(value: Any) -> str:
+    """The built-in type a value is, as users wrote it: ansible-core 2.19 hands over subclasses
+    such as _AnsibleTaggedStr or _AnsibleLazyTemplateList, whose names mean nothing to them."""
+    for cls in type(value).__mro__:
+        if cls.__module__ == "builtins" and cls is not object:
+            return cls.__name__
+    return type_name(value)
+
+
+def ipv4_literal_problem(host: str) -> Optional[str]:
+    """Why a host of digits and dots is not a plain IPv4 address, or None.
+
+    getaddrinfo() takes 010 as octal 8 and 127.1 as 127.0.0.1: an address copied with zero padding
+    from a spreadsheet (10.010.020.057) would be echoed at another machine (10.8.16.47).
+    """
+    if not _DIGITS_AND_DOTS.match(host):
+        return None
+    try:
+        ipaddress.IPv4Address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        read_as = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return "%r is not a valid IPv4 address" % (host,)
+    return ("%r is ambiguous: write the IPv4 address as four decimal numbers without leading zeros "
+            "(the resolver would read this one as %s)" % (host, read_as))
+
+
+# A name of digits and dots can only be an IPv4 literal (no top-level domain is numeric).
+_DIGITS_AND_DOTS = re.compile(r"^[0-9.]+$")
+
+
 def _check_host(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise EchoInputError("%s must be a non-empty host name or address, got %r" % (where, value))
     host = value.strip()
     if any(ord(c) < 0x21 for c in host):
         raise EchoInputError("%s must not contain spaces or control characters, got %r" % (where, value))
+    problem = ipv4_literal_problem(host)
+    if problem:
+        raise EchoInputError("%s %s" % (where, problem))
     return host
 
 
@@ -156,7 +206,7 @@ def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], w
         if source is None:
             continue
         if not isinstance(source, Mapping):
-            raise EchoInputError("%s must be a dictionary, got %r" % (label, type(source).__name__))
+            raise EchoInputError("%s must be a dictionary, got %r" % (label, type_name(source)))
         unknown = sorted(set(source) - set(TLS_KEYS))
         if unknown:
             raise EchoInputError("%s has unknown key(s) %s; valid keys are %s"
@@ -205,7 +255,7 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
         peers_param = [{"host": shorthand["host"], "port": shorthand["port"],
                         "ae_title": shorthand["called_ae_title"]}]
     if not isinstance(peers_param, list):
-        raise EchoInputError("peers must be a list of dictionaries, got %s" % type(peers_param).__name__)
+        raise EchoInputError("peers must be a list of dictionaries, got %s" % type_name(peers_param))
     if not peers_param:
         raise EchoInputError("peers must not be empty")
 
@@ -262,7 +312,7 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
         parallel=_check_range(params.get("parallel", 16), "parallel", PARALLEL_RANGE),
         count=_check_range(params.get("count", 1), "count", COUNT_RANGE),
         bind_address=bind_address,
-        max_pdu=_check_range(16382 if max_pdu is None else max_pdu, "max_pdu", MAX_PDU_RANGE),
+        max_pdu=_check_max_pdu(16382 if max_pdu is None else max_pdu),
         debug=_check_bool(params.get("debug", False), "debug"),
         fail_on=fail_on,
     )

@@ -85,9 +85,14 @@ options:
         description:
           - What the outcome must be, one of V(accept) (the default), V(reject) or V(blocked).
           - V(accept) is met only by RV(results[].outcome=success).
-          - V(reject) is met when the peer was reached at the DICOM level and refused this caller
-            (V(rejected), V(aborted), V(context_rejected) or V(status_failure)). A network failure never
-            meets it, because it proves nothing about the peer's AE configuration.
+          - V(reject) is met when the peer was reached and refused this caller (V(rejected), V(aborted),
+            V(context_rejected) or V(status_failure)). A network failure never meets it, because it
+            proves nothing about the peer's AE configuration.
+          - V(aborted) includes a peer that accepts the TCP connection and closes or resets it before
+            sending any DICOM PDU, because some servers refuse unknown callers that way. A proxy or load
+            balancer whose backend is down does the same, and RV(results[].message) says so; pair a
+            V(reject) check with an V(accept) check of the same peer from an allowed caller, which such
+            a dead backend fails.
           - V(blocked) is met when no TCP path exists (V(refused), V(unreachable), or a V(timeout) in the
             V(connect) phase). This is the firewall segmentation check.
         type: str
@@ -172,7 +177,9 @@ options:
         another source with C(delegate_to). The address family of the peers follows it.
     type: str
   max_pdu:
-    description: Maximum PDU length this side accepts, announced in the association request (0 means unlimited).
+    description:
+      - Maximum PDU length this side accepts, announced in the association request (0 means unlimited).
+      - Otherwise at least 4096 (DCMTK's minimum); peers abort an association that announces less.
     type: int
     default: 16382
   tls:

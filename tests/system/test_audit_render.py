@@ -356,6 +356,19 @@ def test_verdict_fails_on_unexpected_and_on_regression(first, tmp_path):
     assert tolerated.rc == 0, "known failures do not fail a change window that only guards regressions"
 
 
+def test_only_peers_from_the_command_line_is_comma_separated_text(tmp_path):
+    only = ["archive", "mwl"]
+    the_plans = {name: resolve_host(name, REGISTRY, hostvars["dicom_local_aes"],
+                                    dict(GROUP_VARS, **{k: v for k, v in hostvars.items() if k.startswith("dicom_peers")}),
+                                    only=only)
+                 for name, hostvars in HOSTS.items()}
+    result = run(tmp_path, fake_echo(the_plans), {"echo_audit_only_peers": "archive,mwl",
+                                                  "echo_audit_fail_on_unexpected": False})
+    assert result.rc == 0, result.output[-3000:]
+    report = json.loads(result.latest("json"))
+    assert {cell["peer"] for cell in report["cells"]} == {"archive", "mwl"}
+
+
 def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path):
     hosts = dict(HOSTS, **{"ws-1": {"dicom_local_aes": ["ws1"], "dicom_peers": ["archiv"]}})
     inventory = write_inventory(tmp_path / "bad.yml", hosts=hosts)
@@ -369,6 +382,9 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
 
     typo = run(tmp_path / "typo", {}, {"echo_audit_only_peers": ["archive", "printr"]})
     assert typo.rc != 0 and "echo_audit_only_peers: printr is not a peer" in typo.output
+    # As `-e echo_audit_only_peers=archive,printr` gives it: names, not letters.
+    typo_text = run(tmp_path / "typo-text", {}, {"echo_audit_only_peers": "archive, printr"})
+    assert typo_text.rc != 0 and "echo_audit_only_peers: printr is not a peer" in typo_text.output
 
     missing = run(tmp_path / "missing", {}, {"echo_audit_baseline": str(tmp_path / "nope.json")})
     assert missing.rc != 0 and "nope.json does not exist" in missing.output

@@ -38,10 +38,10 @@ CASES = [
     pytest.param("silent", "timeout", "associate", ("a-associate response",), "acse", id="silent"),
     # FIN before any PDU: the peer turned us away without the courtesy of an A-ASSOCIATE-RJ.
     # Real sites do this to unknown callers (primer), so it is "aborted" (a DICOM-level refusal).
-    pytest.param("close", "aborted", "associate", ("closed the tcp connection",), None, id="close"),
+    pytest.param("close", "aborted", "associate", ("without any dicom pdu",), None, id="close"),
     # RST once our RQ is in (``delay``): the same refusal, only ruder. The RST that races
     # connect() itself is tested deterministically in test_hardening_netns.py.
-    pytest.param("reset", "aborted", "associate", ("closed the tcp connection",), None, id="reset"),
+    pytest.param("reset", "aborted", "associate", ("without any dicom pdu",), None, id="reset"),
     # Bytes that are not a PDU type: not a DICOM listener (echoscu: "Unrecognized PDU type").
     pytest.param("garbage", "protocol_error", "associate", ("0xff",), None, id="garbage"),
     # A web server on the DICOM port: a classic wrong-port mistake; the message must show it.

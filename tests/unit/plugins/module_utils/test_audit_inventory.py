@@ -149,6 +149,9 @@ def test_local_aes_may_be_a_single_name():
     ({"lists": {"other_var": ["mwl"]}}, ["other_var", "must be named dicom_peers"]),
     ({"lists": {"dicom_peers": ["mwl"]}, "bind_address": "192.0.2.1 x"}, ["dicom_bind_address", "address must not"]),
     ({"lists": {"dicom_peers": ["mwl"]}, "only": "mwl x".split() + [5]}, ["echo_audit_only_peers[2]"]),
+    ({"lists": {"dicom_peers": [{"ae_title": "X", "host": "10.010.020.057", "port": 1}]}},
+     ["dicom_peers[0]", "host '10.010.020.057' is ambiguous", "would read this one as 10.8.16.47"]),
+    ({"lists": {"dicom_peers": ["mwl"]}, "bind_address": "127.0.0.01"}, ["dicom_bind_address", "ambiguous"]),
 ])
 def test_mistakes_name_the_host_and_the_entry(kwargs, fragments):
     message = str(error_of(**kwargs))

@@ -126,3 +126,14 @@ def test_statistics_and_summary():
                        "duration_ms": 12.346}
     assert summary_message(results) == "1 of 2 peer(s) not as expected: b (refused during connect, expected accept)"
     assert summary_message(results[:1]) == "all 1 peer(s) answered as expected"
+
+
+def test_a_close_without_any_dicom_pdu_says_what_else_it_could_be():
+    bare = classify(obs(peer_closed_phase="associate"))
+    reset = classify(obs(connect_error=ConnectionResetError(errno.ECONNRESET, "reset")))
+    after_accept = classify(obs(accepted=True, context_result=0, peer_closed_phase="echo", pdus_received=1))
+    for verdict in (bare, reset):
+        assert verdict.outcome == "aborted"
+        assert "without any DICOM PDU" in verdict.message and "load balancer" in verdict.message
+    assert after_accept.outcome == "aborted"
+    assert "DICOM PDU" not in after_accept.message

@@ -7,6 +7,8 @@ from hypothesis import given, strategies as st
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoInputError,
     ae_title_problem,
+    ipv4_literal_problem,
+    type_name,
     validate_request,
 )
 
@@ -117,3 +119,29 @@ def test_a_title_is_valid_exactly_when_the_standard_allows_it(title):
         and all(0x20 <= ord(c) <= 0x7E for c in title)
     )
     assert (ae_title_problem(title) is None) == allowed
+
+
+def test_type_names_are_the_builtin_ones_users_wrote():
+    class TaggedInt(int):  # what ansible-core 2.19 hands over (_AnsibleTaggedInt)
+        pass
+
+    class LazyList(list):
+        pass
+
+    assert [type_name(v) for v in (TaggedInt(3), LazyList(), "x", None)] == ["int", "list", "str", "NoneType"]
+
+
+@pytest.mark.parametrize("host, problem", [
+    ("10.1.2.3", None),
+    ("pacs-1.example.org", None),
+    ("10.010.020.057", "would read this one as 10.8.16.47"),
+    ("127.1", "would read this one as 127.0.0.1"),
+    ("2130706433", "would read this one as 127.0.0.1"),
+    ("1.2.3.4.5", "not a valid IPv4 address"),
+])
+def test_ipv4_literals_are_written_the_way_the_resolver_reads_them(host, problem):
+    found = ipv4_literal_problem(host)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found
