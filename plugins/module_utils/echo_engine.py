@@ -590,6 +590,27 @@ def build_ssl_context(tls: TlsSettings, where: str) -> Optional[ssl.SSLContext]:
     return context
 
 
+def check_bind_address(address: Optional[str]) -> None:
+    """Bind once to ``address`` before any peer: a wrong one is this host's mistake, not every peer's."""
+    if not address:
+        return
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(address, 0, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise EchoInputError("bind_address %r does not resolve to an IPv%d address: %s"
+                             % (address, 6 if family == socket.AF_INET6 else 4,
+                                getattr(exc, "strerror", None) or exc)) from None
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.bind(infos[0][4])
+    except OSError as exc:
+        raise EchoInputError("bind_address %r (%s) is not an address of this host: %s"
+                             % (address, infos[0][4][0], exc.strerror or exc)) from None
+    finally:
+        probe.close()
+
+
 def _resolve(run: _PeerRun) -> bool:
     spec = run.spec
     family = 0
@@ -799,6 +820,7 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
 def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
                ) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
+    check_bind_address(request.bind_address)
     contexts: Dict[TlsSettings, Optional[ssl.SSLContext]] = {}
     runs: List[_PeerRun] = []
     for spec in request.peers:

@@ -175,6 +175,8 @@ options:
     description:
       - Local address to connect from, for hosts with several addresses, or to probe on behalf of
         another source with C(delegate_to). The address family of the peers follows it.
+      - It is bound once before any peer is tried; an address that is not one of this host's fails the
+        task with an error naming it, instead of every peer failing.
     type: str
   max_pdu:
     description:

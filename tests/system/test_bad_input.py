@@ -101,6 +101,12 @@ CASES = [
     case("fail-on-invalid", ["fail_on", "'unexpected' or 'never'"], params={"fail_on": "sometimes"}),
     case("debug-not-bool", ["debug", "boolean"], params={"debug": "maybe"}),
     case("bind-address-with-space", ["bind_address", "spaces"], params={"bind_address": "127.0.0.1 local"}),
+    # A typo in the source address is this host's mistake: one error, no peer tried or blamed.
+    # (192.0.2.1 is only bound to, which fails; nothing is sent anywhere.)
+    case("bind-address-not-local", ["bind_address '192.0.2.1'", "is not an address of this host"],
+         params={"bind_address": "192.0.2.1"}),
+    case("bind-address-unresolvable", ["bind_address 'nosuch.invalid'", "does not resolve"],
+         params={"bind_address": "nosuch.invalid"}),
     # ---- TLS (files are checked before any connection)
     case("tls-not-a-dict", ["tls must be a dictionary"], params={"tls": "yes"}),
     case("tls-unknown-key", ["tls has unknown key(s) ca_path"], params={"tls": {"enabled": True, "ca_path": "/x"}}),
