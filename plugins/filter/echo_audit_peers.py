@@ -51,6 +51,13 @@ options:
       - Keep only the peers whose registry name or AE title is listed (the verify playbook's peer limit).
     type: list
     elements: string
+  echo_options:
+    description:
+      - The host's echo options to check as M(dicom.network.echo) would, before any echo, a dictionary of
+        C(connect_timeout), C(acse_timeout), C(dimse_timeout), C(parallel), C(count), C(max_pdu) to a value
+        (V(null) keeps the module's default). An error names the role variable, for example
+        C(echo_audit_connect_timeout).
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -61,7 +68,8 @@ EXAMPLES = r"""
       {{ dicom_aes | dicom.network.echo_audit_peers(
            host=inventory_hostname,
            local_aes=dicom_local_aes,
-           peer_lists=dict(names | zip(query('ansible.builtin.vars', *names)))) }}
+           peer_lists=dict(names | zip(query('ansible.builtin.vars', *names))),
+           echo_options={'connect_timeout': 3, 'parallel': 16}) }}
   vars:
     names: "{{ query('ansible.builtin.varnames', '^dicom_peers(_.+)?$') }}"
 
@@ -117,14 +125,17 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import (
     AuditInventoryError,
+    check_echo_options,
     resolve_host,
 )
 
 
 def echo_audit_peers(registry: Any, host: str, local_aes: Any, peer_lists: Any = None, bind_address: Any = None,
-                     only: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+                     only: Optional[Sequence[str]] = None, echo_options: Any = None) -> Dict[str, Any]:
     """Filter glue: resolve one host's plan, turning inventory mistakes into AnsibleFilterError."""
     try:
+        if echo_options is not None:
+            check_echo_options(echo_options, host)
         return resolve_host(host, registry, local_aes, peer_lists or {}, bind_address=bind_address, only=only)
     except AuditInventoryError as error:
         raise AnsibleFilterError("dicom.network.echo_audit_peers: %s" % error) from None

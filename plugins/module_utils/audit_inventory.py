@@ -24,7 +24,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
+    CALL_OPTION_CHECKS,
     TLS_KEYS,
+    EchoInputError,
     ae_title_problem,
     ipv4_literal_problem,
     type_name,
@@ -271,6 +273,32 @@ def _public(ae: Mapping[str, Any], inline: bool = False) -> Dict[str, Any]:
     """Metadata the matrix needs about an AE (no TLS settings: they may hold key paths or passwords)."""
     return {"name": ae["name"], "ae_title": ae["ae_title"], "host": ae["host"], "port": ae["port"],
             "site": ae["site"], "kind": ae["kind"], "description": ae["description"], "inline": inline}
+
+
+def check_echo_options(options: Any, host: str) -> None:
+    """The role's echo options (``echo_audit_connect_timeout``...), checked as the module would.
+
+    Done before any echo: otherwise every host's call fails with the same message and the whole
+    matrix, ``latest.*`` included, becomes not_run.
+    """
+    if not isinstance(options, Mapping):
+        raise AuditInventoryError(host, "echo options", "must be a dictionary, got %s" % type_name(options))
+    for name, value in options.items():
+        variable = "echo_audit_%s" % name
+        check = CALL_OPTION_CHECKS.get(name)
+        if check is None:
+            raise AuditInventoryError(host, variable, "is not an option of the echo module")
+        if value is None:
+            continue  # the module's default
+        if name not in ("connect_timeout", "acse_timeout", "dimse_timeout") and isinstance(value, str) \
+                and value.strip().lstrip("-").isdigit():
+            value = int(value)  # from -e on the command line, as the module's int option converts it
+        try:
+            check(value)
+        except EchoInputError as error:
+            problem = str(error)
+            raise AuditInventoryError(host, variable, problem[len(name) + 1:] if problem.startswith(name + " ")
+                                      else problem) from None
 
 
 def resolve_host(

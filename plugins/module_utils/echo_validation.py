@@ -200,6 +200,17 @@ def _check_timeout(value: Any, where: str) -> float:
     return seconds
 
 
+# The call-wide options a caller may check on its own, before any peer list exists.
+CALL_OPTION_CHECKS = {
+    "connect_timeout": lambda value: _check_timeout(value, "connect_timeout"),
+    "acse_timeout": lambda value: _check_timeout(value, "acse_timeout"),
+    "dimse_timeout": lambda value: _check_timeout(value, "dimse_timeout"),
+    "parallel": lambda value: _check_range(value, "parallel", PARALLEL_RANGE),
+    "count": lambda value: _check_range(value, "count", COUNT_RANGE),
+    "max_pdu": _check_max_pdu,
+}
+
+
 def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], where: str) -> TlsSettings:
     merged: Dict[str, Any] = {}
     for source, label in ((base, "tls"), (override, where + ".tls")):

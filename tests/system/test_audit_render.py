@@ -386,6 +386,17 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
     typo_text = run(tmp_path / "typo-text", {}, {"echo_audit_only_peers": "archive, printr"})
     assert typo_text.rc != 0 and "echo_audit_only_peers: printr is not a peer" in typo_text.output
 
+    # Echo options as the module checks them, before any echo (else every cell becomes not_run and
+    # replaces latest.*); as -e gives them too (text).
+    for name, value, fragment in [("echo_audit_connect_timeout", 0, "must be a positive number of seconds"),
+                                  ("echo_audit_parallel", "0", "must be between 1 and 256, got 0"),
+                                  ("echo_audit_max_pdu", 100, "must be 0 (unlimited) or at least 4096")]:
+        wrong_option = run(tmp_path / name, {}, {name: value})
+        assert wrong_option.rc != 0 and ": %s: %s" % (name, fragment) in wrong_option.output, \
+            wrong_option.output[-2000:]
+        assert "Traceback" not in wrong_option.output
+        assert not (tmp_path / name / "reports").exists()
+
     missing = run(tmp_path / "missing", {}, {"echo_audit_baseline": str(tmp_path / "nope.json")})
     assert missing.rc != 0 and "nope.json does not exist" in missing.output
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import (
     AuditInventoryError,
+    check_echo_options,
     resolve_host,
     validate_registry,
 )
@@ -217,3 +218,22 @@ def test_property_plan_or_typed_error(local, lists):
         targets = [(p["ae_title"], p["host"], p["port"]) for p in call["peers"]]
         assert len(targets) == len(set(targets))
     assert plan["checks"] == sum(len(call["peers"]) for call in plan["calls"])
+
+
+@pytest.mark.parametrize("options, fragments", [
+    ({"connect_timeout": 0}, ["host probe-a: echo_audit_connect_timeout: must be a positive number of seconds"]),
+    ({"dimse_timeout": "soon"}, ["echo_audit_dimse_timeout: must be a number of seconds, got 'soon'"]),
+    ({"parallel": "0"}, ["echo_audit_parallel: must be between 1 and 256, got 0"]),
+    ({"count": 1001}, ["echo_audit_count: must be between 1 and 1000"]),
+    ({"max_pdu": 1}, ["echo_audit_max_pdu: must be 0 (unlimited) or at least 4096"]),
+    ({"colour": 1}, ["echo_audit_colour: is not an option of the echo module"]),
+])
+def test_echo_options_are_checked_as_the_module_would(options, fragments):
+    with pytest.raises(AuditInventoryError) as caught:
+        check_echo_options(options, "probe-a")
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+def test_echo_options_left_to_the_module_defaults_pass():
+    check_echo_options({"connect_timeout": None, "acse_timeout": "2.5", "parallel": "16", "max_pdu": 0}, "probe-a")
