@@ -7,6 +7,8 @@ optional journal entry."""
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleConnectionFailure
+from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
@@ -32,14 +34,20 @@ class ActionModule(ActionBase):
         # A controller path: the module on the target has no use for it.
         journal = module_args.pop("journal", None)
         wrap_async = self._task.async_val and not self._connection.has_native_async
-        result = merge_hash(result, self._execute_module(module_args=module_args, task_vars=task_vars,
-                                                         wrap_async=wrap_async))
-        if not wrap_async:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-
         host = task_vars.get("inventory_hostname") or ""
         # With delegate_to the module ran on the delegate: the matrix row must say so.
         echoed_from = self._task.delegate_to or host
+        try:
+            result = merge_hash(result, self._execute_module(module_args=module_args, task_vars=task_vars,
+                                                             wrap_async=wrap_async))
+        except AnsibleConnectionFailure as exc:
+            # Unreachable, as ansible-core would report it, but saying which host could not be
+            # reached (a probe, with delegate_to) and kept in the journal like any other answer.
+            result.update(unreachable=True, changed=False, msg=to_text(exc))
+            wrap_async = False
+        else:
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
         result["echoed_from"] = echoed_from
 
         problem = unrunnable_module_message(result, self._interpreter(task_vars))

@@ -235,7 +235,7 @@ def _task_message(result: Mapping[str, Any]) -> str:
     return clean_text(message, 300) or "no message"
 
 
-def _call_problem(echo: Any, item: Optional[Mapping[str, Any]],
+def _call_problem(echo: Any, item: Optional[Mapping[str, Any]], source: str,
                   missing: Optional[Tuple[str, str]] = None) -> Optional[Tuple[str, str]]:
     """(not_run_reason, message) when the module did not return per-peer results for a call."""
     if item is None:
@@ -247,6 +247,9 @@ def _call_problem(echo: Any, item: Optional[Mapping[str, Any]],
             return "task_failed", "echo task failed: %s" % _task_message(echo)
         return missing or ("no_result", "the echo task did not run for this calling AE (the host left the play earlier)")
     if item.get("unreachable"):
+        probe = item.get("echoed_from")
+        if isinstance(probe, str) and probe and probe != source:
+            return "unreachable", "probe %s unreachable: %s" % (clean_text(probe, 255), _task_message(item))
         return "unreachable", "host unreachable: %s" % _task_message(item)
     if isinstance(item.get("results"), list):
         return None
@@ -470,7 +473,7 @@ def collect(
             planned = plain(call.get("peers")) or []
             if not planned:
                 continue
-            problem = ("setup_failed", failure) if failure else _call_problem(echo, item, missing)
+            problem = ("setup_failed", failure) if failure else _call_problem(echo, item, source, missing)
             answers: Dict[str, Mapping[str, Any]] = {}
             if problem is None:
                 for result in plain(item["results"]):

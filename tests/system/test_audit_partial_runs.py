@@ -212,6 +212,19 @@ def test_a_source_that_cannot_run_python_is_echoed_by_its_probe(tmp_path):
         csv_header = (report_dir / "latest.csv").read_text().splitlines()[0]
         assert csv_header.endswith("source_address,echoed_from")
 
+        # The probe itself is down: its name, not the appliance's, is what the engineer must chase.
+        dead = write_inventory(tmp_path / "inventory-dead-probe", aes,
+                               {"ct-appliance": dict(sources["ct-appliance"], dicom_echo_via="probe-down")},
+                               others={"probe-down": unreachable})
+        dead_dir = tmp_path / "reports-dead-probe"
+        dead_run = run(audit_command(dead, dead_dir), tmp_path)
+        assert dead_run.returncode != 0, "a check that did not run is not ok"
+        dead_report = json.loads((dead_dir / "latest.json").read_text())
+        (not_run,) = cells_by_host(dead_report)["ct-appliance"]
+        assert not_run["not_run_reason"] == "unreachable", not_run
+        assert not_run["message"].startswith("probe probe-down unreachable: "), not_run["message"]
+        assert {row["source_host"]: row for row in dead_report["rows"]}["ct-appliance"]["echoed_from"] == "probe-down"
+
         bad = write_inventory(tmp_path / "inventory-bad", aes,
                               {"ct-appliance": dict(sources["ct-appliance"], dicom_echo_via="no-such-probe")})
         refused_run = run(audit_command(bad, report_dir), tmp_path)

@@ -149,6 +149,21 @@ def test_unreachable_host_keeps_its_row_with_not_run_cells():
         assert c["message"] == "host unreachable: Failed to connect to the host via ssh"
 
 
+def test_an_unreachable_probe_is_named_instead_of_the_source_it_echoes_for():
+    runs = small_runs()
+    p2 = runs["probe-b"]["plan"]
+    runs["probe-b"]["echo"] = {"msg": "All items completed", "results": [
+        {"item": p2["calls"][0], "unreachable": True, "echoed_from": "probe-z", "msg": "ssh: connection refused"}]}
+    report = report_of(runs)
+    cells = [c for c in report["cells"] if c["source_host"] == "probe-b"]
+    assert cells and all(c["not_run_reason"] == "unreachable" for c in cells)
+    assert all(c["message"] == "probe probe-z unreachable: ssh: connection refused" for c in cells)
+    itself = small_runs()
+    itself["probe-b"]["echo"]["results"][0]["echoed_from"] = "probe-b"
+    assert all(c["message"].startswith("host unreachable: ") for c in report_of(itself)["cells"]
+               if c["source_host"] == "probe-b")
+
+
 @pytest.mark.parametrize("item, reason, message", [
     ({"failed": True, "msg": "missing pynetdicom"}, "task_failed", "echo task failed: missing pynetdicom"),
     ({"failed": False, "failed_when_result": False, "msg": "peers[0].tls.ca_file: file /x does not exist"},
