@@ -180,6 +180,19 @@ def _name_list(value: Any, host: str, entry: str) -> List[str]:
     return names
 
 
+def _peer_local_aes(value: Any, host: str, entry: str) -> Optional[List[str]]:
+    """A peer's ``local_aes``: None (every calling AE of the host) or the names it is limited to."""
+    if value is None:
+        return None
+    names = _name_list(value, host, entry)
+    if not names:
+        # An empty list (often a template that found nothing) would otherwise widen the check to
+        # every calling AE, the opposite of what a limit means.
+        raise AuditInventoryError(host, entry, "is empty: list the calling AEs (registry names) to check this peer "
+                                  "from, or leave local_aes out to check it from every calling AE of the host")
+    return names
+
+
 def _local_aes(value: Any, registry: Mapping[str, Dict[str, Any]], host: str) -> List[Dict[str, Any]]:
     names = _name_list(value, host, "dicom_local_aes")
     if not names:
@@ -251,7 +264,7 @@ def _peer(raw: Any, registry: Mapping[str, Dict[str, Any]], host: str, entry: st
         "ae": ae,
         "inline": inline,
         "expect": expect,
-        "local_aes": _name_list(raw.get("local_aes"), host, "%s (%s).local_aes" % (entry, name)) or None,
+        "local_aes": _peer_local_aes(raw.get("local_aes"), host, "%s (%s).local_aes" % (entry, name)),
         "entry": "%s (%s)" % (entry, name),
     }
 

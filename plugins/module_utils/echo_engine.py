@@ -620,6 +620,9 @@ def _resolve(run: _PeerRun) -> bool:
         infos = socket.getaddrinfo(spec.host, spec.port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         run.obs.dns_error = exc.strerror or str(exc)
+        if family:
+            run.obs.dns_error += " (only IPv%d addresses were looked up: bind_address %s is IPv%d)" % (
+                (6, run.request.bind_address, 6) if family == socket.AF_INET6 else (4, run.request.bind_address, 4))
         return False
     except (UnicodeError, ValueError) as exc:
         run.obs.dns_error = str(exc)

@@ -164,6 +164,12 @@ def test_closed_port_is_refused_and_satisfies_blocked(closed_port):
     assert reject_expected["ok"] is False  # a network failure proves nothing about AE configuration
 
 
+def test_an_ipv4_peer_from_an_ipv6_bind_address_says_why_it_was_not_looked_up(closed_port):
+    (result,) = echo([peer_entry(closed_port, expect="blocked")], bind_address="::1")
+    assert (result["outcome"], result["phase"]) == ("dns_error", "resolve"), result
+    assert "only IPv6 addresses were looked up: bind_address ::1 is IPv6" in result["message"]
+
+
 def test_a_failed_connection_frees_its_worker_without_pynetdicoms_settle_sleep(closed_port, monkeypatch):
     """pynetdicom aborts every association whose connection fails and then sleeps 0.1 s; the
     engine's abort waits for the DUL to stop instead, so a refused peer does not hold a worker."""

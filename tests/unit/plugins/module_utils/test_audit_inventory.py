@@ -147,6 +147,7 @@ def test_local_aes_may_be_a_single_name():
     ({"lists": {"dicom_peers": ["archive", {"ae_title": "PACS_ARCHIVE", "host": "192.0.2.10", "port": 104}]}},
      ["dicom_peers[1]", "duplicate AE title PACS_ARCHIVE on 192.0.2.10:104", "already listed as dicom_peers[0]"]),
     ({"lists": {"dicom_peers": [{"name": "mwl", "local_aes": ["mr1"]}]}}, ["local_aes names 'mr1'"]),
+    ({"lists": {"dicom_peers": [{"name": "mwl", "local_aes": []}]}}, ["dicom_peers[0] (mwl).local_aes: is empty"]),
     ({"lists": {"other_var": ["mwl"]}}, ["other_var", "must be named dicom_peers"]),
     ({"lists": {"dicom_peers": ["mwl"]}, "bind_address": "192.0.2.1 x"}, ["dicom_bind_address", "address must not"]),
     ({"lists": {"dicom_peers": ["mwl"]}, "only": "mwl x".split() + [5]}, ["echo_audit_only_peers[2]"]),
