@@ -437,7 +437,9 @@ echoed_from:
     - The inventory host the module really ran on, so reports can say where an echo came from. It is
       the task's host, or the C(delegate_to) host when the echo is run by a probe on behalf of a source
       that cannot run Python.
-  returned: always
+    - Also returned when that host is unreachable. Not in the final result of an C(async) task, which
+      comes from C(async_status) on the target.
+  returned: always, except in the result of an async job
   type: str
   sample: probe-mod-a.example.org
 summary:
