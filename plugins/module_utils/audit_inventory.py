@@ -303,9 +303,8 @@ def check_echo_options(options: Any, host: str) -> None:
             raise AuditInventoryError(host, variable, "is not an option of the echo module")
         if value is None:
             continue  # the module's default
-        if name not in ("connect_timeout", "acse_timeout", "dimse_timeout") and isinstance(value, str) \
-                and value.strip().lstrip("-").isdigit():
-            value = int(value)  # from -e on the command line, as the module's int option converts it
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)  # from -e on the command line, as the module's options convert it
         try:
             check(value)
         except EchoInputError as error:

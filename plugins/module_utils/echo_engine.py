@@ -22,7 +22,7 @@ import threading
 import time
 import types
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation,
@@ -100,7 +100,6 @@ class _PeerRun:
         self.transfer_syntax: Optional[str] = None
         self.debug_lines: List[str] = []
         self.headers_read = 0
-        self.pdus_decoded = 0
         self.release_complete = False
         self.expected_msg_id: Optional[int] = None
 
@@ -441,7 +440,7 @@ def _text(value: Any) -> Optional[str]:
 
 def _on_pdu_recv(event) -> None:
     run: _PeerRun = event.assoc._dn_run  # type: ignore[attr-defined]
-    run.pdus_decoded += 1
+    run.obs.pdus_received += 1
     pdu = event.pdu
     kind = type(pdu).__name__
     if kind == "A_ASSOCIATE_RJ":
@@ -590,17 +589,21 @@ def build_ssl_context(tls: TlsSettings, where: str) -> Optional[ssl.SSLContext]:
     return context
 
 
+def _bind_family(address: str) -> Tuple[int, int]:
+    """The address family (and IP version) that a bind address imposes on the peers."""
+    return (socket.AF_INET6, 6) if ":" in address else (socket.AF_INET, 4)
+
+
 def check_bind_address(address: Optional[str]) -> None:
     """Bind once to ``address`` before any peer: a wrong one is this host's mistake, not every peer's."""
     if not address:
         return
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    family, version = _bind_family(address)
     try:
         infos = socket.getaddrinfo(address, 0, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise EchoInputError("bind_address %r does not resolve to an IPv%d address: %s"
-                             % (address, 6 if family == socket.AF_INET6 else 4,
-                                getattr(exc, "strerror", None) or exc)) from None
+                             % (address, version, getattr(exc, "strerror", None) or exc)) from None
     probe = socket.socket(family, socket.SOCK_STREAM)
     try:
         probe.bind(infos[0][4])
@@ -613,16 +616,15 @@ def check_bind_address(address: Optional[str]) -> None:
 
 def _resolve(run: _PeerRun) -> bool:
     spec = run.spec
-    family = 0
-    if run.request.bind_address:
-        family = socket.AF_INET6 if ":" in run.request.bind_address else socket.AF_INET
+    bind_address = run.request.bind_address
+    family, version = _bind_family(bind_address) if bind_address else (0, 0)
     try:
         infos = socket.getaddrinfo(spec.host, spec.port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         run.obs.dns_error = exc.strerror or str(exc)
-        if family:
+        if bind_address:
             run.obs.dns_error += " (only IPv%d addresses were looked up: bind_address %s is IPv%d)" % (
-                (6, run.request.bind_address, 6) if family == socket.AF_INET6 else (4, run.request.bind_address, 4))
+                version, bind_address, version)
         return False
     except (UnicodeError, ValueError) as exc:
         run.obs.dns_error = str(exc)
@@ -790,7 +792,6 @@ def _hard_limit(request: EchoRequest) -> float:
 
 def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
-    run.obs.pdus_received = run.pdus_decoded
     verdict = classify(run.obs)
     rtt = rtt_statistics(run.rtts)
     result: Dict[str, Any] = {

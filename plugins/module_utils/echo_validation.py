@@ -126,7 +126,7 @@ def type_name(value: Any) -> str:
     for cls in type(value).__mro__:
         if cls.__module__ == "builtins" and cls is not object:
             return cls.__name__
-    return type_name(value)
+    return type(value).__name__
 
 
 def ipv4_literal_problem(host: str) -> Optional[str]:

@@ -130,6 +130,11 @@ def test_type_names_are_the_builtin_ones_users_wrote():
 
     assert [type_name(v) for v in (TaggedInt(3), LazyList(), "x", None)] == ["int", "list", "str", "NoneType"]
 
+    class Opaque:  # no built-in base at all
+        pass
+
+    assert type_name(Opaque()) == "Opaque"
+
 
 @pytest.mark.parametrize("host, problem", [
     ("10.1.2.3", None),
