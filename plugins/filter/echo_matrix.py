@@ -247,7 +247,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     results_from_journal,
     unpack_report,
 )
-from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view
+from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view, view_limit
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import type_name
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data, stored_value
 
@@ -288,11 +288,7 @@ def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = N
     if generated_at is None:
         generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
-        console_limit = int(console_limit)
-    except (TypeError, ValueError):
-        raise AnsibleFilterError("dicom.network.echo_matrix: console_limit must be a number of lines, got %r"
-                                 % (console_limit,)) from None
-    try:
+        console_limit = view_limit("console_limit", console_limit)
         if from_hostvars is not None:
             plans, results, setup_failures = _from_hostvars(plans, native_data(from_hostvars))
         if journal is not None:

@@ -146,8 +146,8 @@ def echo_matrix_view(report: Any, view: str = "html", markdown_max_columns: int 
                      console_limit: int = 20) -> Dict[str, Any]:
     """Filter glue: presentation data for one report template."""
     try:
-        return build_view(native_data(report), view, markdown_max_columns=int(markdown_max_columns),
-                          failures_limit=int(failures_limit), console_limit=int(console_limit))
+        return build_view(native_data(report), view, markdown_max_columns=markdown_max_columns,
+                          failures_limit=failures_limit, console_limit=console_limit)
     except AuditMatrixError as error:
         raise AnsibleFilterError("dicom.network.echo_matrix_view: %s" % error) from None
     except (KeyError, TypeError, ValueError) as error:

@@ -46,6 +46,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     V_VERSION,
     AuditMatrixError,
     Matrix,
+    clean_text,
     is_packed,
     matrix_of,
     outcome_order,
@@ -460,18 +461,33 @@ def _probes(cells: _Cells) -> List[Dict[str, Any]]:
             for index, row in enumerate(cells.rows) if index in delegated]
 
 
+def view_limit(name: str, value: Any) -> int:
+    """A count limit of a view as an int; a digit string (what ``-e`` gives) is accepted.
+
+    A negative limit would slice from the end of a list and silently drop its last entries.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise AuditMatrixError("%s must be a whole number >= 0, got %r" % (name, clean_text(value, 60)))
+    return value
+
+
 def build_view(
     report: Any,
     view: str = "html",
-    markdown_max_columns: int = 30,
-    failures_limit: int = 200,
-    console_limit: int = 20,
+    markdown_max_columns: Any = 30,
+    failures_limit: Any = 200,
+    console_limit: Any = 20,
 ) -> Dict[str, Any]:
     """What the ``html`` or ``md`` template, or the console (``summary``), shows of a report."""
     if view not in VIEWS:
         raise AuditMatrixError("view must be one of %s, got %r" % (", ".join(VIEWS), view))
+    limits = [view_limit(name, value) for name, value in (
+        ("markdown_max_columns", markdown_max_columns), ("failures_limit", failures_limit),
+        ("console_limit", console_limit))]
     with paused_gc():
-        return _build_view(load_report(report), view, markdown_max_columns, failures_limit, console_limit)
+        return _build_view(load_report(report), view, *limits)
 
 
 def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int, failures_limit: int,

@@ -396,6 +396,14 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
             wrong_option.output[-2000:]
         assert "Traceback" not in wrong_option.output
         assert not (tmp_path / name / "reports").exists()
+    # Report settings: a negative limit would drop the last failures from the reports.
+    for name, value, message in [("echo_audit_report_max_failures", "-1", "must be a whole number >= 0, got -1"),
+                                 ("echo_audit_report_dir_mode", "abc",
+                                  'must be an octal mode in quotes like "0750", got abc')]:
+        wrong_setting = run(tmp_path / name, {}, {name: value})
+        assert wrong_setting.rc != 0 and "%s %s" % (name, message) in wrong_setting.output, \
+            wrong_setting.output[-2000:]
+        assert not (tmp_path / name / "reports").exists()
 
     missing = run(tmp_path / "missing", {}, {"echo_audit_baseline": str(tmp_path / "nope.json")})
     assert missing.rc != 0 and "nope.json does not exist" in missing.output

@@ -167,7 +167,7 @@ def test_echo_matrix_with_its_summary_from_one_call():
     assert both["summary"]["console"][-1] == "... 2 more line(s) in the reports"
     unpacked = function("echo_matrix")(plans, results=results, generated_at="now", with_summary=True, console_limit=1)
     assert unpacked["report"]["cells"] and unpacked["summary"] == both["summary"]
-    with pytest.raises(AnsibleFilterError, match="console_limit must be a number of lines, got 'ten'"):
+    with pytest.raises(AnsibleFilterError, match="echo_matrix: console_limit must be a whole number >= 0, got 'ten'"):
         function("echo_matrix")(plans, results=results, with_summary=True, console_limit="ten")
 
 
@@ -214,6 +214,8 @@ def test_echo_matrix_from_host_variables_as_the_role_calls_it():
 def test_echo_matrix_view_and_export_wrap_bad_input():
     with pytest.raises(AnsibleFilterError, match="echo_matrix_view: not a report of dicom.network.echo_matrix"):
         function("echo_matrix_view")({"rows": []})
+    with pytest.raises(AnsibleFilterError, match="echo_matrix_view: failures_limit must be a whole number >= 0"):
+        function("echo_matrix_view")(report_of(small_runs()), "md", failures_limit="-1")
     with pytest.raises(AnsibleFilterError, match="echo_matrix_view: view must be one of"):
         function("echo_matrix_view")(report_of(small_runs()), "pdf")
     with pytest.raises(AnsibleFilterError, match="echo_matrix_export: format must be one of"):

@@ -128,6 +128,18 @@ def test_html_view_data():
     assert data["rows"][2][4] == "<script>alert(1)</script>", "data stays intact, escaped only for the script element"
 
 
+def test_view_limits_are_whole_numbers_from_zero():
+    report = report_of(small_runs())
+    # Digits as text, as -e gives them, are numbers; 0 hides every failure instead of none.
+    view = build_view(report, "md", markdown_max_columns="0", failures_limit="0", console_limit=0)
+    assert view["matrix"] is None and view["failures"] == [] and view["failures_hidden"] == 3
+    assert view["console"][-1] == "... 3 more line(s) in the reports"
+    for name in ("markdown_max_columns", "failures_limit", "console_limit"):
+        for bad in (-1, "-1", "many", 2.5, True, None):
+            with pytest.raises(AuditMatrixError, match="^%s must be a whole number >= 0, got " % name):
+                build_view(report, "md", **{name: bad})
+
+
 def test_markdown_view_matrix_only_when_it_fits():
     view = build_view(report_of(small_runs()), "md")
     matrix = view["matrix"]
