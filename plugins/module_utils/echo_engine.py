@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import select
 import socket
 import ssl
@@ -22,7 +23,7 @@ import threading
 import time
 import types
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation,
@@ -566,26 +567,51 @@ class _DebugLogRouter(logging.Handler):
                 pass
 
 
-def build_ssl_context(tls: TlsSettings, where: str) -> Optional[ssl.SSLContext]:
-    """An SSL context for one TLS setting, loaded before any traffic so bad files fail early."""
+class TlsSetupError(Exception):
+    """A TLS file of this host cannot be used: only the peers whose settings name it fail."""
+
+    def __init__(self, field_name: Optional[str], detail: str):
+        super().__init__(detail)
+        self.field_name = field_name
+        self.detail = detail
+
+    def for_settings(self, tls: TlsSettings) -> str:
+        """The problem, named as the settings were given (module ``tls`` or a peer's)."""
+        return "%s%s: %s" % (tls.origin, "." + self.field_name if self.field_name else "", self.detail)
+
+
+def _check_tls_file(key: str, path: Optional[str]) -> None:
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise TlsSetupError(key, "%s is a directory, not a file" % path)
+    if not os.path.isfile(path):
+        raise TlsSetupError(key, "file %s does not exist" % path)
+    if not os.access(path, os.R_OK):
+        raise TlsSetupError(key, "file %s is not readable" % path)
+
+
+def build_ssl_context(tls: TlsSettings) -> Optional[ssl.SSLContext]:
+    """An SSL context for one TLS setting, loaded before any traffic so a bad file sends nothing."""
     if not tls.enabled:
         return None
+    for key in ("ca_file", "cert_file", "key_file"):
+        _check_tls_file(key, getattr(tls, key))
     try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise TlsSetupError("ca_file" if tls.ca_file else None, "%s holds no usable PEM CA certificate: %s" % (
+            tls.ca_file or "the system trust store", getattr(exc, "reason", None) or exc)) from None
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
         try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            field = "tls.ca_file: %s" % tls.ca_file if tls.ca_file else "tls: the system trust store"
-            raise EchoInputError("%s.%s holds no usable PEM CA certificate: %s"
-                                 % (where, field, getattr(exc, "reason", None) or exc))
-        if not tls.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if tls.cert_file:
             context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
-    except ssl.SSLError as exc:
-        raise EchoInputError("%s.tls: cannot load the certificate or key: %s" % (where, exc.reason or exc)) from None
-    except (OSError, ValueError) as exc:
-        raise EchoInputError("%s.tls: cannot load TLS material: %s" % (where, exc)) from None
+        except ssl.SSLError as exc:
+            raise TlsSetupError(None, "cannot load the certificate or key: %s" % (exc.reason or exc)) from None
+        except (OSError, ValueError) as exc:
+            raise TlsSetupError(None, "cannot load the certificate or key: %s" % exc) from None
     return context
 
 
@@ -638,6 +664,8 @@ def _echo_one(run: _PeerRun) -> None:
     threading.current_thread()._dn_run = run  # type: ignore[attr-defined]
     run.started = time.monotonic()
     run.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    if run.obs.tls_setup_error is not None:
+        return
     run.enter("resolve", request.connect_timeout)
     if not _resolve(run) or run.done.is_set():
         return
@@ -825,12 +853,21 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
                ) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
     check_bind_address(request.bind_address)
-    contexts: Dict[TlsSettings, Optional[ssl.SSLContext]] = {}
+    contexts: Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]] = {}
     runs: List[_PeerRun] = []
     for spec in request.peers:
         if spec.tls not in contexts:
-            contexts[spec.tls] = build_ssl_context(spec.tls, "peers[%d] (%s)" % (spec.index, spec.name))
-        runs.append(_PeerRun(spec, request, contexts[spec.tls]))
+            try:
+                contexts[spec.tls] = build_ssl_context(spec.tls)
+            except TlsSetupError as problem:
+                contexts[spec.tls] = problem
+        context = contexts[spec.tls]
+        if isinstance(context, TlsSetupError):
+            run = _PeerRun(spec, request, None)
+            run.obs.tls_setup_error = context.for_settings(spec.tls)
+        else:
+            run = _PeerRun(spec, request, context)
+        runs.append(run)
 
     _install_dul_clock()
     router = _DebugLogRouter()

@@ -75,6 +75,7 @@ class Observation:
     port: int
     called_ae_title: str
     calling_ae_title: str
+    tls_setup_error: Optional[str] = None  # a TLS file of this host unusable: nothing was sent
     dns_error: Optional[str] = None
     connect_error: Optional[BaseException] = None
     connect_error_phase: str = "connect"  # "connect" or "tls"
@@ -152,6 +153,9 @@ def classify_connect_error(exc: BaseException, phase: str) -> str:
 def classify(obs: Observation) -> Classification:
     """Decide the single outcome of one echo from what was observed, most specific first."""
     where = "%s:%s" % (obs.host, obs.port)
+    if obs.tls_setup_error is not None:
+        return Classification("tls_error", "tls",
+                              "TLS not set up, no connection made to %s: %s" % (where, obs.tls_setup_error))
     if obs.dns_error is not None:
         return Classification("dns_error", "resolve",
                               "cannot resolve host '%s': %s" % (obs.host, obs.dns_error))

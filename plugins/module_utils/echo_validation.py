@@ -45,6 +45,9 @@ class TlsSettings:
     key_password: Optional[str] = field(default=None, repr=False)
     verify: bool = True
     server_hostname: Optional[str] = None
+    # Where the settings were given ("tls" or "peers[2] (PACS).tls"), for messages; equal
+    # settings from different places still share one SSL context.
+    origin: str = field(default="tls", compare=False)
 
 
 @dataclass(frozen=True)
@@ -226,16 +229,12 @@ def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], w
     label = where + ".tls" if override else "tls"
     enabled = _check_bool(merged.get("enabled", False), label + ".enabled")
     verify = _check_bool(merged.get("verify", True), label + ".verify")
+    # The files are read on the managed host when the echoes start: a missing or broken one
+    # fails only the peers that use it (tls_error), as any other state of this host would.
     files = {}
     for key in ("ca_file", "cert_file", "key_file"):
         path = merged.get(key)
-        if path is not None and enabled:
-            path = os.path.expanduser(str(path))
-            if not os.path.isfile(path):
-                raise EchoInputError("%s.%s: file %s does not exist" % (label, key, path))
-            if not os.access(path, os.R_OK):
-                raise EchoInputError("%s.%s: file %s is not readable" % (label, key, path))
-        files[key] = path
+        files[key] = os.path.expanduser(str(path)) if path is not None and enabled else path
     if enabled and files["key_file"] and not files["cert_file"]:
         raise EchoInputError("%s.key_file is set but %s.cert_file is not" % (label, label))
     server_hostname = merged.get("server_hostname")
@@ -244,7 +243,7 @@ def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], w
     password = merged.get("key_password")
     return TlsSettings(
         enabled=enabled, verify=verify, server_hostname=server_hostname,
-        key_password=None if password is None else str(password), **files)
+        key_password=None if password is None else str(password), origin=label, **files)
 
 
 def validate_request(params: Mapping[str, Any]) -> EchoRequest:

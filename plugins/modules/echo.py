@@ -185,7 +185,11 @@ options:
     type: int
     default: 16382
   tls:
-    description: DICOM over TLS (PS3.15 Annex B) for all peers; see also O(peers[].tls).
+    description:
+      - DICOM over TLS (PS3.15 Annex B) for all peers; see also O(peers[].tls).
+      - The files are read on the managed host before any connection. A missing, unreadable or broken
+        file makes each peer that uses it a V(tls_error) result (no connection made, the message names
+        the setting and the file); the other peers are echoed as usual.
     type: dict
     suboptions:
       enabled:
@@ -361,7 +365,9 @@ results:
         - V(refused) TCP connection refused.
         - V(unreachable) no route, host or network unreachable.
         - V(dns_error) the host name did not resolve.
-        - V(tls_error) the TLS handshake failed (certificate, host name, protocol).
+        - V(tls_error) the TLS handshake failed (certificate, host name, protocol), or a TLS file named for
+          this peer (O(tls.ca_file), O(tls.cert_file), O(tls.key_file)) is missing, unreadable or not PEM on
+          this host; then no connection was made and only the peers using that file fail.
         - V(protocol_error) the peer sent something that is not DICOM.
       type: str
       returned: always

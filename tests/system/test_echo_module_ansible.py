@@ -134,10 +134,18 @@ def test_per_peer_tls_overrides_only_the_keys_it_names(tmp_path, tls_peers, tls_
             peer_entry(tls_peers["tls-untrusted"], name="unverified", tls={"verify": False}),
             peer_entry(pynetdicom_peers["accept"], name="plain", tls={"enabled": False}),
             peer_entry(tls_peers["tls-untrusted"], name="untrusted", expect="reject"),
+            # A CA file missing on this host fails only the peer that names it, before any connection.
+            peer_entry(tls_peers["tls"], name="no-ca-here", tls={"ca_file": "/nonexistent/dicom-ca.pem"}),
         ],
         "fail_on": "never",
     }
     document = run_playbook(tmp_path, [_echo_task(args)])
     outcomes = {r["name"]: (r["outcome"], r["tls"]) for r in document["echo_result"]["results"]}
     assert outcomes == {"inherits": ("success", True), "unverified": ("success", True),
-                        "plain": ("success", False), "untrusted": ("tls_error", True)}
+                        "plain": ("success", False), "untrusted": ("tls_error", True),
+                        "no-ca-here": ("tls_error", True)}
+    missing = document["echo_result"]["results"][4]
+    assert missing["message"].endswith(
+        "no connection made to %s:%s: peers[4] (no-ca-here).tls.ca_file: file /nonexistent/dicom-ca.pem "
+        "does not exist" % (tls_peers["tls"].host, tls_peers["tls"].port)), missing["message"]
+    assert missing["timings_ms"]["connect"] is None and missing["source_address"] is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import pytest
 
@@ -261,6 +262,34 @@ def test_tls_verification_failures(tls_peers, tls_material, peer_key, fragment):
     result = echo_one(tls_peers[peer_key], tls=_tls(tls_material))
     assert (result["outcome"], result["phase"]) == ("tls_error", "tls"), result["message"]
     assert fragment in result["message"].lower() or fragment in result["message"], result["message"]
+
+
+def test_an_unusable_tls_file_fails_only_the_peers_that_use_it(tls_peers, tls_material, hostile_factory, tmp_path):
+    # The broken peers point at a listener that counts connections: none may be made.
+    silent = hostile_factory("silent", hold_max=5.0)
+    not_pem = __file__
+    broken = [
+        ({"ca_file": str(tmp_path / "missing.pem")}, "peers[1] (missing).tls.ca_file: file %s does not exist"
+         % (tmp_path / "missing.pem")),
+        ({"ca_file": str(tmp_path)}, "peers[2] (directory).tls.ca_file: %s is a directory, not a file" % tmp_path),
+        ({"ca_file": not_pem}, "peers[3] (not-pem).tls.ca_file: %s holds no usable PEM CA certificate" % not_pem),
+        ({"ca_file": tls_material["ca_cert"], "cert_file": not_pem, "key_file": not_pem},
+         "peers[4] (bad-cert).tls: cannot load the certificate or key"),
+    ]
+    names = ["missing", "directory", "not-pem", "bad-cert"]
+    before = silent.connection_count()
+    results = echo([peer_entry(tls_peers["tls"], name="good", tls=_tls(tls_material))]
+                   + [peer_entry(silent, name=name, tls=dict(settings, enabled=True))
+                      for name, (settings, _message) in zip(names, broken)],
+                   connect_timeout=2, acse_timeout=2, dimse_timeout=2)
+    time.sleep(0.05)  # the listener counts on its own thread
+    assert silent.connection_count() == before, "a connection was made with unusable TLS settings"
+    assert results[0]["outcome"] == "success", results[0]["message"]
+    for result, (_settings, fragment) in zip(results[1:], broken):
+        assert (result["outcome"], result["phase"], result["ok"], result["tls"]) == ("tls_error", "tls", False, True)
+        assert "no connection made to %s:%s: " % (silent.host, silent.port) in result["message"]
+        assert fragment in result["message"], result["message"]
+        assert result["address"] is None and result["timings_ms"]["connect"] is None
 
 
 def test_tls_system_trust_store_rejects_a_private_ca(tls_peers):

@@ -29,6 +29,7 @@ def obs(**fields):
     "observation, outcome, phase",
     [
         (obs(dns_error="Name or service not known"), "dns_error", "resolve"),
+        (obs(tls_setup_error="tls.ca_file: file /x does not exist"), "tls_error", "tls"),
         (obs(connect_error=ConnectionRefusedError(errno.ECONNREFUSED, "refused")), "refused", "connect"),
         (obs(connect_error=OSError(errno.EHOSTUNREACH, "No route to host")), "unreachable", "connect"),
         (obs(connect_error=OSError(errno.ENETUNREACH, "Network is unreachable")), "unreachable", "connect"),

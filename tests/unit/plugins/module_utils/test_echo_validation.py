@@ -71,10 +71,6 @@ def test_per_peer_calling_ae_and_tls_override():
         ({"peers": [peer()], "dimse_timeout": "soon"}, "dimse_timeout must be a number of seconds"),
         ({"peers": [peer()], "calling_ae_title": "X" * 20}, "calling_ae_title must be at most 16"),
         ({"peers": [peer(calling_ae_title="")]}, "peers[0] (PACS).calling_ae_title must not be empty"),
-        ({"peers": [peer(tls={"enabled": True, "ca_file": "/nonexistent/ca.pem"})]},
-         "peers[0] (PACS).tls.ca_file: file /nonexistent/ca.pem does not exist"),
-        ({"peers": [peer()], "tls": {"enabled": True, "cert_file": "/nonexistent/c.pem"}},
-         "tls.cert_file: file /nonexistent/c.pem does not exist"),
         ({"peers": [peer(tls={"enable": True})]}, "peers[0] (PACS).tls has unknown key(s) enable"),
         ({"peers": []}, "peers must not be empty"),
         ({"peers": ["PACS"]}, "peers[0] must be a dictionary"),
@@ -92,9 +88,20 @@ def test_bad_input_names_the_field_and_the_peer(params, fragment):
     assert fragment in str(caught.value)
 
 
-def test_tls_files_are_only_checked_when_tls_is_enabled():
-    request = validate_request({"peers": [peer(tls={"enabled": False, "ca_file": "/nonexistent"})]})
-    assert request.peers[0].tls.enabled is False
+def test_tls_files_are_left_to_the_engine_and_keep_where_they_were_given(monkeypatch):
+    # A file missing on the managed host fails only the peers using it, when the echoes run.
+    monkeypatch.setenv("HOME", "/home/pacs")
+    request = validate_request({
+        "tls": {"enabled": True, "ca_file": "~/ca.pem"},
+        "peers": [peer(), peer(name="own", tls={"ca_file": "/nonexistent/ca.pem"}),
+                  peer(name="off", tls={"enabled": False, "ca_file": "/nonexistent"})]})
+    first, own, off = (spec.tls for spec in request.peers)
+    assert (first.ca_file, first.origin) == ("/home/pacs/ca.pem", "tls")
+    assert (own.ca_file, own.origin) == ("/nonexistent/ca.pem", "peers[1] (own).tls")
+    assert off.enabled is False
+    # Where settings were given does not split peers with equal settings (one SSL context each).
+    twin = validate_request({"peers": [peer(tls={"enabled": True, "ca_file": "/home/pacs/ca.pem"})]}).peers[0].tls
+    assert twin == first and hash(twin) == hash(first)
 
 
 def test_key_password_is_not_in_the_repr():
