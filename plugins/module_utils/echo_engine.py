@@ -71,6 +71,9 @@ _VALID_PDU_TYPES = frozenset(range(1, 8))
 _PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
               5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
 _LOG = logging.getLogger("pynetdicom")
+# A TLS server answers plain DICOM with a TLS record: an alert (0x15) or a handshake (0x16).
+_TLS_RECORD_TYPES = (0x15, 0x16)
+_TLS_RECORD_HINT = " (a TLS record: this port may expect DICOM over TLS, see tls.enabled)"
 
 
 class _PeerRun:
@@ -81,7 +84,8 @@ class _PeerRun:
         self.request = request
         self.ssl_context = ssl_context
         self.obs = Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
-                               calling_ae_title=spec.calling_ae_title, count=request.count)
+                               calling_ae_title=spec.calling_ae_title, count=request.count,
+                               tls_verified=spec.tls.verify if spec.tls.enabled else None)
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.phase = "resolve"
@@ -210,14 +214,24 @@ class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
         """
         run = self._dn_run
         expecting_header = not getattr(self, "_dn_in_body", False)
-        data = super().recv(nr_bytes)
+        try:
+            data = super().recv(nr_bytes)
+        except ssl.SSLError as exc:
+            # TLS 1.3 servers check the client certificate after the handshake: their refusal
+            # arrives as an alert on the first read, which pynetdicom would take for a close.
+            if not isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) and run.obs.tls_alert is None:
+                run.obs.tls_alert = exc.reason or str(exc)
+                run.obs.tls_alert_phase = run.phase
+            raise
         if expecting_header and nr_bytes == 6:
             if len(data) == 6:
                 pdu_type, _reserved, length = struct.unpack(">BBL", bytes(data))
                 run.headers_read += 1
                 if pdu_type not in _VALID_PDU_TYPES:
-                    self._protocol_violation(run, "unknown PDU type 0x%02X, first bytes %s"
-                                             % (pdu_type, _printable(data)))
+                    self._protocol_violation(run, "unknown PDU type 0x%02X, first bytes %s%s"
+                                             % (pdu_type, _printable(data),
+                                                _TLS_RECORD_HINT if pdu_type in _TLS_RECORD_TYPES
+                                                and run.obs.tls_verified is None else ""))
                 elif length > _MAX_SANE_PDU_LENGTH:
                     self._protocol_violation(run, "%s announces %d bytes, more than any answer to an echo"
                                              % (_PDU_NAMES[pdu_type], length))

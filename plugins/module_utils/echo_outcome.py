@@ -86,6 +86,9 @@ class Observation:
     context_result: Optional[int] = None  # Verification context result from the A-ASSOCIATE-AC
     peer_abort: Optional[Dict[str, Optional[int]]] = None  # A-ABORT PDU from the peer
     peer_closed_phase: Optional[str] = None  # TCP closed by the peer without an A-ABORT
+    tls_verified: Optional[bool] = None  # None: plain TCP; False: TLS without certificate verification
+    tls_alert: Optional[str] = None  # a TLS alert read after the handshake (TLS 1.3 client certificate checks)
+    tls_alert_phase: Optional[str] = None
     pdus_received: int = 0  # DICOM PDUs decoded from the peer
     protocol_violation: Optional[str] = None
     protocol_violation_phase: Optional[str] = None
@@ -164,7 +167,7 @@ def classify(obs: Observation) -> Classification:
         # then the peer reset the connection. The TCP path exists: the peer turned us away.
         return Classification("aborted", "associate",
                               "peer at %s accepted the TCP connection and reset it at once, "
-                              "before any A-ASSOCIATE answer%s" % (where, _BARE_CLOSE))
+                              "before any A-ASSOCIATE answer%s" % (where, _bare_close(obs)))
     if obs.connect_error is not None:
         outcome = classify_connect_error(obs.connect_error, obs.connect_error_phase)
         detail = _describe_connect_error(obs.connect_error)
@@ -191,6 +194,11 @@ def classify(obs: Observation) -> Classification:
             % (details["result"], details["source"], details["reason"],
                obs.calling_ae_title, obs.called_ae_title),
             reject=details)
+    if obs.tls_alert is not None and len(obs.statuses) < obs.count:
+        return Classification("tls_error", obs.tls_alert_phase or "associate",
+                              "peer at %s ended the TLS session during %s with an alert: %s%s"
+                              % (where, obs.tls_alert_phase or "associate", obs.tls_alert,
+                                 _tls_alert_hint(obs.tls_alert)))
     if obs.accepted and obs.context_result not in (None, 0):
         return Classification(
             "context_rejected", "associate",
@@ -219,7 +227,7 @@ def classify(obs: Observation) -> Classification:
     if obs.peer_closed_phase is not None and len(obs.statuses) < obs.count:
         return Classification("aborted", obs.peer_closed_phase,
                               "peer closed the TCP connection during %s without an A-ABORT%s"
-                              % (obs.peer_closed_phase, "" if obs.pdus_received else _BARE_CLOSE))
+                              % (obs.peer_closed_phase, "" if obs.pdus_received else _bare_close(obs)))
     if len(obs.statuses) < obs.count or obs.echo_failed_without_status:
         phase = "echo" if obs.accepted else "associate"
         return Classification("aborted", phase,
@@ -230,12 +238,30 @@ def classify(obs: Observation) -> Classification:
         message = "%d C-ECHO requests answered with success (0x0000)" % obs.count
     if obs.release_problem:
         message += "; " + obs.release_problem
+    if obs.tls_verified is False:
+        # The documentation's warning, where the result is read: nothing proves who answered.
+        message += "; TLS certificate not verified (tls.verify false)"
     return Classification("success", "release", message, status=0x0000)
+
+
+def _tls_alert_hint(alert: str) -> str:
+    text = alert.upper()
+    if "CERTIFICATE_REQUIRED" in text or "HANDSHAKE_FAILURE" in text:
+        return " (the peer wants a client certificate: set tls.cert_file and tls.key_file)"
+    if any(word in text for word in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "DECRYPT_ERROR",
+                                     "ACCESS_DENIED", "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED")):
+        return " (the peer does not accept our client certificate)"
+    return ""
 
 
 # Some servers turn unknown callers away like this; so does a proxy whose backend is down.
 _BARE_CLOSE = (" and without any DICOM PDU (how some servers refuse unknown callers, but also what a "
-               "proxy or load balancer without a working backend does)")
+               "proxy or load balancer without a working backend does")
+
+
+def _bare_close(obs: Observation) -> str:
+    # A TLS-only port that gets plain DICOM may close just as silently.
+    return _BARE_CLOSE + (", or a port that expects DICOM over TLS)" if obs.tls_verified is None else ")")
 
 
 def _seconds(value: Optional[float]) -> str:

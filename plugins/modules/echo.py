@@ -90,7 +90,8 @@ options:
             proves nothing about the peer's AE configuration.
           - V(aborted) includes a peer that accepts the TCP connection and closes or resets it before
             sending any DICOM PDU, because some servers refuse unknown callers that way. A proxy or load
-            balancer whose backend is down does the same, and RV(results[].message) says so; pair a
+            balancer whose backend is down does the same, and so may a port that expects DICOM over TLS
+            when it gets plain DICOM; RV(results[].message) says so. Pair a
             V(reject) check with an V(accept) check of the same peer from an allowed caller, which such
             a dead backend fails.
           - V(blocked) is met when no TCP path exists (V(refused), V(unreachable), or a V(timeout) in the
@@ -365,7 +366,9 @@ results:
         - V(refused) TCP connection refused.
         - V(unreachable) no route, host or network unreachable.
         - V(dns_error) the host name did not resolve.
-        - V(tls_error) the TLS handshake failed (certificate, host name, protocol), or a TLS file named for
+        - V(tls_error) the TLS handshake failed (certificate, host name, protocol), the peer ended the TLS
+          session with an alert (under TLS 1.3 a refused or missing client certificate arrives this way,
+          after the handshake; the message says so), or a TLS file named for
           this peer (O(tls.ca_file), O(tls.cert_file), O(tls.key_file)) is missing, unreadable or not PEM on
           this host; then no connection was made and only the peers using that file fail.
         - V(protocol_error) the peer sent something that is not DICOM.

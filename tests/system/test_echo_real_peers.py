@@ -300,12 +300,20 @@ def test_tls_system_trust_store_rejects_a_private_ca(tls_peers):
 def test_tls_verify_false_is_possible_but_explicit(tls_peers, tls_material):
     result = echo_one(tls_peers["tls-untrusted"], tls={"enabled": True, "verify": False})
     assert result["outcome"] == "success"
+    assert result["message"].endswith("; TLS certificate not verified (tls.verify false)"), result["message"]
 
 
 def test_tls_client_certificate_with_encrypted_key(tls_peers, tls_material):
     peer = tls_peers["tls-mutual"]
-    without = echo_one(peer, tls=_tls(tls_material))
-    assert without["outcome"] in ("tls_error", "aborted"), without
+    # Under TLS 1.3 the server refuses a missing or untrusted client certificate after the handshake,
+    # with an alert on the first read: that is a TLS failure, never a refusal of the calling AE.
+    without = echo_one(peer, tls=_tls(tls_material), expect="reject")
+    assert (without["outcome"], without["ok"]) == ("tls_error", False), without["message"]
+    assert "alert" in without["message"] and "wants a client certificate" in without["message"], without["message"]
+    untrusted = echo_one(peer, tls=_tls(tls_material, cert_file=tls_material["untrusted_client_cert"],
+                                        key_file=tls_material["untrusted_client_key"]), expect="reject")
+    assert (untrusted["outcome"], untrusted["ok"]) == ("tls_error", False), untrusted["message"]
+    assert "does not accept our client certificate" in untrusted["message"], untrusted["message"]
     with_cert = echo_one(peer, tls=_tls(tls_material, cert_file=tls_material["client_cert"],
                                         key_file=tls_material["client_key_encrypted"],
                                         key_password=CLIENT_KEY_PASSWORD))
@@ -318,9 +326,11 @@ def test_tls_to_dcmtk(tls_peers, tls_material):
     assert echo_one(tls_peers["dcmtk-tls"], tls=_tls(tls_material))["outcome"] == "success"
 
 
-def test_plain_echo_to_a_tls_port_is_not_success(tls_peers):
+def test_plain_echo_to_a_tls_port_is_not_success_and_hints_at_tls(tls_peers):
     result = echo_one(tls_peers["tls"], acse_timeout=2)
     assert result["outcome"] in ("protocol_error", "aborted", "timeout")
+    if result["outcome"] != "timeout":
+        assert "DICOM over TLS" in result["message"], result["message"]
 
 
 # --------------------------------------------------------------------------- many peers at once

@@ -48,8 +48,10 @@ CASES = [
     pytest.param("http", "protocol_error", "associate", ("http",), None, id="http"),
     # TLS handshake records on a port we talk plain DICOM to: a TLS-only port, or TLS
     # interception. 0x16 is the TLS handshake record type; the engineer needs to see it.
-    pytest.param("tls-server-hello", "protocol_error", "associate", ("0x16",), None, id="tls-server-hello"),
-    pytest.param("tls-client-hello", "protocol_error", "associate", ("0x16",), None, id="tls-client-hello"),
+    pytest.param("tls-server-hello", "protocol_error", "associate", ("0x16", "expect DICOM over TLS"), None,
+                 id="tls-server-hello"),
+    pytest.param("tls-client-hello", "protocol_error", "associate", ("0x16", "expect DICOM over TLS"), None,
+                 id="tls-client-hello"),
     # A header claiming ~4 GiB: never buffered, refused at once (echoscu: "PDU too large").
     pytest.param("huge-length", "protocol_error", "associate", ("4294967280",), None, id="huge-length"),
     # Half an A-ASSOCIATE-AC and a close: the peer started to ACCEPT and sent a malformed PDU.

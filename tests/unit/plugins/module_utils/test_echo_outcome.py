@@ -50,6 +50,9 @@ def obs(**fields):
         (obs(accepted=True, context_result=0, peer_abort={"source": 2, "reason": 1, "phase": "echo"}),
          "aborted", "echo"),
         (obs(peer_closed_phase="associate"), "aborted", "associate"),
+        # The alert comes first; pynetdicom then sees the transport close.
+        (obs(tls_alert="TLSV13_ALERT_CERTIFICATE_REQUIRED", tls_alert_phase="associate", peer_closed_phase="associate"),
+         "tls_error", "associate"),
         (obs(protocol_violation="unknown PDU type 0x48", protocol_violation_phase="associate"),
          "protocol_error", "associate"),
         (obs(accepted=True, context_result=0, statuses=[0, 0], count=3, timed_out_phase="echo"), "timeout", "echo"),
@@ -138,3 +141,15 @@ def test_a_close_without_any_dicom_pdu_says_what_else_it_could_be():
         assert "without any DICOM PDU" in verdict.message and "load balancer" in verdict.message
     assert after_accept.outcome == "aborted"
     assert "DICOM PDU" not in after_accept.message
+    # Plain DICOM to a TLS-only port ends the same way; over TLS that cannot be the cause.
+    assert bare.message.endswith("does, or a port that expects DICOM over TLS)")
+    over_tls = classify(obs(peer_closed_phase="associate", tls_verified=True))
+    assert over_tls.message.endswith("without a working backend does)")
+
+
+def test_a_success_without_certificate_verification_says_so():
+    echoed = dict(accepted=True, context_result=0, statuses=[0])
+    assert classify(obs(**echoed, tls_verified=False)).message == \
+        "C-ECHO success (0x0000); TLS certificate not verified (tls.verify false)"
+    for verified in (True, None):
+        assert classify(obs(**echoed, tls_verified=verified)).message == "C-ECHO success (0x0000)"
