@@ -328,6 +328,8 @@ def summary_message(results: List[Dict[str, Any]]) -> str:
     failing = [r for r in results if not r["ok"]]
     if not failing:
         return "all %d peer(s) answered as expected" % len(results)
-    parts = ["%s (%s during %s, expected %s)" % (r["name"], r["outcome"], r["phase"], r["expect"])
+    # A success has no phase worth naming ("success during release" reads as a problem in release).
+    parts = ["%s (%s%s, expected %s)" % (r["name"], r["outcome"],
+                                         "" if r["outcome"] == "success" else " during %s" % r["phase"], r["expect"])
              for r in failing]
     return "%d of %d peer(s) not as expected: %s" % (len(failing), len(results), "; ".join(parts))

@@ -228,6 +228,11 @@ def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], w
         merged.update({k: v for k, v in source.items() if v is not None})
     label = where + ".tls" if override else "tls"
     enabled = _check_bool(merged.get("enabled", False), label + ".enabled")
+    given = sorted(key for key, value in (override or {}).items() if value is not None)
+    if not enabled and given and "enabled" not in given:
+        # TLS settings for a peer that is then echoed in plain text are a mistake, not a wish.
+        raise EchoInputError("%s sets %s but TLS is off for this peer: add enabled: true to use TLS, or "
+                             "enabled: false to keep it plain" % (label, ", ".join(given)))
     verify = _check_bool(merged.get("verify", True), label + ".verify")
     # The files are read on the managed host when the echoes start: a missing or broken one
     # fails only the peers that use it (tls_error), as any other state of this host would.

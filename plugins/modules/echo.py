@@ -106,6 +106,9 @@ options:
         description:
           - TLS settings for this peer only. Keys given here override the module-level O(tls) keys;
             keys left out are taken from O(tls).
+          - Settings here while TLS stays off for this peer (no O(peers[].tls.enabled) here, and
+            O(tls.enabled) false) are refused as a mistake. Add V(enabled=true), or V(enabled=false)
+            to keep this peer plain.
         type: dict
         suboptions:
           enabled:

@@ -111,6 +111,8 @@ CASES = [
     case("tls-not-a-dict", ["tls must be a dictionary"], params={"tls": "yes"}),
     case("tls-unknown-key", ["tls has unknown key(s) ca_path"], params={"tls": {"enabled": True, "ca_path": "/x"}}),
     case("tls-enabled-not-bool", [BAD + ".tls.enabled", "boolean"], bad={"tls": {"enabled": "maybe"}}),
+    case("tls-options-without-enabled", [BAD + ".tls sets ca_file but TLS is off", "add enabled: true"],
+         bad={"tls": {"ca_file": NOT_PEM}}),
     case("tls-key-without-cert", [BAD + ".tls.key_file is set but", "cert_file is not"],
          bad={"tls": {"enabled": True, "key_file": NOT_PEM}}),
     case("tls-server-hostname-space", [BAD + ".tls.server_hostname", "spaces"],

@@ -130,6 +130,8 @@ def test_statistics_and_summary():
                        "duration_ms": 12.346}
     assert summary_message(results) == "1 of 2 peer(s) not as expected: b (refused during connect, expected accept)"
     assert summary_message(results[:1]) == "all 1 peer(s) answered as expected"
+    unwanted = dict(results[0], name="c", outcome="success", phase="release", expect="reject", ok=False)
+    assert summary_message([unwanted]) == "1 of 1 peer(s) not as expected: c (success, expected reject)"
 
 
 def test_a_close_without_any_dicom_pdu_says_what_else_it_could_be():

@@ -37,12 +37,22 @@ def test_shorthand_builds_one_peer_named_after_the_called_ae():
 def test_per_peer_calling_ae_and_tls_override():
     request = validate_request({
         "calling_ae_title": "CT1",
-        "tls": {"enabled": False, "verify": True},
-        "peers": [peer(), peer(name="spoof", calling_ae_title="INTRUDER", tls={"verify": False})],
+        "tls": {"enabled": True, "verify": True},
+        "peers": [peer(), peer(name="spoof", calling_ae_title="INTRUDER", tls={"verify": False}),
+                  peer(name="plain", tls={"enabled": False, "verify": False})],
     })
     assert request.peers[0].calling_ae_title == "CT1"
     assert request.peers[1].calling_ae_title == "INTRUDER"
-    assert request.peers[1].tls.verify is False
+    assert request.peers[1].tls.verify is False and request.peers[1].tls.enabled is True
+    assert request.peers[2].tls.enabled is False
+
+
+def test_peer_tls_settings_without_tls_on_are_refused():
+    # Module-level TLS off (or not given) and a peer that names a CA file: it would be echoed in plain text.
+    for module_tls in ({"enabled": False}, None):
+        with pytest.raises(EchoInputError, match=r"^peers\[0\] \(PACS\)\.tls sets ca_file, verify but TLS is off "
+                                                 r"for this peer: add enabled: true"):
+            validate_request({"tls": module_tls, "peers": [peer(tls={"ca_file": "/etc/ca.pem", "verify": True})]})
 
 
 @pytest.mark.parametrize(
