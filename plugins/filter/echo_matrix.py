@@ -54,7 +54,7 @@ options:
         Those hosts' checks become V(not_run) with reason C(setup_failed) and that text, whatever they registered.
     type: dict
   generated_at:
-    description: Time stamp of the report (ISO 8601). Defaults to now, in UTC.
+    description: Time stamp of the report (ISO 8601). Defaults to now, in UTC with seconds, like C(2025-01-31T08:00:00Z).
     type: string
   started_at:
     description: When the audit started (ISO 8601).
@@ -222,7 +222,10 @@ _value:
     baseline:
       description:
         - V(null) without O(baseline); otherwise C(source), C(generated_at), C(scope), C(counts) and the lists
-          C(broke), C(fixed), C(appeared), C(disappeared), C(changed) of pairs with their C(before) and C(after).
+          C(broke), C(fixed), C(appeared), C(disappeared), C(changed) of pairs with their C(before) and C(after)
+          (each V(null) when the pair is absent on that side, else its C(outcome), C(ok), C(expect) and C(message)).
+        - C(counts) has the length of each list and C(new_failures), the pairs that broke plus the pairs that appeared
+          and are not ok (a check that did not run is not ok), which is what a "no new failures" gate counts.
       type: dict
 """
 
@@ -286,7 +289,8 @@ def echo_matrix(plans: Any, results: Any = None, generated_at: Optional[str] = N
                 console_limit: int = 20) -> Any:
     """Filter glue: build the report, turning bad input into AnsibleFilterError."""
     if generated_at is None:
-        generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        # The role's form (and what echo_publish_history reads): UTC with Z, whole seconds.
+        generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         console_limit = view_limit("console_limit", console_limit)
         if from_hostvars is not None:

@@ -18,7 +18,8 @@ description:
   - V(csv) has one row per cell (RFC 4180 quoting; a text field starting with C(=), C(+), C(-), C(@), C(|), C(%), a tab
     or a line break gets a leading C(') so a spreadsheet shows it instead of evaluating it).
   - V(junit) has one test suite per calling AE and one test case per cell, with a C(failure) when the outcome is not
-    as expected and an C(error) when the check did not run, for CI systems.
+    as expected and an C(error) when the check did not run, for CI systems. A test case's C(time) is the check's
+    total time (C(timings_ms.total)), whether it passed or failed (else its average round trip, else 0).
 options:
   _input:
     description:

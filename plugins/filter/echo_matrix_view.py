@@ -79,7 +79,9 @@ _value:
       description: The report's summary (total, ok, failed, not_run, by_outcome, source_hosts).
       type: dict
     baseline_counts:
-      description: Counts per baseline list (broke, fixed, appeared, disappeared, changed), or V(null).
+      description:
+        - Counts per baseline list (broke, fixed, appeared, disappeared, changed) and C(new_failures) (pairs that broke
+          plus pairs that appeared and are not ok), or V(null).
       type: dict
     console:
       description: Summary line, baseline line, regressions and failures, at most O(console_limit) of each.
@@ -94,8 +96,12 @@ _value:
       type: list
       elements: string
     baseline:
-      description: V(null), or C(source), C(generated_at), C(scope), C(counts) and C(kinds) (non-empty lists
-        with C(kind), C(count), C(lines), C(hidden)).
+      description:
+        - V(null), or C(source), C(generated_at), C(scope), C(counts) (as RV(_value.baseline_counts)), C(counts_text)
+          (one line) and C(kinds) (non-empty lists with C(kind), C(count), C(lines), C(hidden)).
+        - A line names the pair and its outcome before and after, with the expectation of each side when the
+          inventory changed it. For V(md) the lines are Markdown already (every text from the report escaped), for
+          V(html) plain text to escape.
       type: dict
     failures:
       description: Cells that are not ok, in matrix order, at most O(failures_limit).
@@ -104,6 +110,10 @@ _value:
     failures_total:
       description: Number of cells that are not ok.
       type: int
+    failures_heading:
+      description: Heading of the failures, with how many ran not as expected and how many did not run.
+      type: string
+      sample: "Not ok (6): 4 not as expected, 2 not run"
     failures_hidden:
       description: Failures left out of RV(_value.failures).
       type: int

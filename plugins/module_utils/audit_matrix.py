@@ -552,7 +552,9 @@ def pair_key(cell: Mapping[str, Any]) -> Tuple[str, str, str]:
 def _side(cell: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
     if cell is None:
         return None
-    return {"outcome": cell["outcome"], "ok": cell["ok"], "message": cell.get("message") or ""}
+    # expect too: a pair whose outcome stayed while the inventory changed its expectation must say so.
+    return {"outcome": cell["outcome"], "ok": cell["ok"], "expect": cell.get("expect"),
+            "message": cell.get("message") or ""}
 
 
 def _in_scope(cell: Mapping[str, Any], hosts: Optional[Iterable[str]], peers: Optional[Iterable[str]]) -> bool:
@@ -602,6 +604,22 @@ def diff_cells(
     return diff
 
 
+def new_failures(diff: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+    """Pairs that fail now and did not before: every broke pair, and every appeared pair that is not ok.
+
+    What a "no new failures" gate counts: a pair the baseline never had, failing (or not run) now, is
+    as new a failure as one that broke.
+    """
+    return len(diff["broke"]) + sum(1 for pair in diff["appeared"] if not pair["after"]["ok"])
+
+
+def baseline_counts(diff: Mapping[str, Sequence[Mapping[str, Any]]]) -> Dict[str, int]:
+    """The number of pairs per diff list (DIFF_KINDS order), then ``new_failures``."""
+    counts = {kind: len(diff[kind]) for kind in DIFF_KINDS}
+    counts["new_failures"] = new_failures(diff)
+    return counts
+
+
 def parse_report(baseline: Any, source: str = "baseline") -> Any:
     """A report (a baseline) given as its JSON text, parsed; anything else is returned as it is."""
     if isinstance(baseline, (str, bytes)):
@@ -649,7 +667,8 @@ def baseline_cells(baseline: Any, source: str = "baseline",
         checked.append({
             "source_host": cell["source_host"], "calling_ae_title": cell["calling_ae_title"],
             "peer": cell["peer"], "called_ae_title": clean_text(cell.get("called_ae_title"), 64) or "",
-            "outcome": cell["outcome"], "ok": cell["ok"], "message": clean_text(cell.get("message")) or "",
+            "outcome": cell["outcome"], "ok": cell["ok"], "expect": clean_text(cell.get("expect"), 20),
+            "message": clean_text(cell.get("message")) or "",
         })
     return checked
 
@@ -737,16 +756,18 @@ def _report_head(
         old = baseline_cells(baseline, source, plain)
         hosts = report["scope"]["source_hosts"] if baseline_scope == "run" else None
         peers = list(only_peers) if baseline_scope == "run" and only_peers else None
-        new = [{"source_host": rows[packed[C_ROW]]["source_host"], "calling_ae_title": rows[packed[C_ROW]]["calling_ae_title"],
-                "peer": columns[packed[C_COLUMN]]["name"], "called_ae_title": columns[packed[C_COLUMN]]["ae_title"],
-                "outcome": matrix.variants[packed[C_VARIANT]][V_OUTCOME], "ok": matrix.variants[packed[C_VARIANT]][V_OK],
-                "message": matrix.variants[packed[C_VARIANT]][V_MESSAGE]} for packed in matrix.cells]
+        # What the diff reads of a cell comes from its variant: taken once per distinct answer.
+        answers = [{"outcome": variant[V_OUTCOME], "ok": variant[V_OK], "expect": variant[V_EXPECT],
+                    "message": variant[V_MESSAGE]} for variant in matrix.variants]
+        new = [dict(answers[packed[C_VARIANT]], source_host=rows[packed[C_ROW]]["source_host"],
+                    calling_ae_title=rows[packed[C_ROW]]["calling_ae_title"], peer=columns[packed[C_COLUMN]]["name"],
+                    called_ae_title=columns[packed[C_COLUMN]]["ae_title"]) for packed in matrix.cells]
         diff = diff_cells(old, new, hosts=hosts, peers=peers)
         report["baseline"] = dict(
             source=source,
             generated_at=clean_text(baseline.get("generated_at"), 40),
             scope=baseline_scope,
-            counts={kind: len(diff[kind]) for kind in DIFF_KINDS},
+            counts=baseline_counts(diff),
             **diff)
     return report
 

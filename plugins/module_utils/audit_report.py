@@ -25,16 +25,18 @@ import io
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
     C_COLUMN,
     C_ROW,
     C_RTT,
     C_STARTED_AT,
+    C_TIMINGS,
     C_VARIANT,
     DIFF_KINDS,
     NOT_RUN,
+    TIMING_KEYS,
     V_EXPECT,
     V_MESSAGE,
     V_NOT_RUN_REASON,
@@ -49,6 +51,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     clean_text,
     is_packed,
     matrix_of,
+    new_failures,
     outcome_order,
     rtt_values,
     parse_report,
@@ -161,12 +164,52 @@ def _rtt_text(rtt: Optional[Mapping[str, Any]]) -> str:
                                      for key in ("min", "avg", "max"))
 
 
-def _pair_line(pair: Mapping[str, Any]) -> str:
-    def side(value):
-        return "%s%s" % (value["outcome"], "" if value["ok"] else " (not ok)") if value else "absent"
+def _plain_text(value: Any) -> str:
+    return "%s" % (value,)
+
+
+def _side_text(side: Optional[Mapping[str, Any]], other: Optional[Mapping[str, Any]],
+               escape: Callable[[Any], str]) -> str:
+    if not side:
+        return "absent"
+    notes = []
+    # The expectation only where it differs from the other side's: "rejected => rejected (not ok)" alone
+    # would not say that the inventory, not the network, changed. A side of an older report may lack it.
+    if other and side.get("expect") and other.get("expect") and side["expect"] != other["expect"]:
+        notes.append("expect %s" % escape(side["expect"]))
+    if not side["ok"]:
+        notes.append("not ok")
+    return "%s%s" % (escape(side["outcome"]), " (%s)" % ", ".join(notes) if notes else "")
+
+
+def _pair_line(pair: Mapping[str, Any], escape: Callable[[Any], str] = _plain_text) -> str:
+    """One baseline pair as a line; ``escape`` is applied to every text from the report, never to our own
+    arrows and words (so a Markdown line shows ``->``, not ``-&gt;``)."""
+    before, after = pair["before"], pair["after"]
     return "%s as %s -> %s (%s): %s => %s" % (
-        pair["source_host"], pair["calling_ae_title"], pair["called_ae_title"], pair["peer"],
-        side(pair["before"]), side(pair["after"]))
+        escape(pair["source_host"]), escape(pair["calling_ae_title"]), escape(pair["called_ae_title"]),
+        escape(pair["peer"]), _side_text(before, after, escape), _side_text(after, before, escape))
+
+
+def _baseline_counts(baseline: Mapping[str, Any]) -> Dict[str, int]:
+    """The baseline's counts with ``new_failures``, computed from its lists for a report written before it existed."""
+    counts = dict(baseline["counts"])
+    if "new_failures" not in counts:
+        counts["new_failures"] = new_failures(baseline)
+    return counts
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return "%s; %d new failure(s)" % (", ".join("%d %s" % (counts[kind], kind) for kind in DIFF_KINDS),
+                                      counts["new_failures"])
+
+
+def _not_ok_heading(summary: Mapping[str, Any]) -> str:
+    """The heading of the list of cells that are not ok, in the words of the summary's counts."""
+    total = summary["failed"] + summary["not_run"]
+    if not total:
+        return "Not ok (0)"
+    return "Not ok (%d): %d not as expected, %d not run" % (total, summary["failed"], summary["not_run"])
 
 
 def _index(values: Sequence[str]) -> Dict[str, int]:
@@ -254,8 +297,7 @@ def _console(report: Mapping[str, Any], cells: _Cells, limit: int) -> List[str]:
     regressions = baseline["broke"] if baseline else []
     if baseline:
         lines.append("against baseline %s (%s): %s" % (
-            baseline["source"], baseline.get("generated_at") or "undated",
-            ", ".join("%d %s" % (baseline["counts"][kind], kind) for kind in DIFF_KINDS)))
+            baseline["source"], baseline.get("generated_at") or "undated", _counts_text(_baseline_counts(baseline))))
     if report.get("partial_reasons"):
         lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
     lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
@@ -270,16 +312,19 @@ def _console(report: Mapping[str, Any], cells: _Cells, limit: int) -> List[str]:
     return lines
 
 
-def _baseline_view(report: Mapping[str, Any], limit: int) -> Optional[Dict[str, Any]]:
+def _baseline_view(report: Mapping[str, Any], limit: int, view: str) -> Optional[Dict[str, Any]]:
+    """The baseline section; for ``md`` its lines are Markdown already (texts escaped, our arrows not)."""
     baseline = report.get("baseline")
     if not baseline:
         return None
+    escape = markdown_escape if view == "md" else _plain_text
+    counts = _baseline_counts(baseline)
     return {"source": baseline["source"], "generated_at": baseline.get("generated_at"), "scope": baseline["scope"],
-            "counts": baseline["counts"], "kinds": [
-                {"kind": kind, "count": baseline["counts"][kind],
-                 "lines": [_pair_line(pair) for pair in baseline[kind][:limit]],
-                 "hidden": max(0, baseline["counts"][kind] - limit)}
-                for kind in DIFF_KINDS if baseline["counts"][kind]]}
+            "counts": counts, "counts_text": _counts_text(counts), "kinds": [
+                {"kind": kind, "count": counts[kind],
+                 "lines": [_pair_line(pair, escape) for pair in baseline[kind][:limit]],
+                 "hidden": max(0, counts[kind] - limit)}
+                for kind in DIFF_KINDS if counts[kind]]}
 
 
 def _column_labels(columns: Sequence[Mapping[str, Any]]) -> List[str]:
@@ -501,7 +546,7 @@ def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int,
         "only_peers": (report.get("scope") or {}).get("only_peers"),
         "partial_reasons": list(report.get("partial_reasons") or []),
         "summary": summary,
-        "baseline_counts": report["baseline"]["counts"] if report.get("baseline") else None,
+        "baseline_counts": _baseline_counts(report["baseline"]) if report.get("baseline") else None,
         "console": _console(report, cells, console_limit),
     }
     if view == "summary":
@@ -510,9 +555,10 @@ def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int,
     data.update({
         "legend": legend,
         "sites": [site or "(no site)" for site in report["sites"]],
-        "baseline": _baseline_view(report, failures_limit),
+        "baseline": _baseline_view(report, failures_limit, view),
         "failures": [cells.failure(packed) for packed in cells.failures[:failures_limit]],
         "failures_total": len(cells.failures),
+        "failures_heading": _not_ok_heading(summary),
         "probes": _probes(cells),
         "failures_hidden": max(0, len(cells.failures) - failures_limit),
     })
@@ -580,6 +626,19 @@ def _xml_tag(name: str, attributes: Sequence[Tuple[str, str]]) -> str:
     return "<%s%s" % (name, "".join(' %s="%s"' % (key, _xml_attribute(value)) for key, value in attributes))
 
 
+_TOTAL = TIMING_KEYS.index("total")
+
+
+def _case_seconds(packed: Sequence[Any]) -> float:
+    """A test case's time in seconds: the check's total time (``timings_ms.total``), whether it passed or
+    failed; the average echo round trip where a cell has no total, else 0 (a check that did not run)."""
+    timings = packed[C_TIMINGS]
+    total = timings[_TOTAL] if timings else None
+    if total is None or total is False:
+        total = rtt_values(packed[C_RTT])[1]
+    return (total or 0) / 1000.0
+
+
 def _junit_text(report: Mapping[str, Any]) -> str:
     """One test suite per calling AE, one test case per cell: failure when not as expected, error when not run.
 
@@ -609,7 +668,7 @@ def _junit_text(report: Mapping[str, Any]) -> str:
     out.append(">")
     for index, row in enumerate(cells.rows):
         row_cells = by_row[index]
-        seconds = [(rtt_values(packed[C_RTT])[1] or 0) / 1000.0 for packed in row_cells]
+        seconds = [_case_seconds(packed) for packed in row_cells]
         failures = sum(1 for packed in row_cells if not cells.variants[packed[C_VARIANT]][V_OK]
                        and cells.variants[packed[C_VARIANT]][V_OUTCOME] != NOT_RUN)
         errors = sum(1 for packed in row_cells if cells.variants[packed[C_VARIANT]][V_OUTCOME] == NOT_RUN)

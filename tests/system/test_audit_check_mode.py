@@ -74,5 +74,8 @@ def test_check_mode_runs_the_whole_audit_and_writes_nothing(tmp_path):
         assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
         assert "check mode: the directory %s does not exist yet" % fresh in completed.stdout + completed.stderr
         assert not fresh.exists()
+        # Nothing is written, so no report file is named; looking for journals there is skipped, not warned about.
+        assert "reports: none written (check mode)" in completed.stdout and "/latest.{" not in completed.stdout
+        assert "access issue" not in completed.stdout + completed.stderr
     finally:
         stop_all(procs)

@@ -109,7 +109,7 @@ def test_csv_junit_and_markdown_agree_with_the_json(audit):
     not_ok = sum(1 for c in cells if not c["ok"])
     assert sum(1 for case in testcases if case.find("failure") is not None or case.find("error") is not None) == not_ok
     markdown = (audit.report_dir / "latest.md").read_text()
-    assert markdown.index("Not as expected") < markdown.index("RIS\\_MWL") < markdown.index("## Matrix")
+    assert markdown.index("## Not ok (") < markdown.index("RIS\\_MWL") < markdown.index("## Matrix")
     assert "<script>" not in markdown
     matrix = markdown[markdown.index("## Matrix"):]
     table_lines = [line for line in matrix.splitlines()[3:] if line.strip()]

@@ -137,8 +137,11 @@ def test_a_partial_run_never_overwrites_the_baseline_unless_asked(tmp_path, pyne
     report_dir = tmp_path / "reports"
     baseline = report_dir / "baseline.json"
 
-    first = run(audit_command(inventory, report_dir, "-e", "echo_audit_baseline_save=true"), tmp_path)
+    # The documented bootstrap (an AWX schedule): the baseline to compare with does not exist yet.
+    first = run(audit_command(inventory, report_dir, "-e", "echo_audit_baseline_save=true",
+                              "-e", "echo_audit_baseline=%s" % baseline), tmp_path)
     assert first.returncode == 0, first.stdout[-3000:]
+    assert "No baseline yet at %s: this run is saved as the baseline" % baseline.resolve() in first.stdout
     saved = baseline.read_bytes()
     assert json.loads(saved)["complete"] is True
     assert stat.S_IMODE(baseline.stat().st_mode) == 0o640
@@ -167,6 +170,9 @@ def test_a_partial_run_never_overwrites_the_baseline_unless_asked(tmp_path, pyne
     report = json.loads(newest.read_text())
     assert report["partial_reasons"] == ["1 check(s) did not run"]
     assert report["baseline"]["counts"]["broke"] == 1
+    # The console points at this run's files, not at latest.*, which still holds the baseline run.
+    assert "reports: %s/%s.{json,html,md,csv,junit.xml}" % (report_dir.resolve(), newest.stem) in failing.stdout
+    assert "/latest.{" not in failing.stdout
 
     forced = run(audit_command(broken_inventory, report_dir, "-e", "echo_audit_baseline=%s" % latest,
                                "-e", "echo_audit_baseline_save=true", "-e", "echo_audit_baseline_save_partial=true"),

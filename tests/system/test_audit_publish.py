@@ -286,7 +286,13 @@ def test_the_job_output_and_set_stats_name_the_index_and_the_run(published):
     assert stats["published"]["pruned"] == [published.stamps[0]]
     assert stats["published"]["kept"] == [stamp, published.stamps[1]]
     # report.yml's keys are still there next to the new one.
-    assert stats["summary"]["total"] == 3 and stats["title"] == INJECTED and "reports" in stats
+    assert stats["summary"]["total"] == 3 and stats["title"] == INJECTED
+    # A complete run wrote latest.*; run_reports are this run's own files, whatever latest.* holds later.
+    assert stats["complete"] is True and stats["partial_reasons"] == []
+    assert stats["reports"] == {"json": str(run.reports / "latest.json"), "html": str(run.reports / "latest.html")}
+    assert stats["run_reports"]["html"] == str(run.reports / ("echo-audit-%s.html" % stamp))
+    # The verdict is there before the play fails on it, for a workflow to branch on.
+    assert stats["verdict"] == {"failed": True, "reasons": ["1 of 3 check(s) not ok"]}
 
 
 def publish_only(network, name: str, variables: Dict[str, Any]) -> SimpleNamespace:

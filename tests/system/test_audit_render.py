@@ -294,7 +294,7 @@ def test_markdown_escapes_and_puts_failures_first(first):
     markdown = first.latest("md")
     assert "<script>" not in markdown and "<img" not in markdown and "<b>" not in markdown
     assert "A&lt;B&gt;&amp;\"C'" in markdown
-    assert markdown.index("## Not as expected") < markdown.index("## Matrix")
+    assert markdown.index("## Not ok (") < markdown.index("## Matrix")
     assert "## Summary" in markdown and "| 12 | 7 | 2 | 3 |" in markdown
     assert "&lt;svg onload=alert(3)&gt; peer closed" in markdown and "&lt;b&gt;Site&lt;/b&gt; B" in markdown
     assert markdown.index("## Legend") < markdown.index("## Matrix")
@@ -343,17 +343,29 @@ def test_verdict_fails_on_unexpected_and_on_regression(first, tmp_path):
                                                 "echo_audit_fail_on_unexpected": False,
                                                 "echo_audit_fail_on_regression": True})
     assert regress.rc == 2, regress.output[-3000:]
-    assert "1 pair(s) broke since the baseline" in regress.output
+    assert "failed because 1 new failure(s) since the baseline (1 pair(s) broke)" in regress.output
     assert "REGRESSION probe-a as MR1 -> PACS_ARCHIVE (archive): success => refused (not ok)" in regress.output
     report = json.loads(regress.latest("json"))
-    assert report["baseline"]["counts"] == {"broke": 1, "fixed": 2, "appeared": 0, "disappeared": 0, "changed": 0}
+    assert report["baseline"]["counts"] == {"broke": 1, "fixed": 2, "appeared": 0, "disappeared": 0, "changed": 0,
+                                            "new_failures": 1}
     assert "probe-a as MR1 -&gt; PACS_ARCHIVE (archive): success =&gt; refused (not ok)" in regress.latest("html")
-    assert "probe-a as MR1 -&gt; PACS\\_ARCHIVE (archive): success =&gt; refused (not ok)" in regress.latest("md")
+    assert "- probe-a as MR1 -> PACS\\_ARCHIVE (archive): success => refused (not ok)\n" in regress.latest("md")
 
     tolerated = run(tmp_path / "tolerated", fake_echo(plans(), outcomes={"CT1>archive": "refused"}),
                     {"echo_audit_baseline": baseline, "echo_audit_fail_on_unexpected": False,
                      "echo_audit_fail_on_regression": True})
     assert tolerated.rc == 0, "known failures do not fail a change window that only guards regressions"
+
+    # A pair the baseline never had, failing now, is as new a failure as one that broke.
+    grown = dict(HOSTS, **{"probe-a": dict(HOSTS["probe-a"], dicom_peers=["mwl", "ws1"])})
+    appeared = run(tmp_path / "appeared", fake_echo(plans(hosts=grown), outcomes={"CT1>ws1": "refused"}),
+                   {"echo_audit_baseline": baseline, "echo_audit_fail_on_unexpected": False,
+                    "echo_audit_fail_on_regression": True},
+                   inventory=write_inventory(tmp_path / "grown.yml", hosts=grown))
+    assert appeared.rc == 2, appeared.output[-3000:]
+    assert "failed because 1 new failure(s) since the baseline (0 pair(s) broke)" in appeared.output
+    counts = json.loads(appeared.latest("json"))["baseline"]["counts"]
+    assert (counts["broke"], counts["appeared"], counts["new_failures"]) == (0, 2, 1)
 
 
 def test_only_peers_from_the_command_line_is_comma_separated_text(tmp_path):
@@ -404,6 +416,14 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
         assert wrong_setting.rc != 0 and "%s %s" % (name, message) in wrong_setting.output, \
             wrong_setting.output[-2000:]
         assert not (tmp_path / name / "reports").exists()
+
+    # One matrix of every host of the play: a serial batch would see only some of them.
+    serial = tmp_path / "serial"
+    serial.mkdir()
+    (serial / "serial.yml").write_text(PLAYBOOK.replace("  gather_facts: false\n", "  gather_facts: false\n  serial: 2\n", 1))
+    batched = run(serial, {}, playbook=str(serial / "serial.yml"))
+    assert batched.rc != 0 and "run it without serial" in batched.output, batched.output[-2000:]
+    assert "HostVarsVars" not in batched.output and not (serial / "reports").exists()
 
     missing = run(tmp_path / "missing", {}, {"echo_audit_baseline": str(tmp_path / "nope.json")})
     assert missing.rc != 0 and "nope.json does not exist" in missing.output

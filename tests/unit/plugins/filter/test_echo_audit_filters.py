@@ -10,6 +10,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import json
+import re
 
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import unpack_report
 from tests.unit.plugins.module_utils.test_audit_matrix import REGISTRY, registered, report_of, small_runs, split
@@ -68,7 +69,10 @@ def test_echo_audit_peers_error_is_a_filter_error_naming_host_and_entry():
 def test_echo_matrix_defaults_generated_at_and_wraps_errors():
     plans, results = split(small_runs())
     report = function("echo_matrix")(plans, results=results)
-    assert report["generated_at"].endswith("+00:00")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", report["generated_at"]), report["generated_at"]
+    # The default is a stamp the publishing filter takes, as the filters' EXAMPLES chain them.
+    history = function("echo_publish_history")(None, report=report, formats=["json"], directory="/srv/echo", keep=2)
+    assert history["stamp"] == report["generated_at"].replace("-", "").replace(":", "")
     assert json.loads(function("echo_matrix")(plans, results=results, generated_at="now", as_json=True)) == \
         json.loads(json.dumps(function("echo_matrix")(plans, results=results, generated_at="now")))
     with pytest.raises(AnsibleFilterError, match="dicom.network.echo_matrix: host x: no peer plan"):
@@ -169,6 +173,18 @@ def test_echo_matrix_with_its_summary_from_one_call():
     assert unpacked["report"]["cells"] and unpacked["summary"] == both["summary"]
     with pytest.raises(AnsibleFilterError, match="echo_matrix: console_limit must be a whole number >= 0, got 'ten'"):
         function("echo_matrix")(plans, results=results, with_summary=True, console_limit="ten")
+
+
+def test_echo_matrix_summary_gives_the_new_failures_against_the_baseline():
+    # The baseline knew probe-a only; probe-b (unreachable: not run) and ws-1 (all as expected) are new.
+    runs = small_runs()
+    old = report_of({"probe-a": runs["probe-a"]})
+    plans, results = split(runs)
+    both = function("echo_matrix")(plans, results=results, generated_at="now", as_json=True, packed=True,
+                                   baseline=json.dumps(old), with_summary=True)
+    assert both["summary"]["baseline_counts"] == {"broke": 0, "fixed": 0, "appeared": 4, "disappeared": 0,
+                                                  "changed": 0, "new_failures": 2}
+    assert json.loads(both["report"])["baseline"]["counts"] == both["summary"]["baseline_counts"]
 
 
 class _HostVars(Mapping):

@@ -23,6 +23,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     clean_text,
     diff_cells,
     matrix_of,
+    new_failures,
     pair_key,
     unpack_report,
 )
@@ -266,13 +267,52 @@ def test_baseline_diff_in_report():
     assert disappeared == [("probe-b", "archive"), ("probe-b", "router")]
     assert [(p["source_host"], p["peer"]) for p in base["changed"]] == [("ws-1", "mwl")]
     assert base["appeared"] == []
-    assert base["counts"] == {"broke": 1, "fixed": 1, "appeared": 0, "disappeared": 2, "changed": 1}
-    assert base["broke"][0]["before"] == {"outcome": "success", "ok": True, "message": "echo success"}
+    assert base["counts"] == {"broke": 1, "fixed": 1, "appeared": 0, "disappeared": 2, "changed": 1, "new_failures": 1}
+    assert base["broke"][0]["before"] == {"outcome": "success", "ok": True, "expect": "accept", "message": "echo success"}
     assert base["broke"][0]["after"]["outcome"] == "timeout"
     scoped = report_of(runs, baseline=old, baseline_scope="run")["baseline"]
     assert scoped["disappeared"] == [], "run scope ignores hosts left out of this run"
     only = report_of(runs, baseline=old, baseline_scope="run", only_peers=["MWL"])["baseline"]
     assert only["broke"] == [] and [p["peer"] for p in only["fixed"]] == ["mwl"]
+
+
+def test_diff_sides_carry_the_expectation():
+    # Only the inventory changed: ws-1 -> mwl was expected to be rejected, now to be accepted; still rejected.
+    old = report_of(small_runs())
+    runs = small_runs()
+    p3 = plan("ws-1", ["ws1"], [{"name": "mwl", "expect": "accept"}, "archive"])
+    runs["ws-1"] = {"plan": p3, "echo": registered(p3, {"mwl": "rejected"})}
+    base = report_of(runs, baseline=old)["baseline"]
+    (pair,) = base["broke"]
+    assert (pair["source_host"], pair["peer"]) == ("ws-1", "mwl")
+    assert pair["before"] == {"outcome": "rejected", "ok": True, "expect": "reject", "message": "echo rejected"}
+    assert pair["after"] == {"outcome": "rejected", "ok": False, "expect": "accept", "message": "echo rejected"}
+
+
+def test_baseline_without_expect_in_its_cells_still_loads():
+    # A hand-made or trimmed baseline: cells without expect give sides without an expectation.
+    old = report_of(small_runs())
+    for old_cell in old["cells"]:
+        del old_cell["expect"]
+    runs = small_runs()
+    runs["probe-a"]["echo"] = registered(runs["probe-a"]["plan"], {"archive": "timeout", "mwl": "rejected"})
+    (pair,) = report_of(runs, baseline=json.dumps(old))["baseline"]["broke"]
+    assert pair["before"]["expect"] is None and pair["after"]["expect"] == "accept"
+
+
+def test_new_failures_count_broke_and_appeared_pairs_that_are_not_ok():
+    # The baseline knew probe-a only, all ok; now archive broke, and ws-1 (ok and not ok pairs) and the
+    # unreachable probe-b (not run) are new.
+    p1 = plan("probe-a", ["ct1"], ["archive", "router"])
+    old = report_of({"probe-a": {"plan": p1, "echo": registered(p1)}})
+    runs = small_runs()
+    runs["probe-a"] = {"plan": p1, "echo": registered(p1, {"archive": "timeout"})}
+    base = report_of(runs, baseline=old)["baseline"]
+    assert [(p["source_host"], p["peer"]) for p in base["appeared"]] == [
+        ("probe-b", "archive"), ("probe-b", "router"), ("ws-1", "archive"), ("ws-1", "mwl")]
+    # broke 1 (probe-a archive) + appeared and not ok 2 (probe-b not run); ws-1's appeared pairs are ok.
+    assert base["counts"] == {"broke": 1, "fixed": 0, "appeared": 4, "disappeared": 0, "changed": 0, "new_failures": 3}
+    assert list(base["counts"])[:5] == list(DIFF_KINDS), "the five counts stay as they were, new_failures after"
 
 
 @pytest.mark.parametrize("baseline, fragment", [
@@ -343,6 +383,14 @@ def test_property_diff_mirrors(a, b):
     # Every pair of either side is in at most one list.
     listed = [key for kind in DIFF_KINDS for key in keys(forward[kind])]
     assert len(listed) == len(set(listed))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_cells, _cells)
+def test_property_new_failures_are_pairs_not_ok_now_that_were_ok_or_absent(a, b):
+    old, new = {pair_key(c): c for c in a}, {pair_key(c): c for c in b}
+    expected = sum(1 for key, now in new.items() if not now["ok"] and (key not in old or old[key]["ok"]))
+    assert new_failures(diff_cells(a, b)) == expected
 
 
 _plans = st.lists(

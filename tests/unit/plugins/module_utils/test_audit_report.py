@@ -1,6 +1,7 @@
 """Views, exports and escapers of the echo audit reports (plugins/module_utils/audit_report.py)."""
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import resolve_host
 from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+    DIFF_KINDS,
     NOT_RUN,
     OUTCOME_ORDER,
     AuditMatrixError,
@@ -34,7 +36,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_report import 
     load_report,
     markdown_escape,
 )
-from tests.unit.plugins.module_utils.test_audit_matrix import registered, report_of, small_runs, split
+from tests.unit.plugins.module_utils.test_audit_matrix import plan, registered, report_of, small_runs, split
 
 
 def test_every_outcome_has_its_own_symbol():
@@ -175,6 +177,87 @@ def test_baseline_view_lines():
     assert console[3].startswith("REGRESSION probe-a as CT1 -> ARCHIVE")
 
 
+def expectation_changed():
+    """ws-1 -> mwl expected reject before, accept now, rejected both times; ws-1 -> router new and timing out."""
+    old = report_of(small_runs())
+    runs = small_runs()
+    p3 = plan("ws-1", ["ws1"], [{"name": "mwl", "expect": "accept"}, "archive", "router"])
+    runs["ws-1"] = {"plan": p3, "echo": registered(p3, {"mwl": "rejected", "router": "timeout"})}
+    return report_of(runs, baseline=old, baseline_source="old.json")
+
+
+def test_baseline_lines_show_an_expectation_that_changed():
+    report = expectation_changed()
+    line = "ws-1 as WS1 -> MWL (mwl): rejected (expect reject) => rejected (expect accept, not ok)"
+    for view in ("md", "html"):
+        (broke,) = [group for group in build_view(report, view)["baseline"]["kinds"] if group["kind"] == "broke"]
+        assert broke["lines"] == [line], view
+    assert "REGRESSION " + line in build_view(report, "summary")["console"]
+    # Without a change of expectation, none is shown.
+    (appeared,) = [group for group in build_view(report, "md")["baseline"]["kinds"] if group["kind"] == "appeared"]
+    assert appeared["lines"] == ["ws-1 as WS1 -> ROUTER\\_B (router): absent => timeout (not ok)"]
+
+
+def test_baseline_counts_and_lines_say_how_many_failures_are_new():
+    report = expectation_changed()
+    counts = {"broke": 1, "fixed": 0, "appeared": 1, "disappeared": 0, "changed": 0, "new_failures": 2}
+    summary = build_view(report, "summary")
+    assert summary["baseline_counts"] == counts
+    assert summary["console"][1] == ("against baseline old.json (2025-01-02T03:04:05Z): "
+                                     "1 broke, 0 fixed, 1 appeared, 0 disappeared, 0 changed; 2 new failure(s)")
+    baseline = build_view(report, "html")["baseline"]
+    assert baseline["counts"] == counts
+    assert baseline["counts_text"] == "1 broke, 0 fixed, 1 appeared, 0 disappeared, 0 changed; 2 new failure(s)"
+    # A report written before new_failures existed: counted from its lists, and its sides have no expect.
+    old_form = copy.deepcopy(report)
+    del old_form["baseline"]["counts"]["new_failures"]
+    for kind in DIFF_KINDS:
+        for pair in old_form["baseline"][kind]:
+            for side in (pair["before"], pair["after"]):
+                if side:
+                    del side["expect"]
+    old_view = build_view(old_form, "md")
+    assert old_view["baseline_counts"] == counts and old_view["baseline"]["counts_text"] == baseline["counts_text"]
+    assert old_view["baseline"]["kinds"][0]["lines"] == ["ws-1 as WS1 -> MWL (mwl): rejected => rejected (not ok)"]
+
+
+def test_markdown_baseline_lines_escape_the_texts_not_our_arrows():
+    old = report_of(small_runs())
+    for old_cell in old["cells"]:
+        old_cell["ok"] = True
+    report = report_of(small_runs(), baseline=old)
+    hostile = report["baseline"]["broke"][0]
+    hostile.update(source_host="<b>h|1</b>", calling_ae_title="A_*B", called_ae_title="[x](y)", peer="p`q")
+    hostile["before"]["outcome"], hostile["after"]["outcome"] = "a_b", "<i>&amp;"
+    md_line = build_view(report, "md")["baseline"]["kinds"][0]["lines"][0]
+    assert md_line == ("&lt;b&gt;h\\|1&lt;/b&gt; as A\\_\\*B -> \\[x\\](y) (p\\`q): "
+                       "a\\_b => &lt;i&gt;&amp;amp; (not ok)")
+    # The HTML view gives the plain line: the template escapes all of it.
+    assert build_view(report, "html")["baseline"]["kinds"][0]["lines"][0] == \
+        "<b>h|1</b> as A_*B -> [x](y) (p`q): a_b => <i>&amp; (not ok)"
+
+
+def test_not_ok_heading_counts_both_kinds_of_not_ok():
+    view = build_view(report_of(small_runs()), "md")
+    assert view["failures_heading"] == "Not ok (3): 1 not as expected, 2 not run"
+    assert view["failures_total"] == 3
+    p1 = plan("probe-a", ["ct1"], ["archive"])
+    assert build_view(report_of({"probe-a": {"plan": p1, "echo": registered(p1)}}), "html")["failures_heading"] == \
+        "Not ok (0)"
+
+
+def test_junit_case_time_is_the_total_time_of_failed_and_passed_checks():
+    root = ElementTree.fromstring(export(report_of(small_runs()), "junit").encode("utf-8"))
+    cases = {case.get("name"): case for case in root.iter("testcase")}
+    # module_result: timings_ms.total 3.2 ms for every answer; a rejected association has no round trip.
+    failed = cases["CT1 -> MWL (mwl) expect accept"]
+    assert failed.find("failure") is not None and failed.get("time") == "0.003200"
+    assert cases["CT1 -> ARCHIVE (archive) expect accept"].get("time") == "0.003200"
+    assert cases["CR1 -> ARCHIVE (archive) expect accept"].get("time") == "0.000000", "not run: no time"
+    suites = {suite.get("name"): suite for suite in root.iter("testsuite")}
+    assert suites["probe-a as CT1"].get("time") == "0.009600"
+
+
 def test_json_export_is_the_report_one_cell_per_line():
     report = report_of(small_runs())
     text = export(report, "json")
@@ -246,8 +329,16 @@ def csv_reference(report):
     return "\r\n".join(lines) + "\r\n"
 
 
+def case_seconds(cell):
+    """A case's time: the check's total time, passing or failing; the round trip where a cell has no total."""
+    total = (cell["timings_ms"] or {}).get("total")
+    if total is None:
+        total = (cell["rtt_ms"] or {}).get("avg")
+    return (total or 0) / 1000.0
+
+
 def junit_reference(report):
-    """The JUnit export as ElementTree wrote it before the packed form."""
+    """The JUnit export as ElementTree wrote it before the packed form (times from timings_ms.total since)."""
     def rtt_text(rtt):
         if not rtt or rtt.get("avg") is None:
             return ""
@@ -263,7 +354,7 @@ def junit_reference(report):
         by_row.setdefault(cell["row"], []).append(cell)
     for row in report["rows"]:
         cells = by_row.get(row["id"], [])
-        seconds = [((cell["rtt_ms"] or {}).get("avg") or 0) / 1000.0 for cell in cells]
+        seconds = [case_seconds(cell) for cell in cells]
         suite = ElementTree.SubElement(root, "testsuite", {
             "name": "%s as %s" % (row["source_host"], row["calling_ae_title"]), "hostname": row["source_host"],
             "tests": str(len(cells)), "failures": str(sum(1 for c in cells if not c["ok"] and c["outcome"] != NOT_RUN)),
