@@ -15,8 +15,9 @@ description:
   - Fails, naming the role variable, when the settings would only fail at send time, or leak the password there.
     There must be a recipient and a sender address, and a password needs O(secure) V(always) or V(starttls)
     (with V(try) the module sends it in plain text to a server that offers no TLS).
-  - Fails when the C(community.general) collection, which has the C(community.general.mail) module, is not installed
-    for this controller. The role calls it before it publishes anything, so a missing collection is reported early.
+  - With V(null) as input (the settings check), also fails when the C(community.general) collection, which has the
+    C(community.general.mail) module, is not installed for this controller. The role calls it so before any echo, so
+    a missing collection is reported early; composing a message does not need the collection.
   - With a report as input, returns the subject and the body. The body is a summary line, the time, the links, then
     the Markdown report.
 options:
@@ -106,16 +107,17 @@ def echo_publish_mail(report: Any, to: Sequence[str], sender: str, secure: str =
         check_mail(native_data(to), native_data(sender), native_data(secure), bool(password_set))
     except AuditPublishError as error:
         raise AnsibleFilterError("dicom.network.echo_publish_mail: %s" % error) from None
-    # The plugin loader knows every place a collection can come from (collections paths, the playbook's
-    # collections/ directory, the ansible package's site-packages), which a path check would miss.
-    if not module_loader.find_plugin_with_context(MAIL_MODULE).resolved:
-        raise AnsibleFilterError(
-            "dicom.network.echo_publish_mail: echo_audit_mail_enabled is true but the module %s is not installed on "
-            "this controller: install the community.general collection (ansible-galaxy collection install "
-            "community.general, or add it to the execution environment), or set echo_audit_mail_enabled=false"
-            % MAIL_MODULE)
     report = native_data(report)
     if report is None:
+        # The role's check before any echo; composing a message needs no mail module.
+        # The plugin loader knows every place a collection can come from (collections paths, the playbook's
+        # collections/ directory, the ansible package's site-packages), which a path check would miss.
+        if not module_loader.find_plugin_with_context(MAIL_MODULE).resolved:
+            raise AnsibleFilterError(
+                "dicom.network.echo_publish_mail: echo_audit_mail_enabled is true but the module %s is not installed "
+                "on this controller: install the community.general collection (ansible-galaxy collection install "
+                "community.general, or add it to the execution environment), or set echo_audit_mail_enabled=false"
+                % MAIL_MODULE)
         return {}
     try:
         return mail_message(report, native_data(subject), native_data(markdown), native_data(links))
