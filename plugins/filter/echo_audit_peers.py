@@ -58,6 +58,12 @@ options:
         (V(null) keeps the module's default). An error names the role variable, for example
         C(echo_audit_connect_timeout).
     type: dict
+  tls:
+    description:
+      - The module-level O(dicom.network.echo#module:tls) the role passes (C(echo_audit_tls)). Each planned peer's
+        C(tls) is merged with it and checked as the module would, without reading any file; TLS settings for a
+        peer that stays plain text (no C(enabled) anywhere) are refused, naming the peer.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -126,17 +132,21 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import (
     AuditInventoryError,
     check_echo_options,
+    check_peer_tls,
     resolve_host,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 
 def echo_audit_peers(registry: Any, host: str, local_aes: Any, peer_lists: Any = None, bind_address: Any = None,
-                     only: Optional[Sequence[str]] = None, echo_options: Any = None) -> Dict[str, Any]:
+                     only: Optional[Sequence[str]] = None, echo_options: Any = None, tls: Any = None) -> Dict[str, Any]:
     """Filter glue: resolve one host's plan, turning inventory mistakes into AnsibleFilterError."""
     try:
         if echo_options is not None:
             check_echo_options(echo_options, host)
-        return resolve_host(host, registry, local_aes, peer_lists or {}, bind_address=bind_address, only=only)
+        plan = resolve_host(host, registry, local_aes, peer_lists or {}, bind_address=bind_address, only=only)
+        check_peer_tls(plan, native_data(tls))
+        return plan
     except AuditInventoryError as error:
         raise AnsibleFilterError("dicom.network.echo_audit_peers: %s" % error) from None
 

@@ -29,6 +29,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
     EchoInputError,
     ae_title_problem,
     ipv4_literal_problem,
+    merge_tls,
     type_name,
 )
 
@@ -311,6 +312,26 @@ def check_echo_options(options: Any, host: str) -> None:
             problem = str(error)
             raise AuditInventoryError(host, variable, problem[len(name) + 1:] if problem.startswith(name + " ")
                                       else problem) from None
+
+
+def check_peer_tls(plan: Mapping[str, Any], module_tls: Any) -> None:
+    """Every planned peer's TLS settings merged with ``echo_audit_tls``, checked as the module would.
+
+    A registry entry with ``tls: {ca_file: ...}`` but TLS off would fail that host's whole call; here it
+    stops the play before any echo instead. No file is read: the files are on the source hosts.
+    """
+    host = plan["host"]
+    if module_tls is not None and not isinstance(module_tls, Mapping):
+        raise AuditInventoryError(host, "echo_audit_tls", "must be a dictionary, got %s" % type_name(module_tls))
+    for call in plan["calls"]:
+        for peer in call["peers"]:
+            if peer.get("tls") is None:
+                continue
+            try:
+                merge_tls(module_tls or {}, peer["tls"], "dicom_aes.%s" % peer["name"])
+            except EchoInputError as error:
+                raise AuditInventoryError(host, "peer %s" % peer["name"], "%s (or enable TLS for every peer with "
+                                          "echo_audit_tls)" % error) from None
 
 
 def resolve_host(

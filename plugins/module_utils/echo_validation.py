@@ -214,7 +214,8 @@ CALL_OPTION_CHECKS = {
 }
 
 
-def _merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], where: str) -> TlsSettings:
+def merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], where: str) -> TlsSettings:
+    """The TLS settings of one peer: the module-level ``base`` with the peer's ``override``; no file is read."""
     merged: Dict[str, Any] = {}
     for source, label in ((base, "tls"), (override, where + ".tls")):
         if source is None:
@@ -308,7 +309,7 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
         calling = module_calling
         if raw.get("calling_ae_title") is not None:
             calling = normalize_ae_title(raw["calling_ae_title"], label + ".calling_ae_title")
-        tls = _merge_tls(module_tls, raw.get("tls"), label)
+        tls = merge_tls(module_tls, raw.get("tls"), label)
         peers.append(PeerSpec(index=index, name=name, ae_title=ae_title, host=host, port=port,
                               expect=expect, calling_ae_title=calling, tls=tls))
 

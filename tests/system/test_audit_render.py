@@ -417,6 +417,13 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
             wrong_setting.output[-2000:]
         assert not (tmp_path / name / "reports").exists()
 
+    # A registry entry with TLS settings but TLS off would fail each of its hosts' calls: stopped here.
+    half_tls = dict(REGISTRY, archive=dict(REGISTRY["archive"], tls={"ca_file": "/etc/dicom/ca.pem"}))
+    tls_off = run(tmp_path / "tls-off", {}, inventory=write_inventory(tmp_path / "tls-off.yml", registry=half_tls))
+    assert tls_off.rc != 0 and "peer archive: dicom_aes.archive.tls sets ca_file but TLS is off" in tls_off.output, \
+        tls_off.output[-2000:]
+    assert not (tmp_path / "tls-off" / "reports").exists()
+
     # One matrix of every host of the play: a serial batch would see only some of them.
     serial = tmp_path / "serial"
     serial.mkdir()

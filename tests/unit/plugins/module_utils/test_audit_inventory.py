@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import (
     AuditInventoryError,
     check_echo_options,
+    check_peer_tls,
     resolve_host,
     validate_registry,
 )
@@ -74,6 +75,20 @@ def test_tls_true_is_shorthand():
     registry = dict(REGISTRY, secure={"ae_title": "SEC", "host": "h", "port": 2762, "tls": True})
     plan = resolve_host("h1", registry, ["ct1"], {"dicom_peers": ["secure"]})
     assert plan["calls"][0]["peers"][0]["tls"] == {"enabled": True}
+
+
+def test_peer_tls_settings_are_checked_with_echo_audit_tls_as_the_module_would():
+    registry = dict(REGISTRY, half={"ae_title": "HALF", "host": "h", "port": 2762, "tls": {"ca_file": "/etc/ca.pem"}})
+    plan = resolve_host("h1", registry, ["ct1"], {"dicom_peers": ["half", "archive_tls"]})
+    # TLS on for every peer: the registry entry only adds its CA file.
+    check_peer_tls(plan, {"enabled": True})
+    for module_tls in (None, {"enabled": False}):
+        with pytest.raises(AuditInventoryError, match=r"^host h1: peer half: dicom_aes\.half\.tls sets ca_file but TLS "
+                                                      r"is off for this peer: .*\(or enable TLS for every peer with "
+                                                      r"echo_audit_tls\)$"):
+            check_peer_tls(plan, module_tls)
+    with pytest.raises(AuditInventoryError, match="^host h1: echo_audit_tls: must be a dictionary, got str$"):
+        check_peer_tls(plan, "yes")
 
 
 def test_inline_peer_gets_a_default_name_and_metadata():
