@@ -64,8 +64,9 @@ class ActionModule(ActionBase):
         result["files"] = done
         missing = sorted({os.path.dirname(plan.dest) for plan in plans if plan.directory_missing})
         if missing:
-            result["warnings"] = ["check mode: the directory %s does not exist yet; a real run fails unless an earlier "
-                                  "task creates it" % ", ".join(missing)]
+            result["warnings"] = ["check mode: the directory %s does not exist yet, so every file counts as new; in a "
+                                  "real run an earlier task must create it (the echo_audit role's preflight does)"
+                                  % ", ".join(missing)]
         if self._task.diff:
             result["diff"] = [entry for plan in plans if plan.changed
                               for entry in plan_diff(plan, C.MAX_FILE_SIZE_FOR_DIFF)]
