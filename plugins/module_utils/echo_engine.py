@@ -71,6 +71,8 @@ _VALID_PDU_TYPES = frozenset(range(1, 8))
 _PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
               5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
 _LOG = logging.getLogger("pynetdicom")
+# A name with more addresses is tried on its first eight: each may take connect_timeout.
+_MAX_ADDRESSES = 8
 # A TLS server answers plain DICOM with a TLS record: an alert (0x15) or a handshake (0x16).
 _TLS_RECORD_TYPES = (0x15, 0x16)
 _TLS_RECORD_HINT = " (a TLS record: this port may expect DICOM over TLS, see tls.enabled)"
@@ -94,6 +96,8 @@ class _PeerRun:
         self.deadline: Optional[float] = None
         self.raw_socket: Optional[socket.socket] = None
         self.address: Optional[str] = None
+        # Every address the host name resolved to, in the resolver's order (at most _MAX_ADDRESSES).
+        self.addresses: List[str] = []
         # The local end of the TCP connection: proves which source address the peer saw.
         self.source_address: Optional[str] = None
         self.started_at: Optional[str] = None
@@ -669,8 +673,35 @@ def _resolve(run: _PeerRun) -> bool:
     except (UnicodeError, ValueError) as exc:
         run.obs.dns_error = str(exc)
         return False
-    run.address = infos[0][4][0]
+    for info in infos:
+        address = str(info[4][0])
+        if address not in run.addresses and len(run.addresses) < _MAX_ADDRESSES:
+            run.addresses.append(address)
+    run.address = run.addresses[0]
     return True
+
+
+def _may_try_next_address(run: _PeerRun, index: int) -> bool:
+    """Whether the TCP connect to this address failed in a way another address of the name may not.
+
+    Like socket.create_connection() and echoscu, the next address is tried after a refused, unreachable
+    or timed-out connect; a peer that accepted TCP and then reset or refused us has answered.
+    """
+    obs = run.obs
+    return (index + 1 < len(run.addresses) and obs.connect_error is not None
+            and obs.connect_error_phase == "connect" and not isinstance(obs.connect_error, ConnectionResetError)
+            and obs.timed_out_phase is None and not run.done.is_set())
+
+
+def _forget_failed_connect(run: _PeerRun) -> None:
+    obs = run.obs
+    obs.addresses_tried.append("%s (%s)" % (run.address, classify(obs).outcome))
+    obs.connect_error = None
+    obs.connect_error_phase = "connect"
+    obs.timeout_s = None
+    run.timings["connect"] = None
+    run.raw_socket = None
+    run.source_address = None
 
 
 def _echo_one(run: _PeerRun) -> None:
@@ -683,6 +714,18 @@ def _echo_one(run: _PeerRun) -> None:
     run.enter("resolve", request.connect_timeout)
     if not _resolve(run) or run.done.is_set():
         return
+    for index, address in enumerate(run.addresses):
+        run.address = address
+        _associate_and_echo(run)
+        if not _may_try_next_address(run, index):
+            return
+        run.debug("TCP connect to %s failed (%s); trying the next address of %s"
+                  % (address, run.obs.connect_error, spec.host))
+        _forget_failed_connect(run)
+
+
+def _associate_and_echo(run: _PeerRun) -> None:
+    spec, request = run.spec, run.request
     ae = _EchoAE(run, ae_title=spec.calling_ae_title)
     ae.add_requested_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
     ae.connection_timeout = request.connect_timeout
@@ -826,9 +869,9 @@ def _watchdog(pool: _Pool, stop: threading.Event) -> None:
             pool.grow(now)
 
 
-def _hard_limit(request: EchoRequest) -> float:
+def _hard_limit(request: EchoRequest, run: _PeerRun) -> float:
     """The longest one peer may take, even if a thread is stuck where no socket can be closed."""
-    return (2 * request.connect_timeout + 2 * request.acse_timeout
+    return ((1 + max(len(run.addresses), 1)) * request.connect_timeout + 2 * request.acse_timeout
             + request.count * request.dimse_timeout + 3 * _PYNETDICOM_TIMEOUT_SLACK_S)
 
 
@@ -901,10 +944,9 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
     watchdog.start()
     results: List[Dict[str, Any]] = []
     try:
-        limit = _hard_limit(request)
         for run in runs:
             while not run.done.wait(0.5):
-                if run.started and time.monotonic() - run.started > limit:
+                if run.started and time.monotonic() - run.started > _hard_limit(request, run):
                     _abandon(run)
                     break
             results.append(_result(run))

@@ -93,6 +93,8 @@ class Observation:
     protocol_violation: Optional[str] = None
     protocol_violation_phase: Optional[str] = None
     statuses: List[int] = field(default_factory=list)  # C-ECHO-RSP statuses, in order
+    # Earlier addresses of the host name whose TCP connect failed, as "address (outcome)".
+    addresses_tried: List[str] = field(default_factory=list)
     echo_failed_without_status: bool = False
     release_problem: Optional[str] = None
     count: int = 1
@@ -154,7 +156,18 @@ def classify_connect_error(exc: BaseException, phase: str) -> str:
 
 
 def classify(obs: Observation) -> Classification:
-    """Decide the single outcome of one echo from what was observed, most specific first."""
+    """Decide the single outcome of one echo from what was observed, most specific first.
+
+    When earlier addresses of the host name could not be connected to, the message says so: the
+    outcome is the last address's, and only it was reached (or not).
+    """
+    verdict = _classify(obs)
+    if obs.addresses_tried:
+        verdict.message += "; tried before: %s" % ", ".join(obs.addresses_tried)
+    return verdict
+
+
+def _classify(obs: Observation) -> Classification:
     where = "%s:%s" % (obs.host, obs.port)
     if obs.tls_setup_error is not None:
         return Classification("tls_error", "tls",
@@ -279,9 +292,12 @@ def _timeout_message(obs: Observation) -> str:
         "echo": "C-ECHO response",
         "release": "A-RELEASE response",
     }.get(obs.timed_out_phase or "", obs.timed_out_phase)
-    return "no %s from %s:%s within %s s" % (waited_for, obs.host, obs.port, _seconds(obs.timeout_s)) \
-        if obs.timed_out_phase not in ("resolve", "connect", "tls") else \
-        "%s to %s:%s timed out after %s s" % (waited_for, obs.host, obs.port, _seconds(obs.timeout_s))
+    if obs.timed_out_phase in ("resolve", "connect", "tls"):
+        return "%s to %s:%s timed out after %s s" % (waited_for, obs.host, obs.port, _seconds(obs.timeout_s))
+    message = "no %s from %s:%s within %s s" % (waited_for, obs.host, obs.port, _seconds(obs.timeout_s))
+    if obs.timed_out_phase == "echo" and obs.count > 1:
+        message += " (request %d of %d; %d answered before)" % (len(obs.statuses) + 1, obs.count, len(obs.statuses))
+    return message
 
 
 def expectation_met(expect: str, outcome: str, phase: str) -> bool:

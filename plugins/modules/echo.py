@@ -145,6 +145,7 @@ options:
   connect_timeout:
     description:
       - Seconds allowed for the TCP connection, and again for the TLS handshake when TLS is enabled.
+      - Each address of a host name with several addresses gets this time, see RV(results[].address).
     type: float
     default: 5
   acse_timeout:
@@ -173,6 +174,9 @@ options:
     description:
       - Number of C-ECHO requests sent within each association (1 to 1000), for round-trip statistics
         in RV(results[].rtt_ms).
+      - Each request gets O(dimse_timeout), so a slow peer may keep one association busy for up to
+        O(count) times O(dimse_timeout) (plus O(connect_timeout) and twice O(acse_timeout)); keep O(count)
+        small against a slow peer.
     type: int
     default: 1
   bind_address:
@@ -337,7 +341,12 @@ results:
       returned: always
       sample: 104
     address:
-      description: The IP address the host resolved to, or null when it did not resolve.
+      description:
+        - The IP address echoed, or null when the host did not resolve.
+        - A host name with several addresses is tried in the resolver's order (its first eight), like
+          C(echoscu) and C(socket.create_connection) do, moving on after a refused, unreachable or timed-out
+          TCP connect. This is the first address that accepted the connection, or the last one tried; the
+          message lists the ones tried before. So V(blocked) is met only when no address could be reached.
       type: str
       returned: always
       sample: 192.0.2.10

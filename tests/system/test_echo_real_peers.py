@@ -5,7 +5,9 @@ wall time is checked against the configured timeout (a bound on hanging, not a s
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -158,6 +160,41 @@ def test_orthanc_checks_called_ae_calling_ae_and_source_address(orthanc_peer):
 
 
 # --------------------------------------------------------------------------- network and misbehaving peers
+def test_a_name_with_several_addresses_is_tried_in_order(pynetdicom_peers, closed_port, tmp_path):
+    """A name that resolves to ::1 first and 127.0.0.1 second, with the peer on IPv4 only (what Debian's
+    ``::1 localhost`` or an A+AAAA PACS name with IPv6 unserved looks like). The name is given by a hosts
+    file bind-mounted in a private mount namespace; the network and the peers are this machine's."""
+    accept = pynetdicom_peers["accept"]
+    hosts = tmp_path / "hosts"
+    hosts.write_text("::1 dual.dicom-network.test\n127.0.0.1 dual.dicom-network.test\n")
+    peers = [{"name": "open", "ae_title": accept.ae_title or "ANY_SCP", "host": "dual.dicom-network.test",
+              "port": accept.port},
+             # Reachable on its second address: a segmentation check must not pass on the first refusal.
+             {"name": "open-but-blocked", "ae_title": accept.ae_title or "ANY_SCP",
+              "host": "dual.dicom-network.test", "port": accept.port, "expect": "blocked"},
+             {"name": "closed", "ae_title": "X", "host": "dual.dicom-network.test", "port": closed_port.port,
+              "expect": "blocked"}]
+    script = ("import json, sys; sys.path.insert(0, %r)\n"
+              "from tests.system.helpers import echo\n"
+              "print(json.dumps(echo(json.loads(sys.argv[1]))))\n" % os.getcwd())
+    completed = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount --bind "$0" /etc/hosts && exec "$1" -c "$2" "$3"', str(hosts), sys.executable, script,
+         json.dumps(peers)],
+        capture_output=True, text=True, timeout=120, check=False, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    if completed.returncode != 0 and ("Operation not permitted" in completed.stderr or "unshare" in completed.stderr):
+        pytest.skip("no private mount namespace here: %s" % completed.stderr.strip()[-200:])
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = {r["name"]: r for r in json.loads(completed.stdout.strip().splitlines()[-1])}
+    opened = results["open"]
+    assert (opened["outcome"], opened["address"], opened["ok"]) == ("success", "127.0.0.1", True), opened
+    assert opened["message"].endswith("; tried before: ::1 (refused)"), opened["message"]
+    assert (results["open-but-blocked"]["outcome"], results["open-but-blocked"]["ok"]) == ("success", False)
+    closed = results["closed"]
+    assert (closed["outcome"], closed["ok"], closed["address"]) == ("refused", True, "127.0.0.1"), closed
+    assert closed["message"].endswith("; tried before: ::1 (refused)"), closed["message"]
+
+
 def test_closed_port_is_refused_and_satisfies_blocked(closed_port):
     result = echo_one(closed_port, expect="blocked")
     assert (result["outcome"], result["phase"], result["ok"]) == ("refused", "connect", True)

@@ -248,7 +248,8 @@ def test_index_mode_recreates_a_venv_of_another_python(tmp_path):
                                                          "'installed': echo_venv_installed}")])]
     completed = run(tmp_path, plays, {"h": host(PY_NEW, venv)},
                     group_vars={"echo_venv_index_url": simple_index(tmp_path / "simple", wheelhouse),
-                                "echo_venv_set_interpreter": False})
+                                # As -e echo_venv_set_interpreter=false gives it: text.
+                                "echo_venv_set_interpreter": "false"})
     assert completed.returncode == 0, output(completed)
     assert recap(completed)["h"]["changed"] > 0, output(completed)
     got = captured(out)["h"]

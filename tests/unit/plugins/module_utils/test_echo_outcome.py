@@ -149,6 +149,14 @@ def test_a_close_without_any_dicom_pdu_says_what_else_it_could_be():
     assert over_tls.message.endswith("without a working backend does)")
 
 
+def test_a_timeout_within_several_requests_says_which_one():
+    verdict = classify(obs(accepted=True, context_result=0, statuses=[0, 0], count=200, timed_out_phase="echo",
+                           timeout_s=2))
+    assert verdict.message == "no C-ECHO response from 10.0.0.1:104 within 2 s (request 3 of 200; 2 answered before)"
+    single = classify(obs(accepted=True, context_result=0, timed_out_phase="echo", timeout_s=2))
+    assert single.message == "no C-ECHO response from 10.0.0.1:104 within 2 s"
+
+
 def test_a_success_without_certificate_verification_says_so():
     echoed = dict(accepted=True, context_result=0, statuses=[0])
     assert classify(obs(**echoed, tls_verified=False)).message == \
