@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation,
     classify,
+    classify_connect_error,
     expectation_met,
     rtt_statistics,
 )
@@ -695,7 +696,7 @@ def _may_try_next_address(run: _PeerRun, index: int) -> bool:
 
 def _forget_failed_connect(run: _PeerRun) -> None:
     obs = run.obs
-    obs.addresses_tried.append("%s (%s)" % (run.address, classify(obs).outcome))
+    obs.addresses_tried.append("%s (%s)" % (run.address, classify_connect_error(obs.connect_error, "connect")))
     obs.connect_error = None
     obs.connect_error_phase = "connect"
     obs.timeout_s = None
