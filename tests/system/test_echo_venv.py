@@ -316,6 +316,19 @@ def test_a_python_without_ensurepip_names_the_debian_package(tmp_path):
     assert not (tmp_path / "venv").exists()
 
 
+@pytest.mark.parametrize("packages", ["pynetdicom>=3.0,<4", [], ["pynetdicom", " "]])
+def test_a_requirement_set_that_is_not_a_list_of_requirements_fails_naming_the_variable(tmp_path, packages):
+    """-e echo_venv_packages_python310=pynetdicom passes the argument spec (text may become a list) and used to
+    end in a template error when pip's argv was built; the role now says what the variable must be."""
+    need(PY_NEW)
+    hosts = {"new": dict(host(PY_NEW, tmp_path / "venv"), echo_venv_packages_python310=packages)}
+    completed = run(tmp_path, ROLE_ONLY, hosts)
+    stdout = assert_failed_cleanly(completed, hosts)
+    assert "echo_venv_packages_python310 must be a non-empty list of pip requirements" in stdout, output(completed)
+    assert "got %s" % json.dumps(packages) in stdout, output(completed)
+    assert not (tmp_path / "venv").exists()
+
+
 # ------------------------------------------------------------------ the wheelhouse
 def test_the_setup_wheelhouse_satisfies_the_role_defaults():
     """scripts/lib/setup.sh repeats the role's requirement sets; this catches one changing alone."""
@@ -346,6 +359,39 @@ def test_wheelhouse_playbook_downloads_pure_python_wheels_for_both_pythons(tmp_p
     assert {n for n, _v in versions} == {"pynetdicom", "pydicom"}
     assert any(n == "pynetdicom" and v.startswith("2.0.") for n, v in versions)
     assert any(n == "pynetdicom" and v.startswith("3.") for n, v in versions)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["-e", "echo_venv_wheelhouse_python=/nonexistent/python"],
+     'cannot run "/nonexistent/python -m pip" (exit 2: no such program, or not executable). '
+     "Set echo_venv_wheelhouse_python to a Python with pip"),
+    (["-e", "echo_venv_wheelhouse_python=/bin/false"], 'cannot run "/bin/false -m pip" (exit 1'),
+    (["-e", "echo_venv_packages_python38=pynetdicom"],
+     'echo_venv_packages_python38 must be a non-empty list of pip requirements (text such as'),
+])
+def test_wheelhouse_playbook_bad_input_fails_before_downloading_naming_it(tmp_path, extra, expected):
+    dest = tmp_path / "usb" / "wheelhouse"
+    command = [str(ANSIBLE_PLAYBOOK), str(REPO_ROOT / "playbooks" / "wheelhouse.yml"),
+               "-e", "echo_venv_wheelhouse=%s" % dest] + extra
+    completed = subprocess.run(command, cwd=str(tmp_path), env=offline_env(tmp_path), capture_output=True, text=True,
+                               timeout=300, check=False)
+    assert completed.returncode == 2, output(completed)
+    assert "Traceback" not in completed.stdout + completed.stderr, output(completed)
+    assert expected in completed.stdout, output(completed)
+    assert not dest.exists()
+
+
+def test_wheelhouse_playbook_in_check_mode_says_it_downloaded_nothing(tmp_path):
+    dest = tmp_path / "usb" / "wheelhouse"
+    command = [str(ANSIBLE_PLAYBOOK), str(REPO_ROOT / "playbooks" / "wheelhouse.yml"),
+               "-e", "echo_venv_wheelhouse=%s" % dest, "--check"]
+    completed = subprocess.run(command, cwd=str(tmp_path), env=offline_env(tmp_path), capture_output=True, text=True,
+                               timeout=300, check=False)
+    assert completed.returncode == 0, output(completed)
+    assert "Check mode: nothing downloaded; %s would receive the wheels of pynetdicom>=2.0,<2.1" % dest \
+        in completed.stdout, output(completed)
+    assert "(it holds no wheel now)" in completed.stdout, output(completed)
+    assert not dest.exists()
 
 
 # ------------------------------------------------------------------ through the audit role
