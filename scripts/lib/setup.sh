@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared setup for scripts/test and scripts/demo: sourced, never executed.
+# Shared setup for scripts/test and scripts/demo: sourced, never executed. scripts/demo asks
+# for the "demo" part only (see dicom_network_setup).
 #
 # Brings a fresh Debian 12 machine (root, PyPI + Debian's apt reachable, nothing else)
 # to the state the tests need, and does nothing that is already done:
@@ -22,9 +23,12 @@ VENV="${DICOM_NETWORK_VENV:-$REPO_ROOT/.venv}"
 VENV_PY="$VENV/bin/python"
 SETUP_PYTHON="${DICOM_NETWORK_PYTHON:-python3}"
 
+# The demo needs its peers and a venv; the tests also need the browser, namespaces, firewall
+# tools and shellcheck (chromium alone is ~100 MB to download on a fresh machine).
+APT_PACKAGES_DEMO=(dcmtk orthanc python3-venv ca-certificates)
 APT_PACKAGES=(
-    dcmtk orthanc openssl iproute2 iptables nftables chromium chromium-driver
-    rsync git python3-venv ca-certificates shellcheck
+    "${APT_PACKAGES_DEMO[@]}" openssl iproute2 iptables nftables chromium chromium-driver
+    rsync git shellcheck
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -40,7 +44,7 @@ _pip() {
 
 _setup_apt() {
     local missing=() pkg status
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "$@"; do
         status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
         [[ "$status" == ii* ]] || missing+=("$pkg")
     done
@@ -208,15 +212,22 @@ PY
     fi
 }
 
+# dicom_network_setup [demo]: "demo" sets up only what scripts/demo needs (its apt packages and
+# .venv); the Python 3.9 venv, the wheelhouse and community.general serve tests alone.
 dicom_network_setup() {
-    _setup_apt
-    _setup_venv
-    _setup_py39
-    export DICOM_NETWORK_PY39
-    _setup_wheelhouse
-    export DICOM_NETWORK_WHEELHOUSE
-    _setup_extra_collections
-    export DICOM_NETWORK_EXTRA_COLLECTIONS
+    if [[ "${1:-}" == demo ]]; then
+        _setup_apt "${APT_PACKAGES_DEMO[@]}"
+        _setup_venv
+    else
+        _setup_apt "${APT_PACKAGES[@]}"
+        _setup_venv
+        _setup_py39
+        export DICOM_NETWORK_PY39
+        _setup_wheelhouse
+        export DICOM_NETWORK_WHEELHOUSE
+        _setup_extra_collections
+        export DICOM_NETWORK_EXTRA_COLLECTIONS
+    fi
     # .venv/bin goes LAST on PATH: pynetdicom installs console scripts named like DCMTK's
     # tools (echoscu, echoscp, findscu, ...) and the tests mean Debian's DCMTK ones.
     # Scripts call venv tools by their full path; tests use sys.executable.
