@@ -212,8 +212,8 @@ PY
     fi
 }
 
-# dicom_network_setup [demo]: "demo" sets up only what scripts/demo needs (its apt packages and
-# .venv); the Python 3.9 venv, the wheelhouse and community.general serve tests alone.
+# dicom_network_setup demo|test: "demo" sets up only what scripts/demo needs (its apt packages and
+# .venv); "test" everything, as the Python 3.9 venv, the wheelhouse and community.general serve tests alone.
 dicom_network_setup() {
     if [[ "${1:-}" == demo ]]; then
         _setup_apt "${APT_PACKAGES_DEMO[@]}"
