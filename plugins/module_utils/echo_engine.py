@@ -890,7 +890,7 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
         "calling_ae_title": spec.calling_ae_title,
         "expect": spec.expect,
         "outcome": verdict.outcome,
-        "ok": expectation_met(spec.expect, verdict.outcome, verdict.phase),
+        "ok": expectation_met(spec.expect, verdict.outcome, verdict.phase, verdict.reject),
         "phase": verdict.phase,
         "message": verdict.message,
         "status": verdict.status,

@@ -118,6 +118,15 @@ def reject_details(result: int, source: int, diagnostic: int) -> Dict[str, str]:
     }
 
 
+def _provider_reject_hint(details: Dict[str, str]) -> str:
+    if not refused_by_provider(details):
+        return ""
+    if details["source"] == "service-provider-presentation":
+        return ("; the peer is busy (its association limit or load), which is no decision about this caller: "
+                "retry, or lower parallel (and forks) so fewer associations reach it at once")
+    return "; the peer's DICOM service provider turned the association away, which is no decision about this caller"
+
+
 def describe_status(status: int) -> str:
     meaning = ECHO_STATUS_MEANINGS.get(status)
     if meaning is None:
@@ -203,9 +212,9 @@ def _classify(obs: Observation) -> Classification:
         details = reject_details(obs.reject["result"], obs.reject["source"], obs.reject["diagnostic"])
         return Classification(
             "rejected", "associate",
-            "A-ASSOCIATE-RJ (rejected-%s, source %s, reason %s) for calling AE '%s' -> called AE '%s'"
+            "A-ASSOCIATE-RJ (rejected-%s, source %s, reason %s) for calling AE '%s' -> called AE '%s'%s"
             % (details["result"], details["source"], details["reason"],
-               obs.calling_ae_title, obs.called_ae_title),
+               obs.calling_ae_title, obs.called_ae_title, _provider_reject_hint(details)),
             reject=details)
     if obs.tls_alert is not None and len(obs.statuses) < obs.count:
         return Classification("tls_error", obs.tls_alert_phase or "associate",
@@ -300,16 +309,26 @@ def _timeout_message(obs: Observation) -> str:
     return message
 
 
-def expectation_met(expect: str, outcome: str, phase: str) -> bool:
+def refused_by_provider(reject: Optional[Dict[str, str]]) -> bool:
+    """Whether an A-ASSOCIATE-RJ came from the peer's DICOM service provider, not its application.
+
+    Those rejections (temporary congestion, local limit exceeded, protocol version) say the peer is
+    busy or speaks another protocol version; they are no decision about the calling AE.
+    """
+    return reject is not None and reject.get("source") != "service-user"
+
+
+def expectation_met(expect: str, outcome: str, phase: str, reject: Optional[Dict[str, str]] = None) -> bool:
     """Whether an outcome is what the peer's ``expect`` asked for.
 
     ``reject`` needs proof that the peer itself refused the caller, so a network failure never
-    satisfies it; ``blocked`` is the firewall check and needs the TCP path itself to be absent.
+    satisfies it, nor does a rejection by the peer's service provider (``reject``: the details of
+    an A-ASSOCIATE-RJ); ``blocked`` is the firewall check and needs the TCP path itself to be absent.
     """
     if expect == "accept":
         return outcome == "success"
     if expect == "reject":
-        return outcome in _DICOM_REFUSALS
+        return outcome in _DICOM_REFUSALS and not (outcome == "rejected" and refused_by_provider(reject))
     if expect == "blocked":
         return outcome in _NO_TCP_PATH or (outcome == "timeout" and phase == "connect")
     raise ValueError("unknown expectation %r" % (expect,))

@@ -88,6 +88,9 @@ options:
           - V(reject) is met when the peer was reached and refused this caller (V(rejected), V(aborted),
             V(context_rejected) or V(status_failure)). A network failure never meets it, because it
             proves nothing about the peer's AE configuration.
+          - Nor does an A-ASSOCIATE-RJ whose source is the peer's service provider rather than its
+            application (RV(results[].reject.source) not V(service-user)), such as temporary congestion or
+            local limit exceeded, which a peer at its association limit sends to any caller.
           - V(aborted) includes a peer that accepts the TCP connection and closes or resets it before
             sending any DICOM PDU, because some servers refuse unknown callers that way. A proxy or load
             balancer whose backend is down does the same, and so may a port that expects DICOM over TLS
@@ -168,6 +171,11 @@ options:
       - On a small controller or source host more is not faster; the engine is CPU-bound on a LAN
         (about 7-9 ms of CPU per association with pynetdicom), so 16 to 32 is a good range even for
         hundreds of peers. Raise it for peers far away (high round-trip times).
+      - Many peers are few servers. When the configured peers share one server, that server sees up to
+        O(parallel) associations at once from this host (more while some of them wait, see above), and as
+        many from each host Ansible runs at the same time (C(--forks)). A server at its association limit
+        rejects the rest (V(rejected-transient), V(local-limit-exceeded)); lower O(parallel) for servers
+        with a low limit.
     type: int
     default: 16
   count:

@@ -260,6 +260,42 @@ def test_raw_reject_codes_pynetdicom_cannot_send(hostile_factory):
                                 "reason": "local-limit-exceeded"}
 
 
+def test_a_peer_at_its_association_limit_does_not_meet_reject(tmp_path):
+    """A real pynetdicom SCP whose one allowed association is held by DCMTK's echoscu turns every other
+    caller away (rejected-transient, service-provider, local-limit-exceeded): that is the peer being busy,
+    not a refusal of this caller, so ``expect: reject`` must not count it as proof."""
+    from tests.peers.pynetdicom_peers import start_pynetdicom_peers
+    echoscu = "/usr/bin/echoscu"
+    if not os.access(echoscu, os.X_OK):
+        pytest.skip("DCMTK echoscu is not installed")
+    proc, peers = start_pynetdicom_peers(tmp_path / "busy", {
+        "busy": ({"behaviour": "slow", "delay": 20, "ae_title": "BUSY_SCP", "max_associations": 1}, "")},
+        prefix="busy")
+    peer = peers["busy"]
+    holder = subprocess.Popen([echoscu, "-to", "30", "-td", "30", "-aec", "BUSY_SCP", peer.host, str(peer.port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while peer.counter() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert peer.counter() == 1
+        time.sleep(0.5)  # echoscu's association reaches the slow C-ECHO handler
+        rejected, accepted = echo([peer_entry(peer, expect="reject", name="must_refuse"),
+                                   peer_entry(peer, name="must_accept")], parallel=1)
+        for result in (rejected, accepted):
+            assert result["outcome"] == "rejected", result["message"]
+            assert result["reject"] == {"result": "transient", "source": "service-provider-presentation",
+                                        "reason": "local-limit-exceeded"}
+            assert result["ok"] is False
+            assert "the peer is busy (its association limit or load), which is no decision about this caller" \
+                in result["message"]
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait(10)
+        proc.stop()
+
+
 def test_dns_failure_inside_a_namespace_without_resolver(netns):
     script = (
         "import sys; sys.path.insert(0, %r)\n"

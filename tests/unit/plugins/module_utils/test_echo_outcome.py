@@ -76,6 +76,29 @@ def test_reject_uses_the_standards_words():
     assert "calling AE 'CT1'" in verdict.message
 
 
+@pytest.mark.parametrize("result, source, diagnostic, met", [
+    (1, 1, 3, True),    # the application refused the calling AE
+    (1, 1, 7, True),
+    (2, 1, 1, True),    # transient, but the application's decision
+    (2, 3, 2, False),   # local limit exceeded: the peer is busy, whoever calls
+    (2, 3, 1, False),   # temporary congestion
+    (1, 2, 2, False),   # protocol version not supported
+])
+def test_reject_is_met_only_by_the_peers_application_refusing(result, source, diagnostic, met):
+    verdict = classify(obs(reject={"result": result, "source": source, "diagnostic": diagnostic}))
+    assert verdict.outcome == "rejected"
+    assert expectation_met("reject", verdict.outcome, verdict.phase, verdict.reject) is met
+    assert expectation_met("accept", verdict.outcome, verdict.phase, verdict.reject) is False
+    assert ("no decision about this caller" in verdict.message) is (not met)
+
+
+def test_a_busy_peer_says_what_to_lower():
+    verdict = classify(obs(reject={"result": 2, "source": 3, "diagnostic": 2}))
+    assert verdict.message.endswith("the peer is busy (its association limit or load), which is no decision about "
+                                    "this caller: retry, or lower parallel (and forks) so fewer associations reach it "
+                                    "at once")
+
+
 def test_unknown_reject_codes_stay_visible():
     verdict = classify(obs(reject={"result": 9, "source": 1, "diagnostic": 42}))
     assert verdict.reject == {"result": "unknown-9", "source": "service-user", "reason": "unknown-42"}
