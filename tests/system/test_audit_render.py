@@ -438,7 +438,14 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
     (tmp_path / "notreport.json").write_text('{"hello": 1}')
     wrong = run(tmp_path / "wrong", {}, {"echo_audit_baseline": str(tmp_path / "notreport.json")})
     assert wrong.rc != 0 and "not a JSON report of dicom.network.echo_audit (no schema_version)" in wrong.output
-    assert "Traceback" not in typo.output + missing.output + wrong.output
+    # An empty baseline (a failed copy) read as "no baseline" and let the regression gate pass.
+    (tmp_path / "empty.json").write_text(" \n")
+    empty = run(tmp_path / "empty", {}, {"echo_audit_baseline": str(tmp_path / "empty.json"),
+                                         "echo_audit_fail_on_regression": True})
+    assert empty.rc != 0 and "empty.json is empty, not a report of dicom.network.echo_audit" in empty.output, \
+        empty.output[-2000:]
+    assert not (tmp_path / "empty" / "reports").exists()
+    assert "Traceback" not in typo.output + missing.output + wrong.output + empty.output
 
 
 def test_example_inventory_resolves_for_every_source_host(tmp_path):
