@@ -75,13 +75,15 @@ EXAMPLES = r"""
            host=inventory_hostname,
            local_aes=dicom_local_aes,
            peer_lists=dict(names | zip(query('ansible.builtin.vars', *names))),
+           bind_address=dicom_bind_address | default(none),
            echo_options={'connect_timeout': 3, 'parallel': 16}) }}
   vars:
     names: "{{ query('ansible.builtin.varnames', '^dicom_peers(_.+)?$') }}"
 
-- name: One echo call per calling AE
+- name: One echo call per calling AE, from the host's own source address
   dicom.network.echo:
     calling_ae_title: "{{ item.calling_ae_title }}"
+    bind_address: "{{ plan.bind_address if plan.bind_address else omit }}"
     peers: "{{ item.peers }}"
   loop: "{{ plan.calls }}"
 """

@@ -92,14 +92,17 @@ def test_an_interrupted_play_is_reported_with_every_cell_by_the_recover_playbook
     (journal,) = [path.parent for path in report_dir.glob(".journal-*/plan.json")]
     assert stat.S_IMODE((journal / "plan.json").stat().st_mode) == 0o640
 
-    # The next audit leaves the journal alone and says how to recover it.
-    again = run(audit_command(inventory, report_dir, "--limit", "fast-0"), tmp_path)
-    assert "interrupted audit run(s) left a journal" in again.stdout and journal.name in again.stdout
-    assert journal.exists()
-
-    # A controller stopped between creating a journal and writing its plan left an empty one: named, kept.
+    # A controller stopped between creating a journal and writing its plan left an empty one: nothing to report.
     unplanned = report_dir / ".journal-20261125T000000Z-0000"
     unplanned.mkdir()
+
+    # The next audit leaves the journal alone and says how to recover it; the empty one is not a run.
+    again = run(audit_command(inventory, report_dir, "--limit", "fast-0"), tmp_path)
+    assert "1 interrupted audit run(s) left a journal" in again.stdout and journal.name in again.stdout
+    assert unplanned.name not in again.stdout
+    assert journal.exists()
+
+    # recover names the empty one and keeps it.
     recovered = run(audit_command(inventory, report_dir, playbook="recover.yml"), tmp_path)
     assert recovered.returncode == 0, recovered.stdout[-3000:]
     assert not journal.exists(), "the journal is removed once its reports are written"
@@ -118,6 +121,7 @@ def test_an_interrupted_play_is_reported_with_every_cell_by_the_recover_playbook
         else:
             assert (cell["outcome"], cell["not_run_reason"]) == ("not_run", "interrupted"), cell
     assert report["complete"] is False and report["partial_reasons"][0].startswith("interrupted")
+    assert report["partial_reasons"][0].endswith("was stopped before its report was written"), report["partial_reasons"]
     assert "Partial report" in (report_dir / ("%s.md" % stem)).read_text()
     assert stem in recovered.stdout
     # latest.* belongs to complete runs: the limited run wrote it, the recovered one did not touch it.
