@@ -546,6 +546,7 @@ def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int,
         "only_peers": (report.get("scope") or {}).get("only_peers"),
         "partial_reasons": list(report.get("partial_reasons") or []),
         "summary": summary,
+        "source_hosts_text": _source_hosts_text(report),
         "baseline_counts": _baseline_counts(report["baseline"]) if report.get("baseline") else None,
         "console": _console(report, cells, console_limit),
     }
@@ -569,6 +570,15 @@ def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int,
         data["matrix"] = _markdown_matrix(cells, markdown_max_columns)
         data["columns_total"] = len(report["columns"])
     return data
+
+
+def _source_hosts_text(report: Mapping[str, Any]) -> str:
+    """How many source hosts the report covers: every host of the run has a row, checks or not."""
+    in_scope = len((report.get("scope") or {}).get("source_hosts") or [])
+    with_checks = report["summary"].get("source_hosts", 0)
+    hosts = max(in_scope, with_checks)
+    text = "%d source host(s)" % hosts
+    return text if hosts == with_checks else "%s, %d of them with no check" % (text, hosts - with_checks)
 
 
 def _json_text(report: Mapping[str, Any]) -> str:

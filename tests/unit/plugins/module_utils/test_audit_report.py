@@ -103,6 +103,17 @@ def test_summary_view_and_console():
     assert "legend" not in view
 
 
+def test_views_count_every_source_host_with_a_row_also_one_without_checks():
+    runs = small_runs()
+    assert build_view(report_of(runs), "summary")["source_hosts_text"] == "3 source host(s)"
+    lonely = plan("lonely", ["ws1"], [])
+    runs["lonely"] = {"plan": lonely, "echo": registered(lonely)}
+    report = report_of(runs)
+    assert "lonely" in report["scope"]["source_hosts"] and report["summary"]["source_hosts"] == 3
+    for view in ("summary", "html", "md"):
+        assert build_view(report, view)["source_hosts_text"] == "4 source host(s), 1 of them with no check"
+
+
 def test_views_accept_the_report_as_json_text():
     report = report_of(small_runs())
     assert build_view(json.dumps(report), "summary") == build_view(report, "summary")
