@@ -86,6 +86,16 @@ options:
           - Must be a string; render data to text first, for example with C(ansible.builtin.to_json).
         type: str
         required: true
+      exclusive:
+        description:
+          - Paths of this entry's O(files[].dest) that are created but never replaced, such as a report
+            named after its run, which another run writing at the same time must not overwrite (nor this
+            run theirs).
+          - When such a file exists with other content, before or while the task writes (the new file
+            gets its name only if the name is still free), the task fails naming it. The same content
+            counts as written, so a second run of the task is still C(changed=false).
+        type: list
+        elements: str
   mode:
     description:
       - Permissions of every file, as a quoted octal string (V("0640"), V("640") or V("0o640")).
@@ -111,6 +121,17 @@ EXAMPLES = r"""
       - dest: /srv/dicom-reports/summary.json
         content: "{{ audit_summary | ansible.builtin.to_json }}"
     mode: "0640"
+  run_once: true
+
+- name: A run's own report, never overwriting another run's, and its latest copy
+  dicom.network.report_files:
+    files:
+      - dest:
+          - "/srv/dicom-reports/audit-{{ run_stamp }}.json"
+          - /srv/dicom-reports/latest.json
+        exclusive:
+          - "/srv/dicom-reports/audit-{{ run_stamp }}.json"
+        content: "{{ report | ansible.builtin.to_json }}"
   run_once: true
 
 - name: One report per format, one task (each loop item renders its template once)

@@ -9,6 +9,7 @@ Used by the dicom.network.report_files action (the audit reports) and by the ech
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -19,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 DEFAULT_MODE = "0640"
 _OCTAL_MODE = re.compile(r"(?:0[oO])?([0-7]{3,4})")
-_FILE_KEYS = ("dest", "content")
+_FILE_KEYS = ("dest", "content", "exclusive")
 
 
 class ControllerFileError(Exception):
@@ -32,6 +33,8 @@ class FileSpec:
 
     dest: str
     data: bytes
+    # Created, never replaced: another writer's file with other content fails the task instead.
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class FilePlan:
     content_changed: bool
     # Only in check mode: an earlier task (skipped in check mode) may still create the directory.
     directory_missing: bool = False
+    exclusive: bool = False
 
     @property
     def mode_changed(self) -> bool:
@@ -134,8 +138,9 @@ def check_files(files: Any) -> List[FileSpec]:
             raise ControllerFileError("%s: expected {dest, content}, got %s" % (where, _describe(entry)))
         unknown = sorted(str(key) for key in entry if key not in _FILE_KEYS)
         if unknown:
-            raise ControllerFileError("%s: unknown key(s) %s (expected dest and content)" % (where, ", ".join(unknown)))
+            raise ControllerFileError("%s: unknown key(s) %s (expected dest, content and exclusive)" % (where, ", ".join(unknown)))
         dests = _dests(entry, where)
+        exclusive = _exclusive(entry, dests, where)
         content = entry.get("content")
         if not isinstance(content, str):
             raise ControllerFileError("%s (%s): content is %s, not a string: render it to text first (for example "
@@ -148,10 +153,25 @@ def check_files(files: Any) -> List[FileSpec]:
         for dest in dests:
             known = specs.get(os.path.normpath(dest))
             if known is None:
-                specs[os.path.normpath(dest)] = FileSpec(dest, data)
+                specs[os.path.normpath(dest)] = FileSpec(dest, data, os.path.normpath(dest) in exclusive)
             elif known.data != data:
                 raise ControllerFileError("%s: %s is given twice with different content" % (where, dest))
+            elif os.path.normpath(dest) in exclusive and not known.exclusive:
+                specs[os.path.normpath(dest)] = FileSpec(dest, data, True)
     return list(specs.values())
+
+
+def _exclusive(entry: Mapping, dests: List[str], where: str) -> set:
+    """The normalized paths of ``entry``'s ``exclusive`` list, each one of its destinations."""
+    exclusive = entry.get("exclusive")
+    if exclusive is None:
+        return set()
+    paths = exclusive if isinstance(exclusive, (list, tuple)) else [exclusive]
+    known = {os.path.normpath(dest) for dest in dests}
+    for path in paths:
+        if not isinstance(path, str) or os.path.normpath(path) not in known:
+            raise ControllerFileError("%s.exclusive: %r is not one of this entry's dest paths" % (where, path))
+    return {os.path.normpath(path) for path in paths}
 
 
 def _same_content(path: str, data: bytes) -> bool:
@@ -185,12 +205,15 @@ def plan_file(spec: FileSpec, mode: int, check_mode: bool = False) -> FilePlan:
     try:
         current = os.lstat(dest)
     except FileNotFoundError:
-        return FilePlan(dest, spec.data, mode, exists=False, before_mode=None, content_changed=True)
+        return FilePlan(dest, spec.data, mode, exists=False, before_mode=None, content_changed=True,
+                        exclusive=spec.exclusive)
     except OSError as exc:
         raise ControllerFileError("%s: cannot read it (%s)" % (dest, exc.strerror)) from None
     if stat.S_ISDIR(current.st_mode):
         raise ControllerFileError("%s is a directory, not a file" % dest)
     if stat.S_ISLNK(current.st_mode):
+        if spec.exclusive:
+            raise ControllerFileError(_TAKEN % dest)
         # Replaced by a regular file, never followed (as ansible.builtin.copy without follow).
         return FilePlan(dest, spec.data, mode, exists=True, before_mode=None, content_changed=True)
     if not stat.S_ISREG(current.st_mode):
@@ -200,11 +223,17 @@ def plan_file(spec: FileSpec, mode: int, check_mode: bool = False) -> FilePlan:
         same = current.st_size == len(spec.data) and _same_content(dest, spec.data)
     except OSError as exc:
         raise ControllerFileError("%s: cannot read it (%s)" % (dest, exc.strerror)) from None
+    if spec.exclusive and not same:
+        raise ControllerFileError(_TAKEN % dest)
     return FilePlan(dest, spec.data, mode, exists=True, before_mode=stat.S_IMODE(current.st_mode),
                     content_changed=not same)
 
 
-def atomic_write(path: str, data: bytes, mode: int, sync: bool = True) -> None:
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
+_TAKEN = "%s already exists with other content (written by another run at the same time?); it is never replaced"
+
+
+def atomic_write(path: str, data: bytes, mode: int, sync: bool = True, exclusive: bool = False) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old file or the new one, never a part.
 
     The temporary file is a hidden one in the same directory (os.replace cannot cross file systems,
@@ -222,8 +251,11 @@ def atomic_write(path: str, data: bytes, mode: int, sync: bool = True) -> None:
                 stream.flush()
                 os.fsync(stream.fileno())
         os.chmod(temporary, mode)
-        _keep_owner(path, temporary)
-        os.replace(temporary, path)
+        if exclusive:
+            _link_new(temporary, path, data)
+        else:
+            _keep_owner(path, temporary)
+            os.replace(temporary, path)
     except BaseException:
         try:
             os.unlink(temporary)
@@ -232,6 +264,32 @@ def atomic_write(path: str, data: bytes, mode: int, sync: bool = True) -> None:
         raise
     if sync:
         _sync_directory(directory)
+
+
+def _link_new(temporary: str, path: str, data: bytes) -> None:
+    """Give the complete temporary file the name ``path`` only if nothing has that name yet.
+
+    link() fails when the name exists, unlike rename(): a writer that got there first since the
+    plan keeps its file. The same content counts as written (two runs of one report).
+    """
+    try:
+        try:
+            os.link(temporary, path)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # A file system without hard links: reserve the name, then put the file in its place.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.replace(temporary, path)
+            return
+    except FileExistsError:
+        try:
+            same = _same_content(path, data)
+        except OSError:
+            same = False
+        if not same:
+            raise ControllerFileError(_TAKEN % path) from None
+    os.unlink(temporary)
 
 
 def _keep_owner(path: str, temporary: str) -> None:
@@ -267,7 +325,7 @@ def apply_plan(plan: FilePlan) -> None:
     """Make the file what ``plan`` says: rewrite it when its content differs, else only fix its mode."""
     try:
         if plan.content_changed:
-            atomic_write(plan.dest, plan.data, plan.mode)
+            atomic_write(plan.dest, plan.data, plan.mode, exclusive=plan.exclusive)
         elif plan.mode_changed:
             os.chmod(plan.dest, plan.mode)
     except OSError as exc:

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -366,6 +367,30 @@ def test_verdict_fails_on_unexpected_and_on_regression(first, tmp_path):
     assert "failed because 1 new failure(s) since the baseline (0 pair(s) broke)" in appeared.output
     counts = json.loads(appeared.latest("json"))["baseline"]["counts"]
     assert (counts["broke"], counts["appeared"], counts["new_failures"]) == (0, 2, 1)
+
+
+def test_a_run_in_the_same_second_as_another_keeps_both_runs_reports(tmp_path):
+    """Another audit wrote its reports into this directory in the same second: this run names its own with a
+    suffix and writes no file of the other run (one of the two runs used to be lost without a word)."""
+    report_dir = tmp_path / "reports"
+    report_dir.mkdir(parents=True)
+    now = datetime.now(timezone.utc)
+    # Every second the run could name itself after, taken by "another run".
+    taken = {}
+    for offset in range(-5, 600):
+        stamp = (now + timedelta(seconds=offset)).strftime("%Y%m%dT%H%M%SZ")
+        for extension in ("json", "html"):
+            path = report_dir / ("echo-audit-%s.%s" % (stamp, extension))
+            path.write_text("another run %s\n" % stamp)
+            taken[path] = path.read_text()
+    done = run(tmp_path, fake_echo(plans()), {"echo_audit_fail_on_unexpected": False,
+                                              "echo_audit_report_formats": ["json", "html"]})
+    assert done.rc == 0, done.output[-3000:]
+    assert all(path.read_text() == text for path, text in taken.items())
+    (own,) = [path for path in report_dir.glob("echo-audit-*-2.json")]
+    assert json.loads(own.read_text())["summary"]["total"] > 0
+    assert own.with_suffix(".html").exists()
+    assert json.loads(done.latest("json")) == json.loads(own.read_text())
 
 
 def test_only_peers_from_the_command_line_is_comma_separated_text(tmp_path):

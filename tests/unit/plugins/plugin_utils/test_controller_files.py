@@ -2,6 +2,7 @@
 parsing, what a write would change, the atomic write and the diff, on real files in tmp_path."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -62,6 +63,10 @@ def test_a_path_given_twice_with_the_same_content_is_written_once():
     ([{"dest": "/r/a.json", "content": "\udcff"}], r"^files\[0\] \(/r/a\.json\): content cannot be written as UTF-8"),
     ([{"dest": "/r/a", "content": "x"}, {"dest": ["/r/b", "/r/a"], "content": "y"}],
      r"^files\[1\]: /r/a is given twice with different content"),
+    ([{"dest": ["/r/a", "/r/latest"], "content": "x", "exclusive": ["/r/b"]}],
+     r"^files\[0\]\.exclusive: '/r/b' is not one of this entry's dest paths"),
+    ([{"dest": "/r/a", "content": "x", "exclusive": [True]}],
+     r"^files\[0\]\.exclusive: True is not one of this entry's dest paths"),
 ])
 def test_bad_files_are_refused_naming_the_entry_and_destination(files, message):
     with pytest.raises(ControllerFileError, match=message):
@@ -237,3 +242,61 @@ def test_an_unchanged_file_has_no_diff(tmp_path):
     dest.write_text("new\n")
     dest.chmod(0o640)
     assert plan_diff(plan_file(_spec(dest), 0o640), max_size=1000) == []
+
+
+# ------------------------------------------------------------------ exclusive: a run's own file
+def _exclusive_spec(path: Path, text: str = "this run\n") -> FileSpec:
+    (spec,) = [spec for spec in check_files([{"dest": [str(path), str(path.parent / "latest")], "content": text,
+                                              "exclusive": [str(path)]}]) if spec.dest == str(path)]
+    assert spec.exclusive
+    return spec
+
+
+def test_an_exclusive_file_is_created_and_then_unchanged(tmp_path):
+    target = tmp_path / "echo-audit-20261126T154931Z.json"
+    plan = plan_file(_exclusive_spec(target), 0o640)
+    apply_plan(plan)
+    assert target.read_text() == "this run\n" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    again = plan_file(_exclusive_spec(target), 0o640)
+    assert again.status == "unchanged"
+    assert sorted(os.listdir(tmp_path)) == [target.name]
+
+
+@pytest.mark.parametrize("other", ["file", "symlink"])
+def test_an_exclusive_file_that_exists_with_other_content_is_refused_and_kept(tmp_path, other):
+    target = tmp_path / "echo-audit-20261126T154931Z.json"
+    if other == "file":
+        target.write_text("another run\n")
+    else:
+        (tmp_path / "elsewhere").write_text("another run\n")
+        target.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ControllerFileError, match="already exists with other content .* it is never replaced"):
+        plan_file(_exclusive_spec(target), 0o640)
+    assert target.read_text() == "another run\n"
+
+
+def test_an_exclusive_file_written_by_another_run_after_the_plan_is_kept(tmp_path):
+    """Two audits that named their reports in the same second: the second writer fails, the first keeps its file."""
+    target = tmp_path / "echo-audit-20261126T154931Z.json"
+    plan = plan_file(_exclusive_spec(target), 0o640)
+    target.write_text("the other run got there first\n")
+    with pytest.raises(ControllerFileError, match="already exists with other content"):
+        apply_plan(plan)
+    assert target.read_text() == "the other run got there first\n"
+    assert sorted(os.listdir(tmp_path)) == [target.name], "no temporary file is left"
+
+
+def test_an_exclusive_file_on_a_file_system_without_hard_links_is_still_created_once(tmp_path, monkeypatch):
+    def no_links(_source, _target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "echo-audit-20261126T154931Z.json"
+    apply_plan(plan_file(_exclusive_spec(target), 0o640))
+    assert target.read_text() == "this run\n" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    target.unlink()
+    plan = plan_file(_exclusive_spec(target, "this run\n"), 0o640)
+    target.write_text("the other run\n")
+    with pytest.raises(ControllerFileError, match="already exists with other content"):
+        apply_plan(plan)
+    assert target.read_text() == "the other run\n" and sorted(os.listdir(tmp_path)) == [target.name]
