@@ -8,7 +8,9 @@ XML-breaking payloads that must come out escaped for each format.
 """
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import json
 import os
@@ -274,6 +276,13 @@ def test_html_escapes_everything_and_embeds_data_safely(first):
     assert "<" not in parser.script_data["data"]
     assert 'http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html), "no external asset"
+    # Only the page's own script may run: the CSP names it by its hash, so injected markup could not.
+    (policy,) = re.findall(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    (script_src,) = [part.split()[1:] for part in policy.split(";") if part.split()[0] == "script-src"]
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert script_src == ["'sha256-%s'" % base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+                          for text in scripts], "update the hash in report.html.j2 after changing its script"
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", html), "no inline handler: the CSP would block it"
 
 
 def test_html_matrix_built_by_the_page_in_a_browser(first):
