@@ -556,6 +556,9 @@ def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int,
     data.update({
         "legend": legend,
         "sites": [site or "(no site)" for site in report["sites"]],
+        # What each site filter offers: the sites of its own axis, as (index in sites, name).
+        "row_sites": _axis_sites(report, "rows"),
+        "column_sites": _axis_sites(report, "columns"),
         "baseline": _baseline_view(report, failures_limit, view),
         "failures": [cells.failure(packed) for packed in cells.failures[:failures_limit]],
         "failures_total": len(cells.failures),
@@ -570,6 +573,11 @@ def _build_view(report: Mapping[str, Any], view: str, markdown_max_columns: int,
         data["matrix"] = _markdown_matrix(cells, markdown_max_columns)
         data["columns_total"] = len(report["columns"])
     return data
+
+
+def _axis_sites(report: Mapping[str, Any], axis: str) -> List[List[Any]]:
+    used = {entry["site"] for entry in report[axis]}
+    return [[index, site or "(no site)"] for index, site in enumerate(report["sites"]) if site in used]
 
 
 def _source_hosts_text(report: Mapping[str, Any]) -> str:

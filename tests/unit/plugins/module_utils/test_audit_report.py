@@ -123,6 +123,9 @@ def test_html_view_data():
     view = build_view(report_of(small_runs()), "html", failures_limit=2)
     assert view["failures_total"] == 3 and len(view["failures"]) == 2 and view["failures_hidden"] == 1
     assert view["legend"][0]["outcome"] == "success" and view["sites"] == ["Site A", "Site B", "(no site)"]
+    # Each site filter offers the sites of its own axis: no column is without a site here.
+    assert view["row_sites"] == [[0, "Site A"], [1, "Site B"], [2, "(no site)"]]
+    assert view["column_sites"] == [[0, "Site A"], [1, "Site B"]]
     assert {entry["outcome"]: entry["count"] for entry in view["legend"]}[NOT_RUN] == 2
     text = view["data_json"]
     assert "<" not in text and ">" not in text
