@@ -347,8 +347,8 @@ def resolve_host(
     ``peer_lists`` maps variable names (``dicom_peers``, ``dicom_peers_*``) to lists of peer
     entries. ``only`` keeps the peers whose registry name or AE title is listed (verify mode).
     An AE never checks itself; identical repeats of a peer are merged; two entries for one
-    AE title on one host:port, or one name with two different settings, raise
-    :class:`AuditInventoryError`.
+    AE title on one host:port, one name with two different settings, or an inline peer that is a
+    registry entry, raise :class:`AuditInventoryError`.
     """
     host = str(host)
     aes = validate_registry(registry, host)
@@ -363,6 +363,7 @@ def resolve_host(
     peers: List[Dict[str, Any]] = []
     by_name: Dict[str, Dict[str, Any]] = {}
     by_target: Dict[Tuple[str, str, int], Dict[str, Any]] = {}
+    registered = {_target(ae): name for name, ae in aes.items()}
     for variable, entries in _peer_lists(peer_lists, host):
         if entries is None:
             continue
@@ -383,6 +384,12 @@ def resolve_host(
                                           "%s: list it once, or give both entries the same expect and local_aes"
                                           % (peer["name"], previous["entry"]))
             target = _target(peer["ae"])
+            if peer["inline"] and target in registered:
+                # Another host naming the registry entry would get a second column for the same AE.
+                raise AuditInventoryError(host, peer["entry"], "inline peer %s is %s, the registry entry dicom_aes.%s: "
+                                          "refer to it by that name (with expect or local_aes as needed), so that "
+                                          "the matrix has one column for it"
+                                          % (peer["name"], _describe(peer["ae"]), registered[target]))
             if target in by_target:
                 raise AuditInventoryError(host, peer["entry"], "duplicate AE title %s on %s:%d, already listed as %s"
                                           % (peer["ae"]["ae_title"], peer["ae"]["host"], peer["ae"]["port"],

@@ -160,7 +160,14 @@ def test_local_aes_may_be_a_single_name():
     ({"lists": {"dicom_peers_modalities": ["archive"], "dicom_peers": [{"name": "archive", "expect": "reject"}]}},
      ["dicom_peers[0] (archive)", "already listed with other settings in dicom_peers_modalities[0] (archive)"]),
     ({"lists": {"dicom_peers": ["archive", {"ae_title": "PACS_ARCHIVE", "host": "192.0.2.10", "port": 104}]}},
-     ["dicom_peers[1]", "duplicate AE title PACS_ARCHIVE on 192.0.2.10:104", "already listed as dicom_peers[0]"]),
+     ["dicom_peers[1]", "inline peer PACS_ARCHIVE@192.0.2.10:104 is PACS_ARCHIVE@192.0.2.10:104, the registry entry "
+      "dicom_aes.archive: refer to it by that name"]),
+    # Without the registry name on this host too: another host listing archive would get a second column.
+    ({"lists": {"dicom_peers": [{"name": "pacs", "ae_title": "PACS_ARCHIVE", "host": "192.0.2.10", "port": 104}]}},
+     ["dicom_peers[0] (pacs)", "is PACS_ARCHIVE@192.0.2.10:104, the registry entry dicom_aes.archive"]),
+    ({"lists": {"dicom_peers": [{"name": "gw1", "ae_title": "GW", "host": "gw.example.org", "port": 104},
+                                {"name": "gw2", "ae_title": "GW", "host": "GW.example.org", "port": 104}]}},
+     ["dicom_peers[1] (gw2)", "duplicate AE title GW on GW.example.org:104", "already listed as dicom_peers[0]"]),
     ({"lists": {"dicom_peers": [{"name": "mwl", "local_aes": ["mr1"]}]}}, ["local_aes names 'mr1'"]),
     ({"lists": {"dicom_peers": [{"name": "mwl", "local_aes": []}]}}, ["dicom_peers[0] (mwl).local_aes: is empty"]),
     ({"lists": {"other_var": ["mwl"]}}, ["other_var", "must be named dicom_peers"]),
