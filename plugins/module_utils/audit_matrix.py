@@ -766,6 +766,7 @@ def _report_head(
         report["baseline"] = dict(
             source=source,
             generated_at=clean_text(baseline.get("generated_at"), 40),
+            title=clean_text(baseline.get("title"), 200),
             scope=baseline_scope,
             counts=baseline_counts(diff),
             **diff)

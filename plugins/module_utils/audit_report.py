@@ -296,8 +296,9 @@ def _console(report: Mapping[str, Any], cells: _Cells, limit: int) -> List[str]:
         " (%s)" % ", ".join("%s %d" % item for item in summary["by_outcome"].items()) if summary["total"] else "")]
     regressions = baseline["broke"] if baseline else []
     if baseline:
-        lines.append("against baseline %s (%s): %s" % (
-            baseline["source"], baseline.get("generated_at") or "undated", _counts_text(_baseline_counts(baseline))))
+        lines.append("against baseline %s (%s): %s%s" % (
+            baseline["source"], baseline.get("generated_at") or "undated", _counts_text(_baseline_counts(baseline)),
+            _other_audit(report)))
     if report.get("partial_reasons"):
         lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
     lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
@@ -312,6 +313,15 @@ def _console(report: Mapping[str, Any], cells: _Cells, limit: int) -> List[str]:
     return lines
 
 
+def _other_audit(report: Mapping[str, Any]) -> str:
+    """A note when the baseline is a report of an audit with another title (a wrong path, most likely)."""
+    theirs = (report.get("baseline") or {}).get("title")
+    ours = report.get("title") or "DICOM echo audit"
+    if not theirs or theirs == ours:
+        return ""
+    return "; note: the baseline is a report of another audit, titled '%s'" % theirs
+
+
 def _baseline_view(report: Mapping[str, Any], limit: int, view: str) -> Optional[Dict[str, Any]]:
     """The baseline section; for ``md`` its lines are Markdown already (texts escaped, our arrows not)."""
     baseline = report.get("baseline")
@@ -320,7 +330,7 @@ def _baseline_view(report: Mapping[str, Any], limit: int, view: str) -> Optional
     escape = markdown_escape if view == "md" else _plain_text
     counts = _baseline_counts(baseline)
     return {"source": baseline["source"], "generated_at": baseline.get("generated_at"), "scope": baseline["scope"],
-            "counts": counts, "counts_text": _counts_text(counts), "kinds": [
+            "counts": counts, "counts_text": _counts_text(counts) + _other_audit(report), "kinds": [
                 {"kind": kind, "count": counts[kind],
                  "lines": [_pair_line(pair, escape) for pair in baseline[kind][:limit]],
                  "hidden": max(0, counts[kind] - limit)}

@@ -279,6 +279,9 @@ def test_the_job_output_and_set_stats_name_the_index_and_the_run(published):
     assert "published on reports-server: %s/index.html" % root in run.output
     assert "index: %s/index.html" % BASE_URL in run.output
     assert "this run: %s/runs/%s/report.html" % (BASE_URL, stamp) in run.output
+    # A run directory history.json does not list (an interrupted publish) is named, not silently kept forever.
+    assert "not in history.json, so neither shown nor ever pruned (an interrupted publish, or two at once?): " \
+           "runs/%s; remove them by hand" % UNLISTED in run.output, run.output[-3000:]
     stats = run.stats["echo_audit"]
     assert stats["published"]["url"] == BASE_URL + "/index.html"
     assert stats["published"]["index"] == "%s/index.html" % root

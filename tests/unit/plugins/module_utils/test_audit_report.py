@@ -191,6 +191,17 @@ def test_baseline_view_lines():
     assert console[3].startswith("REGRESSION probe-a as CT1 -> ARCHIVE")
 
 
+def test_a_baseline_of_another_audit_is_pointed_out():
+    old = report_of(small_runs(), title="Site B audit")
+    same = build_view(report_of(small_runs(), baseline=report_of(small_runs()), baseline_source="b.json"), "summary")
+    assert "another audit" not in same["console"][1]
+    report = report_of(small_runs(), baseline=old, baseline_source="site-b/latest.json")
+    assert report["baseline"]["title"] == "Site B audit"
+    console = build_view(report, "summary")["console"]
+    assert console[1].endswith("; note: the baseline is a report of another audit, titled 'Site B audit'")
+    assert build_view(report, "md")["baseline"]["counts_text"].endswith("titled 'Site B audit'")
+
+
 def expectation_changed():
     """ws-1 -> mwl expected reject before, accept now, rejected both times; ws-1 -> router new and timing out."""
     old = report_of(small_runs())
