@@ -420,6 +420,21 @@ results:
       type: dict
       returned: always
       sample: {"result": "permanent", "source": "service-user", "reason": "calling-ae-title-not-recognized"}
+      contains:
+        result:
+          description: V(permanent) or V(transient) (V(unknown-N) for a code the standard does not define).
+          type: str
+        source:
+          description:
+            - V(service-user) (the peer's application decided), V(service-provider-acse) or
+              V(service-provider-presentation) (the peer's DICOM service provider, for example at its
+              association limit).
+          type: str
+        reason:
+          description:
+            - For example V(calling-ae-title-not-recognized), V(called-ae-title-not-recognized),
+              V(no-reason-given), V(local-limit-exceeded) or V(temporary-congestion).
+          type: str
     rtt_ms:
       description:
         - Round-trip time of the C-ECHO requests in milliseconds (min, avg, max over O(count)), or null.
