@@ -396,7 +396,7 @@ def test_a_run_in_the_same_second_as_another_keeps_both_runs_reports(tmp_path):
                                               "echo_audit_report_formats": ["json", "html"]})
     assert done.rc == 0, done.output[-3000:]
     assert all(path.read_text() == text for path, text in taken.items())
-    (own,) = [path for path in report_dir.glob("echo-audit-*-2.json")]
+    (own,) = report_dir.glob("echo-audit-*-2.json")
     assert json.loads(own.read_text())["summary"]["total"] > 0
     assert own.with_suffix(".html").exists()
     assert json.loads(done.latest("json")) == json.loads(own.read_text())
