@@ -472,6 +472,14 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
     (tmp_path / "notreport.json").write_text('{"hello": 1}')
     wrong = run(tmp_path / "wrong", {}, {"echo_audit_baseline": str(tmp_path / "notreport.json")})
     assert wrong.rc != 0 and "not a JSON report of dicom.network.echo_audit (no schema_version)" in wrong.output
+    # A directory named latest.html stopped the run after the formats before it: latest.* half new, half old.
+    (tmp_path / "in-the-way" / "reports" / "latest.html").mkdir(parents=True)
+    (tmp_path / "in-the-way" / "reports" / "latest.json").write_text("{}")
+    in_the_way = run(tmp_path / "in-the-way", {})
+    assert in_the_way.rc != 0 and "%s: not a regular file, where this run writes a report" % (
+        tmp_path / "in-the-way" / "reports" / "latest.html") in in_the_way.output, in_the_way.output[-2000:]
+    assert (tmp_path / "in-the-way" / "reports" / "latest.json").read_text() == "{}"
+    assert not list((tmp_path / "in-the-way" / "reports").glob("echo-audit-*"))
     # An empty baseline (a failed copy) read as "no baseline" and let the regression gate pass.
     (tmp_path / "empty.json").write_text(" \n")
     empty = run(tmp_path / "empty", {}, {"echo_audit_baseline": str(tmp_path / "empty.json"),
@@ -479,7 +487,7 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
     assert empty.rc != 0 and "empty.json is empty, not a report of dicom.network.echo_audit" in empty.output, \
         empty.output[-2000:]
     assert not (tmp_path / "empty" / "reports").exists()
-    assert "Traceback" not in typo.output + missing.output + wrong.output + empty.output
+    assert "Traceback" not in typo.output + missing.output + wrong.output + empty.output + in_the_way.output
 
 
 def test_example_inventory_resolves_for_every_source_host(tmp_path):
