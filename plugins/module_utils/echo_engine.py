@@ -142,9 +142,11 @@ class _PeerRun:
                 return
         if raw is not None:
             # Closing the transport wakes pynetdicom's reader at once (Evt17), which ends the
-            # association; asking pynetdicom to abort would wait on the unresponsive peer.
+            # association; asking pynetdicom to abort would wait on the unresponsive peer. The plain
+            # socket's shutdown also for a TLS socket: its own shutdown() would drop the TLS state
+            # under the reader thread.
             try:
-                raw.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(raw, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -181,6 +183,9 @@ class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
                 context, server_hostname = tls_args
                 run.enter("tls", run.request.connect_timeout, _BACKSTOP_SLACK_S)
                 self.socket = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+                # wrap_socket() detaches ``raw`` (its descriptor moves to the TLS socket): a timeout must
+                # shut the TLS socket's connection down, or a peer silent after the handshake hangs the reader.
+                run.raw_socket = self.socket
                 cipher = self.socket.cipher()
                 run.debug("TLS established: %s, cipher %s" % (self.socket.version(), cipher[0] if cipher else "?"))
             self.socket.settimeout(None)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -313,6 +315,43 @@ def _tls(material, **extra):
     settings = {"enabled": True, "ca_file": material["ca_cert"]}
     settings.update(extra)
     return settings
+
+
+def test_a_tls_peer_silent_after_the_handshake_times_out_at_the_acse_timeout(tls_material):
+    """A peer that completes the TLS handshake and then never answers the A-ASSOCIATE-RQ: the timeout
+    used to shut down the plain socket that wrap_socket() had detached, so the reader was never woken
+    and the echo hung until the peer closed (a reviewer's run: 280 s and counting)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_material["server_cert"], tls_material["server_key"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    release = threading.Event()
+    held = []
+
+    def serve():
+        try:
+            connection, _address = listener.accept()
+            held.append(context.wrap_socket(connection, server_side=True))
+        except OSError:
+            return
+        release.wait(60)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        entry = {"ae_title": "SILENT_TLS", "host": "127.0.0.1", "port": listener.getsockname()[1],
+                 "tls": _tls(tls_material)}
+        (result,), wall = timed(echo, [entry], connect_timeout=2, acse_timeout=2)
+        assert held, "the handshake completed"
+        assert (result["outcome"], result["phase"]) == ("timeout", "associate"), result["message"]
+        assert "within 2 s" in result["message"], result["message"]
+        assert wall < 2 + MARGIN_S
+    finally:
+        release.set()
+        thread.join(10)
+        for tls_socket in held:
+            tls_socket.close()
+        listener.close()
 
 
 def test_tls_verified_against_the_test_ca(tls_peers, tls_material):
