@@ -156,6 +156,12 @@ def test_a_partial_run_never_overwrites_the_baseline_unless_asked(tmp_path, pyne
     assert baseline.read_bytes() == saved
     assert "kept as it was: this run is partial (hosts limited to ws-1)" in limited.stdout
     assert json.loads((report_dir / "latest.json").read_text())["partial_reasons"] == ["hosts limited to ws-1"]
+    # The playbooks' echo_audit_hosts narrows a run as --limit does (verify.yml's documented command).
+    verify = run(audit_command(inventory, report_dir, "-e", "echo_audit_hosts=ws-2", "-e", "echo_audit_baseline_save=true",
+                               "-e", "echo_audit_baseline=%s" % baseline, playbook="verify.yml"), tmp_path)
+    assert verify.returncode == 0, verify.stdout[-3000:]
+    assert baseline.read_bytes() == saved
+    assert "kept as it was: this run is partial (hosts limited to ws-2)" in verify.stdout, verify.stdout[-3000:]
 
     # The documented trap: latest.json as the baseline, and a run where one host cannot be reached.
     latest = report_dir / "latest.json"
