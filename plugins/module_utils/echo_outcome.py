@@ -364,7 +364,7 @@ def summary_message(results: List[Dict[str, Any]]) -> str:
     if not failing:
         return "all %d peer(s) answered as expected" % len(results)
     # A success has no phase worth naming ("success during release" reads as a problem in release).
-    parts = ["%s (%s%s, expected %s)" % (r["name"], r["outcome"],
-                                         "" if r["outcome"] == "success" else " during %s" % r["phase"], r["expect"])
-             for r in failing]
+    parts = ["%s (%s%s%s, expected %s)" % (
+        r["name"], r["outcome"], " by the peer's service provider" if refused_by_provider(r.get("reject")) else "",
+        "" if r["outcome"] == "success" else " during %s" % r["phase"], r["expect"]) for r in failing]
     return "%d of %d peer(s) not as expected: %s" % (len(failing), len(results), "; ".join(parts))

@@ -94,6 +94,10 @@ def test_reject_is_met_only_by_the_peers_application_refusing(result, source, di
 
 def test_a_busy_peer_says_what_to_lower():
     verdict = classify(obs(reject={"result": 2, "source": 3, "diagnostic": 2}))
+    line = summary_message([{"name": "pacs", "outcome": "rejected", "phase": "associate", "expect": "reject",
+                             "ok": False, "reject": verdict.reject}])
+    assert line == ("1 of 1 peer(s) not as expected: pacs (rejected by the peer's service provider during "
+                    "associate, expected reject)")
     assert verdict.message.endswith("the peer is busy (its association limit or load), which is no decision about "
                                     "this caller: retry, or lower parallel (and forks) so fewer associations reach it "
                                     "at once")
