@@ -632,11 +632,36 @@ def build_ssl_context(tls: TlsSettings) -> Optional[ssl.SSLContext]:
     if tls.cert_file:
         try:
             context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
-        except ssl.SSLError as exc:
-            raise TlsSetupError(None, "cannot load the certificate or key: %s" % (exc.reason or exc)) from None
-        except (OSError, ValueError) as exc:
-            raise TlsSetupError(None, "cannot load the certificate or key: %s" % exc) from None
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            field_name, detail = _client_key_problem(tls)
+            raise TlsSetupError(field_name, "%s (%s)" % (
+                detail, getattr(exc, "reason", None) or exc)) from None
     return context
+
+
+def _client_key_problem(tls: TlsSettings) -> Tuple[Optional[str], str]:
+    """Why the client certificate and key did not load, in the settings' words.
+
+    OpenSSL says only "PEM lib" or "Invalid argument" for a missing or wrong password and for a
+    certificate file without a key; the PEM headers tell those cases apart.
+    """
+    key_path = tls.key_file or tls.cert_file
+    try:
+        with open(key_path, "rb") as stream:
+            pem = stream.read(1 << 20)
+    except OSError:
+        pem = b""
+    if b"PRIVATE KEY-----" not in pem:
+        if tls.key_file:
+            return "key_file", "%s holds no PEM private key" % tls.key_file
+        return "key_file", "not set, and cert_file %s holds no private key: set key_file" % tls.cert_file
+    if b"ENCRYPTED" in pem:
+        where = "key_file" if tls.key_file else "cert_file"
+        if tls.key_password is None:
+            return "key_password", "not set, but the private key in %s %s is encrypted" % (where, key_path)
+        return "key_password", "does not decrypt the private key in %s %s (or that key is damaged)" % (where, key_path)
+    return None, "cannot load cert_file %s with %s %s: is the key the certificate's own?" % (
+        tls.cert_file, "key_file" if tls.key_file else "its key in", key_path)
 
 
 def _bind_family(address: str) -> Tuple[int, int]:

@@ -386,7 +386,7 @@ def test_an_unusable_tls_file_fails_only_the_peers_that_use_it(tls_peers, tls_ma
         ({"ca_file": str(tmp_path)}, "peers[2] (directory).tls.ca_file: %s is a directory, not a file" % tmp_path),
         ({"ca_file": not_pem}, "peers[3] (not-pem).tls.ca_file: %s holds no usable PEM CA certificate" % not_pem),
         ({"ca_file": tls_material["ca_cert"], "cert_file": not_pem, "key_file": not_pem},
-         "peers[4] (bad-cert).tls: cannot load the certificate or key"),
+         "peers[4] (bad-cert).tls.key_file: %s holds no PEM private key" % not_pem),
     ]
     names = ["missing", "directory", "not-pem", "bad-cert"]
     before = silent.connection_count()
@@ -430,6 +430,25 @@ def test_tls_client_certificate_with_encrypted_key(tls_peers, tls_material):
                                         key_file=tls_material["client_key_encrypted"],
                                         key_password=CLIENT_KEY_PASSWORD))
     assert with_cert["outcome"] == "success", with_cert["message"]
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"key_file": "client_key_encrypted"},
+     ".tls.key_password: not set, but the private key in key_file %(client_key_encrypted)s is encrypted"),
+    ({"key_file": "client_key_encrypted", "key_password": "not-the-password"},
+     ".tls.key_password: does not decrypt the private key in key_file %(client_key_encrypted)s"),
+    ({}, ".tls.key_file: not set, and cert_file %(client_cert)s holds no private key: set key_file"),
+    ({"key_file": "untrusted_client_key"},
+     ".tls: cannot load cert_file %(client_cert)s with key_file %(untrusted_client_key)s: is the key the "
+     "certificate's own?"),
+])
+def test_an_unusable_client_key_is_named_with_its_setting(tls_peers, tls_material, settings, expected):
+    """OpenSSL says only "PEM lib" or "Invalid argument" for these; the message names the setting and file."""
+    tls = _tls(tls_material, cert_file=tls_material["client_cert"],
+               **{key: tls_material.get(value, value) for key, value in settings.items()})
+    result = echo_one(tls_peers["tls-mutual"], tls=tls, expect="reject")
+    assert (result["outcome"], result["phase"], result["ok"]) == ("tls_error", "tls", False), result["message"]
+    assert expected % tls_material in result["message"], result["message"]
 
 
 def test_tls_to_dcmtk(tls_peers, tls_material):
