@@ -200,7 +200,7 @@ def _classify(obs: Observation) -> Classification:
                 "TLS handshake" if obs.connect_error_phase == "tls" else "TCP connect", where,
                 _seconds(obs.timeout_s))
         elif outcome == "tls_error":
-            message = "TLS handshake with %s failed: %s" % (where, detail)
+            message = "TLS handshake with %s failed: %s%s" % (where, detail, _tls_handshake_hint(detail))
         else:
             message = "%s is unreachable: %s" % (where, detail)
         return Classification(outcome, obs.connect_error_phase, message)
@@ -273,6 +273,22 @@ def _tls_alert_hint(alert: str) -> str:
     if any(word in text for word in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "DECRYPT_ERROR",
                                      "ACCESS_DENIED", "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED")):
         return " (the peer does not accept our client certificate)"
+    return ""
+
+
+def _tls_handshake_hint(detail: str) -> str:
+    """What a failed handshake most likely means; TLS 1.2 servers refuse client certificates here."""
+    text = detail.upper()
+    if "MISMATCH" in text or "NOT VALID FOR" in text:
+        return (" (set tls.server_hostname to a name the certificate's subjectAltName lists; the certificate's"
+                " CN alone is not accepted, unlike by DCMTK)")
+    if "PROTOCOL_VERSION" in text or "UNSUPPORTED_PROTOCOL" in text:
+        return " (no TLS version both sides allow: this client needs TLS 1.2 or newer)"
+    if "ALERT_HANDSHAKE_FAILURE" in text:
+        return (" (most often the peer wants a client certificate: set tls.cert_file and tls.key_file; else the"
+                " two sides share no cipher)")
+    if "ALERT" in text:
+        return _tls_alert_hint(detail)
     return ""
 
 

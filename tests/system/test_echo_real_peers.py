@@ -354,6 +354,41 @@ def test_a_tls_peer_silent_after_the_handshake_times_out_at_the_acse_timeout(tls
         listener.close()
 
 
+def test_a_tls12_peer_that_wants_a_client_certificate_says_so_in_the_handshake(tls_material):
+    """TLS 1.2 servers refuse a missing client certificate during the handshake (TLS 1.3 ones after it):
+    the message hints at the client certificate instead of only quoting OpenSSL's alert."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls_material["server_cert"], tls_material["server_key"])
+    context.load_verify_locations(cafile=tls_material["ca_cert"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve():
+        try:
+            connection, _address = listener.accept()
+        except OSError:
+            return
+        try:
+            context.wrap_socket(connection, server_side=True).close()
+        except (OSError, ssl.SSLError):
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        entry = {"ae_title": "TLS12_SCP", "host": "127.0.0.1", "port": listener.getsockname()[1],
+                 "expect": "reject", "tls": _tls(tls_material)}
+        (result,) = echo([entry], connect_timeout=3, acse_timeout=3)
+        assert (result["outcome"], result["phase"], result["ok"]) == ("tls_error", "tls", False), result["message"]
+        assert "most often the peer wants a client certificate: set tls.cert_file and tls.key_file" \
+            in result["message"], result["message"]
+    finally:
+        thread.join(10)
+        listener.close()
+
+
 def test_tls_verified_against_the_test_ca(tls_peers, tls_material):
     result = echo_one(tls_peers["tls"], tls=_tls(tls_material))
     assert result["outcome"] == "success" and result["tls"] is True

@@ -103,6 +103,25 @@ def test_a_busy_peer_says_what_to_lower():
                                     "at once")
 
 
+@pytest.mark.parametrize("text, hint", [
+    ("[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure (_ssl.c:1006)",
+     "most often the peer wants a client certificate"),
+    ("[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:1006)", "the peer does not accept our client certificate"),
+    ("[SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version (_ssl.c:1006)", "needs TLS 1.2 or newer"),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, certificate is not valid for "
+     "'127.0.0.1'. (_ssl.c:1006)", "set tls.server_hostname to a name the certificate's subjectAltName lists"),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate", None),
+])
+def test_a_failed_handshake_says_what_it_most_likely_means(text, hint):
+    verdict = classify(obs(connect_error=ssl.SSLError(1, text), connect_error_phase="tls"))
+    assert (verdict.outcome, verdict.phase) == ("tls_error", "tls")
+    assert verdict.message.startswith("TLS handshake with 10.0.0.1:104 failed: %s" % text), verdict.message
+    if hint is None:
+        assert "(" not in verdict.message[len("TLS handshake with 10.0.0.1:104 failed: ") + len(text):]
+    else:
+        assert hint in verdict.message
+
+
 def test_unknown_reject_codes_stay_visible():
     verdict = classify(obs(reject={"result": 9, "source": 1, "diagnostic": 42}))
     assert verdict.reject == {"result": "unknown-9", "source": "service-user", "reason": "unknown-42"}
