@@ -8,8 +8,10 @@ Session-scoped (started once, on first use, stopped at session end):
                        status-warning (0xB000), abort-on-echo, slow (10 s), and
                        accept-ipv6 (on ::1, when available).  One process, pynetdicom 3.0.4
                        (or ``$DICOM_PEERS_PYTHON``).  ``peer.connection_count()`` works.
-``pynetdicom2_peers``  the same set (minus IPv6) under pynetdicom 2.0.2 (/tmp/py39/bin/python
-                       or ``$DICOM_PEERS_PY39``); skipped if that interpreter is missing.
+``pynetdicom2_peers``  the same set (minus IPv6) under pynetdicom 2.0.2 (``$DICOM_NETWORK_PY39``,
+                       which scripts/test sets to its .venv/py39, else ``$DICOM_PEERS_PY39`` or
+                       /tmp/py39/bin/python); skipped if that interpreter is missing, failed when
+                       ``$DICOM_NETWORK_PY39`` names one that cannot import pynetdicom.
 ``dcmtk_peers``        dict: storescp, storescp-refuse, dcmqrscp, wlmscpfs.
 ``orthanc_peer``       Peer; ``peer.extra`` lists known_calling / other_host_calling /
                        noecho_calling and the http_port.
@@ -153,17 +155,20 @@ def pynetdicom_peers(peers_workdir, peer_reaper) -> Dict[str, Peer]:
 
 @pytest.fixture(scope="session")
 def pynetdicom2_peers(peers_workdir, peer_reaper) -> Dict[str, Peer]:
-    python = os.environ.get("DICOM_PEERS_PY39") or PY39_DEFAULT
+    # scripts/test exports DICOM_NETWORK_PY39 when it built the Python 3.9 venv: then these peers must run.
+    required = os.environ.get("DICOM_NETWORK_PY39")
+    python = required or os.environ.get("DICOM_PEERS_PY39") or PY39_DEFAULT
+    give_up = pytest.fail if required else pytest.skip
     if not os.access(python, os.X_OK):
-        pytest.skip("pynetdicom 2.x interpreter %s not found" % python)
+        give_up("pynetdicom 2.x interpreter %s not found" % python)
     try:
         res = subprocess.run([python, "-c", "import pynetdicom; print(pynetdicom.__version__)"],
                              check=False,
                              capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
-        pytest.skip("%s did not import pynetdicom within 30 s" % python)
+        give_up("%s did not import pynetdicom within 30 s" % python)
     if res.returncode != 0:
-        pytest.skip("%s cannot import pynetdicom: %s" % (python, res.stderr.strip()[-200:]))
+        give_up("%s cannot import pynetdicom: %s" % (python, res.stderr.strip()[-200:]))
     with _Timer("pynetdicom2_peers", "start"):
         proc, peers = _retry(lambda: start_pynetdicom_peers(
             peers_workdir / "pynetdicom2", dict(PLAIN_PEERS), python=python,
