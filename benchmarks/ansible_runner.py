@@ -160,3 +160,21 @@ def _empty_config(workdir: Path) -> Path:
     if not path.exists():
         path.write_text("[defaults]\n")
     return path
+
+
+def ansible_floor(workdir: Path, runs: int = 3) -> Dict[str, float]:
+    """What any one-task module call costs here: ansible-playbook running only ``ansible.builtin.ping``
+    on a local-connection host (no DICOM, no pynetdicom import), the fastest of ``runs``.
+
+    The targets' "best possible" bounds add it to what the peers themselves need: no module, however
+    fast its own work, finishes a playbook sooner than this on this machine."""
+    play = [{"name": "Ansible floor", "hosts": "localhost", "gather_facts": False,
+             "tasks": [{"name": "ping", "ansible.builtin.ping": {}}]}]
+    walls = []
+    for index in range(runs):
+        run = run_playbook(Path(workdir) / ("floor-%d" % index), play, local_inventory({"localhost": {}}), forks=1,
+                           timeout=120)
+        if run.rc != 0:
+            raise RuntimeError("ansible-playbook with one ping task failed (rc %d):\n%s" % (run.rc, run.output[-2000:]))
+        walls.append(run.wall_s)
+    return {"min_s": min(walls), "max_s": max(walls), "runs": len(walls)}

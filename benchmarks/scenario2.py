@@ -153,8 +153,10 @@ def run_inside(ctx: Context, blackhole: Optional[str]) -> None:
                 data=split)
         ctx.target("2 %s" % tag, "module: engine time (summary.duration_ms) / timeout (%s)" % condition,
                    engine_ratio, 1.5, False, "x")
+        floor = ctx.ansible_floor_s()
         ctx.target("2 %s" % tag, "module: ansible-playbook wall / timeout (%s)" % condition,
-                   run_.wall_s / timeout, 1.5, False, "x")
+                   run_.wall_s / timeout, 1.5, False, "x",
+                   [("any client", (floor + timeout) / timeout, "Ansible floor %.2f s + one timeout" % floor)])
 
 
 def _refused_peers(ctx: Context, count: int, timeout: float) -> None:

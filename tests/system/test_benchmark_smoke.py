@@ -26,9 +26,13 @@ def test_benchmark_smoke_runs_and_prints_a_table(tmp_path):
     report = "stdout:\n%s\nstderr:\n%s" % (done.stdout[-6000:], done.stderr[-3000:])
     assert done.returncode == 0, report
     assert "| scenario | condition | measurement | wall s |" in done.stdout, report
-    assert "| target | what | measured | threshold | verdict |" in done.stdout, report
+    assert "| target | what | measured | threshold | verdict | best possible on this machine |" in done.stdout, report
+    assert "| floor | - | ansible-playbook with one ansible.builtin.ping task" in done.stdout, report
     assert "| 1 many peers | proxy 5 ms | dicom.network.echo via ansible-playbook |" in done.stdout, report
     document = json.loads(out.read_text())
     assert document["errors"] == []
     assert {row["scenario"].split()[0] for row in document["rows"]} >= {"1", "2", "5"}
     assert all(target["verdict"] in ("PASS", "MISS", "n/a") for target in document["targets"])
+    # The speed-up targets carry what any client could reach here: the Ansible floor plus the peers' CPU.
+    bounds = [t["best_possible"] for t in document["targets"] if t["key"].startswith("1b")]
+    assert bounds and all("any client: " in bound and "(Ansible floor " in bound for bound in bounds), bounds
