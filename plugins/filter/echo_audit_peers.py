@@ -20,7 +20,8 @@ description:
   - All peer lists are merged, the C(dicom_peers_*) ones in name order first and C(dicom_peers) last, so
     group variables can declare a list once for a whole group and host variables extend it.
   - Identical repeats of a peer are merged and an AE never checks itself. Unknown registry names, two entries for
-    one AE title on one host and port, a peer listed twice with different settings, and malformed entries fail
+    one AE title on one host and port, an inline peer that is a registry entry (refer to it by its registry name),
+    a peer listed twice with different settings, and malformed entries fail
     with an error naming the host and the entry.
 options:
   _input:

@@ -46,7 +46,9 @@ options:
         result become V(not_run) cells with reason C(interrupted), and the report is partial.
     type: string
   limit:
-    description: The host limit of the run (C(ansible_limit)), recorded in the report; a limited run is partial.
+    description:
+      - The host limit of the run as text (the role passes C(ansible_limit) and an C(echo_audit_hosts) other than
+        C(dicom_sources)), recorded in the report; a limited run is partial (reason C(hosts limited to <limit>)).
     type: string
   setup_failures:
     description:
@@ -221,7 +223,8 @@ _value:
       type: dict
     baseline:
       description:
-        - V(null) without O(baseline); otherwise C(source), C(generated_at), C(scope), C(counts) and the lists
+        - V(null) without O(baseline); otherwise C(source), C(generated_at), C(title) (the baseline report's title;
+          the console and the reports point out a title other than this run's), C(scope), C(counts) and the lists
           C(broke), C(fixed), C(appeared), C(disappeared), C(changed) of pairs with their C(before) and C(after)
           (each V(null) when the pair is absent on that side, else its C(outcome), C(ok), C(expect) and C(message)).
         - C(counts) has the length of each list and C(new_failures), the pairs that broke plus the pairs that appeared

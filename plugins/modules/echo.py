@@ -147,7 +147,8 @@ options:
     type: str
   connect_timeout:
     description:
-      - Seconds allowed for the TCP connection, and again for the TLS handshake when TLS is enabled.
+      - Seconds allowed for resolving the host name, again for the TCP connection, and again for the TLS
+        handshake when TLS is enabled.
       - Each address of a host name with several addresses gets this time, see RV(results[].address).
     type: float
     default: 5
@@ -204,8 +205,9 @@ options:
     description:
       - DICOM over TLS (PS3.15 Annex B) for all peers; see also O(peers[].tls).
       - The files are read on the managed host before any connection. A missing, unreadable or broken
-        file makes each peer that uses it a V(tls_error) result (no connection made, the message names
-        the setting and the file); the other peers are echoed as usual.
+        file, an encrypted key without O(tls.key_password) or with a wrong one, or a key that is not the
+        certificate's own makes each peer that uses those settings a V(tls_error) result (no connection
+        made, the message names the setting and the file); the other peers are echoed as usual.
     type: dict
     suboptions:
       enabled:
@@ -219,7 +221,7 @@ options:
         description: PEM client certificate, for peers that require one.
         type: path
       key_file:
-        description: PEM private key of O(tls.cert_file), if not in the same file.
+        description: PEM private key of O(tls.cert_file), if not in the same file. Requires O(tls.cert_file).
         type: path
       key_password:
         description: Password of an encrypted O(tls.key_file). Never logged or returned.
@@ -318,7 +320,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 msg:
-  description: One line that names every peer whose outcome differs from its expectation.
+  description:
+    - One line that names every peer whose outcome differs from its expectation, with its outcome, phase
+      and expectation; when every peer answered as expected, a line that says so with their number.
+    - A rejection by the peer's DICOM service provider (RV(results[].reject.source) other than
+      V(service-user), for example a busy peer at its association limit) says so.
   returned: always
   type: str
   sample: "1 of 3 peer(s) not as expected: printer (refused during connect, expected accept)"
@@ -388,9 +394,10 @@ results:
         - V(dns_error) the host name did not resolve.
         - V(tls_error) the TLS handshake failed (certificate, host name, protocol), the peer ended the TLS
           session with an alert (under TLS 1.3 a refused or missing client certificate arrives this way,
-          after the handshake; the message says so), or a TLS file named for
-          this peer (O(tls.ca_file), O(tls.cert_file), O(tls.key_file)) is missing, unreadable or not PEM on
-          this host; then no connection was made and only the peers using that file fail.
+          after the handshake; the message says so), or the TLS settings of this peer cannot be used on this
+          host (O(tls.ca_file), O(tls.cert_file) or O(tls.key_file) missing, unreadable or not PEM, a
+          missing or wrong O(tls.key_password), a key that is not the certificate's own); then no
+          connection was made and only the peers using those settings fail.
         - V(protocol_error) the peer sent something that is not DICOM.
       type: str
       returned: always
@@ -409,7 +416,8 @@ results:
       description: One human-readable line, as precise as C(echoscu).
       type: str
       returned: always
-      sample: "A-ASSOCIATE-RJ (rejected-permanent, source service-user, reason called-ae-title-not-recognized)"
+      sample: "A-ASSOCIATE-RJ (rejected-permanent, source service-user, reason called-ae-title-not-recognized)
+        for calling AE 'CT_EAST_1' -> called AE 'PACS_ARCHIVE'"
     status:
       description: The C-ECHO-RSP status as an integer, or null when no response arrived.
       type: int
@@ -438,10 +446,9 @@ results:
     rtt_ms:
       description:
         - Round-trip time of the C-ECHO requests in milliseconds (min, avg, max over O(count)), or null.
-        - Measured from the request to the decoded response inside pynetdicom, which polls its socket and
-          queues every 1 ms or so; on a LAN about 3 ms of each value is that polling (DCMTK C(echoscu)
-          measures 0.4 ms where this reports 3 ms). Compare values with each other, not with
-          C(echoscu) or ICMP ping.
+        - Measured from the request to the decoded response inside pynetdicom, including about 1 ms of its
+          internal queues; on a LAN DCMTK C(echoscu) measures 0.4-0.5 ms where this reports 1.2-1.8 ms.
+          Compare values with each other, not with C(echoscu) or ICMP ping.
       type: dict
       returned: always
       sample: {"min": 0.8, "avg": 1.1, "max": 1.6}

@@ -18,12 +18,15 @@ description:
     each file, measured at 0.6 to 0.8 s apiece in the audit benchmark).
   - Each file is written atomically - a temporary file in the same directory, flushed to disk with
     fsync, given its mode, then renamed over the destination - so a reader sees the old file or the
-    new one, never a part. The temporary file is removed if anything fails.
+    new one, never a part. The temporary file is removed if anything fails. A path listed in
+    O(files[].exclusive) is instead given its name only while that name is free (a hard link), so it
+    never replaces a file.
   - A file is only rewritten when its content differs, and only given its mode when that differs, so a
     second run with the same content reports C(changed=false).
   - Every destination is checked before the first file is written. A missing directory, a directory
-    that is not writable, a destination that is a directory, a bad O(mode) or a content that is not a
-    string fail the task with a message naming the destination, and nothing is written.
+    that is not writable, a destination that is a directory, an O(files[].exclusive) path that exists
+    with other content, a bad O(mode) or a content that is not a string fail the task with a message
+    naming the destination, and nothing is written.
   - The C(dicom.network.echo_audit) role writes its reports, their C(latest.*) copies and the saved
     baseline with it, in one task.
 author:
@@ -35,7 +38,8 @@ notes:
     C(lookup('ansible.builtin.template', ...)) to render a template in the task's own variables.
   - Run the task with C(run_once=true) when every host would write the same files.
   - An existing file keeps its owner and group when the controller user may set them. A symbolic
-    link at O(files[].dest) is replaced by a regular file, not followed.
+    link at O(files[].dest) is replaced by a regular file, not followed (a path listed in
+    O(files[].exclusive) that is a symbolic link fails the task instead).
 attributes:
   action:
     support: full
