@@ -59,7 +59,16 @@ def test_pool_growth_is_bounded_by_four_times_parallel(hostile_factory):
     entries = [peer_entry(silent, name="silent-%d" % i) for i in range(10)]
     results = echo(entries, parallel=1, **TIMEOUTS)
     assert all(r["outcome"] == "timeout" for r in results), results
-    assert 2 <= silent.control.peak_connections <= 4, silent.control.peak_connections
+    # Counted from each association's own start and duration: the server counts a connection until
+    # its handler thread has seen the close, which lags on a loaded machine (it once counted 5).
+    assert 2 <= _most_at_once(results) <= 4, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
+
+
+def _most_at_once(results) -> int:
+    """The most associations whose [start, start + total] overlap; started_at has whole milliseconds,
+    so one that ended within 2 ms of another's start does not count as overlapping it."""
+    spans = [(_started(r).timestamp(), _started(r).timestamp() + r["timings_ms"]["total"] / 1000.0) for r in results]
+    return max(sum(1 for start, end in spans if start <= other_start < end - 0.002) for other_start, _end in spans)
 
 
 @pytest.mark.parametrize("behaviour, outcome, fragment", [

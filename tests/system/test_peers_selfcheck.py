@@ -83,9 +83,10 @@ def assert_rejected(r: EchoResult, result: str, source: str, reason: str) -> Non
 
 
 def pyn_echo(peer: Peer, aet: str, aec: str | None = None, bind: str | None = None,
-             host: str | None = None, timeout: float = 3):
+             host: str | None = None, timeout: float = 15):
     """pynetdicom SCU (3.0.4 in the venv) for what echoscu cannot do (IPv6, bind address).
-    Returns ("success", status) / ("rejected", (result, source, reason)) / ("other", ...)."""
+    Returns ("success", status) / ("rejected", (result, source, reason)) / ("other", ...).
+    ``timeout``: 3 s ran out once for Orthanc's rejection on a loaded machine (an abort instead)."""
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
     ae = AE(ae_title=aet)
