@@ -19,6 +19,7 @@ Inventory model (see ``roles/echo_audit/README.md``):
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from collections.abc import Mapping
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -133,12 +134,21 @@ def _ae(raw: Any, host: str, entry: str, allowed: Sequence[str] = REGISTRY_KEYS)
 
 
 def _target(ae: Mapping[str, Any]) -> Tuple[str, str, int]:
-    # DNS names are case-insensitive; AE titles are not (PS3.5).
-    return ae["ae_title"], ae["host"].lower(), ae["port"]
+    # AE titles are case-sensitive (PS3.5); one host may be spelled several ways: DNS names in any case
+    # and with the root's trailing dot, IP addresses in any of their textual forms.
+    return ae["ae_title"], _host_key(ae["host"]), ae["port"]
+
+
+def _host_key(host: str) -> str:
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host.lower().rstrip(".") or host
 
 
 def _describe(ae: Mapping[str, Any]) -> str:
-    return "%s@%s:%d" % (ae["ae_title"], ae["host"], ae["port"])
+    host = ae["host"]
+    return "%s@%s:%d" % (ae["ae_title"], "[%s]" % host if ":" in host else host, ae["port"])
 
 
 def validate_registry(registry: Any, host: str) -> Dict[str, Dict[str, Any]]:

@@ -88,7 +88,8 @@ class _PeerRun:
         self.ssl_context = ssl_context
         self.obs = Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
                                calling_ae_title=spec.calling_ae_title, count=request.count,
-                               tls_verified=spec.tls.verify if spec.tls.enabled else None)
+                               tls_verified=spec.tls.verify if spec.tls.enabled else None,
+                               tls_client_certificate=bool(spec.tls.enabled and spec.tls.cert_file))
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.phase = "resolve"
@@ -633,24 +634,37 @@ def build_ssl_context(tls: TlsSettings) -> Optional[ssl.SSLContext]:
         try:
             context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            field_name, detail = _client_key_problem(tls)
+            field_name, detail = _client_key_problem(tls, getattr(exc, "reason", None))
             raise TlsSetupError(field_name, "%s (%s)" % (
                 detail, getattr(exc, "reason", None) or exc)) from None
     return context
 
 
-def _client_key_problem(tls: TlsSettings) -> Tuple[Optional[str], str]:
+def _read_head(path: Optional[str]) -> bytes:
+    try:
+        with open(path or "", "rb") as stream:
+            return stream.read(1 << 20)
+    except OSError:
+        return b""
+
+
+def _client_key_problem(tls: TlsSettings, reason: Optional[str] = None) -> Tuple[Optional[str], str]:
     """Why the client certificate and key did not load, in the settings' words.
 
-    OpenSSL says only "PEM lib" or "Invalid argument" for a missing or wrong password and for a
-    certificate file without a key; the PEM headers tell those cases apart.
+    OpenSSL says only "PEM lib" or "Invalid argument" for a certificate that is not PEM, a missing or
+    wrong password and a certificate file without a key; the PEM headers tell those cases apart.
     """
+    certificate = _read_head(tls.cert_file)
+    if b"CERTIFICATE-----" not in certificate:
+        # DER (what Windows CAs often hand out) starts with an ASN.1 SEQUENCE.
+        hint = (": it looks like DER, convert it with openssl x509 -inform DER -in %s -out client.pem" % tls.cert_file
+                if certificate[:1] == b"\x30" else "")
+        return "cert_file", "%s holds no PEM certificate%s" % (tls.cert_file, hint)
     key_path = tls.key_file or tls.cert_file
-    try:
-        with open(key_path, "rb") as stream:
-            pem = stream.read(1 << 20)
-    except OSError:
-        pem = b""
+    pem = _read_head(key_path)
+    if reason == "KEY_VALUES_MISMATCH" and b"PRIVATE KEY-----" in pem:
+        return "key_file" if tls.key_file else "cert_file", "the private key in %s is not the key of cert_file %s" % (
+            key_path, tls.cert_file)
     if b"PRIVATE KEY-----" not in pem:
         if tls.key_file:
             return "key_file", "%s holds no PEM private key" % tls.key_file

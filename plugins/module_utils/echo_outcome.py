@@ -87,6 +87,7 @@ class Observation:
     peer_abort: Optional[Dict[str, Optional[int]]] = None  # A-ABORT PDU from the peer
     peer_closed_phase: Optional[str] = None  # TCP closed by the peer without an A-ABORT
     tls_verified: Optional[bool] = None  # None: plain TCP; False: TLS without certificate verification
+    tls_client_certificate: bool = False  # a client certificate was offered (tls.cert_file set)
     tls_alert: Optional[str] = None  # a TLS alert read after the handshake (TLS 1.3 client certificate checks)
     tls_alert_phase: Optional[str] = None
     pdus_received: int = 0  # DICOM PDUs decoded from the peer
@@ -200,7 +201,8 @@ def _classify(obs: Observation) -> Classification:
                 "TLS handshake" if obs.connect_error_phase == "tls" else "TCP connect", where,
                 _seconds(obs.timeout_s))
         elif outcome == "tls_error":
-            message = "TLS handshake with %s failed: %s%s" % (where, detail, _tls_handshake_hint(detail))
+            message = "TLS handshake with %s failed: %s%s" % (
+                where, detail, _tls_handshake_hint(detail, obs.tls_client_certificate))
         else:
             message = "%s is unreachable: %s" % (where, detail)
         return Classification(outcome, obs.connect_error_phase, message)
@@ -220,7 +222,7 @@ def _classify(obs: Observation) -> Classification:
         return Classification("tls_error", obs.tls_alert_phase or "associate",
                               "peer at %s ended the TLS session during %s with an alert: %s%s"
                               % (where, obs.tls_alert_phase or "associate", obs.tls_alert,
-                                 _tls_alert_hint(obs.tls_alert)))
+                                 _tls_alert_hint(obs.tls_alert, obs.tls_client_certificate)))
     if obs.accepted and obs.context_result not in (None, 0):
         return Classification(
             "context_rejected", "associate",
@@ -266,17 +268,20 @@ def _classify(obs: Observation) -> Classification:
     return Classification("success", "release", message, status=0x0000)
 
 
-def _tls_alert_hint(alert: str) -> str:
+def _tls_alert_hint(alert: str, client_certificate: bool = False) -> str:
     text = alert.upper()
-    if "CERTIFICATE_REQUIRED" in text or "HANDSHAKE_FAILURE" in text:
+    if "CERTIFICATE_REQUIRED" in text or ("HANDSHAKE_FAILURE" in text and not client_certificate):
         return " (the peer wants a client certificate: set tls.cert_file and tls.key_file)"
+    if "HANDSHAKE_FAILURE" in text:
+        return (" (the peer refused the handshake: it does not accept our client certificate, or the two sides"
+                " share no cipher)")
     if any(word in text for word in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "DECRYPT_ERROR",
                                      "ACCESS_DENIED", "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED")):
         return " (the peer does not accept our client certificate)"
     return ""
 
 
-def _tls_handshake_hint(detail: str) -> str:
+def _tls_handshake_hint(detail: str, client_certificate: bool = False) -> str:
     """What a failed handshake most likely means; TLS 1.2 servers refuse client certificates here."""
     text = detail.upper()
     if "MISMATCH" in text or "NOT VALID FOR" in text:
@@ -284,11 +289,11 @@ def _tls_handshake_hint(detail: str) -> str:
                 " CN alone is not accepted, unlike by DCMTK)")
     if "PROTOCOL_VERSION" in text or "UNSUPPORTED_PROTOCOL" in text:
         return " (no TLS version both sides allow: this client needs TLS 1.2 or newer)"
-    if "ALERT_HANDSHAKE_FAILURE" in text:
+    if "ALERT_HANDSHAKE_FAILURE" in text and not client_certificate:
         return (" (most often the peer wants a client certificate: set tls.cert_file and tls.key_file; else the"
                 " two sides share no cipher)")
     if "ALERT" in text:
-        return _tls_alert_hint(detail)
+        return _tls_alert_hint(detail, client_certificate)
     return ""
 
 

@@ -279,8 +279,17 @@ def _link_new(temporary: str, path: str, data: bytes) -> None:
             if exc.errno not in _NO_HARD_LINKS:
                 raise
             # A file system without hard links: reserve the name, then put the file in its place.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            os.replace(temporary, path)
+            reserved = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                placeholder = os.fstat(reserved)
+            finally:
+                os.close(reserved)
+            try:
+                os.replace(temporary, path)
+            except BaseException:
+                # An empty reservation left behind would read as another run's file on the next try.
+                _remove_if_same(path, placeholder)
+                raise
             return
     except FileExistsError:
         try:
@@ -290,6 +299,15 @@ def _link_new(temporary: str, path: str, data: bytes) -> None:
         if not same:
             raise ControllerFileError(_TAKEN % path) from None
     os.unlink(temporary)
+
+
+def _remove_if_same(path: str, placeholder: os.stat_result) -> None:
+    try:
+        current = os.lstat(path)
+        if (current.st_dev, current.st_ino) == (placeholder.st_dev, placeholder.st_ino) and current.st_size == 0:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _keep_owner(path: str, temporary: str) -> None:

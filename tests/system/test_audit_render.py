@@ -378,25 +378,33 @@ def test_verdict_fails_on_unexpected_and_on_regression(first, tmp_path):
     assert (counts["broke"], counts["appeared"], counts["new_failures"]) == (0, 2, 1)
 
 
-def test_a_run_in_the_same_second_as_another_keeps_both_runs_reports(tmp_path):
-    """Another audit wrote its reports into this directory in the same second: this run names its own with a
-    suffix and writes no file of the other run (one of the two runs used to be lost without a word)."""
+@pytest.mark.parametrize("prefix, taken_suffixes, own_suffix", [
+    ("echo-audit", [""], "-2"),
+    # A dot in the prefix once hid every taken name (the run then failed on the other run's files), and the
+    # tenth run of a second got a random suffix.
+    ("site.a", [""] + ["-%d" % n for n in range(2, 11)], "-11"),
+])
+def test_a_run_in_the_same_second_as_another_keeps_both_runs_reports(tmp_path, prefix, taken_suffixes, own_suffix):
+    """Other audits wrote their reports into this directory in the same second: this run names its own with the
+    next suffix and writes no file of theirs (one of the two runs used to be lost without a word)."""
     report_dir = tmp_path / "reports"
     report_dir.mkdir(parents=True)
     now = datetime.now(timezone.utc)
-    # Every second the run could name itself after, taken by "another run".
+    # Every second the run could name itself after, taken by "other runs".
     taken = {}
     for offset in range(-5, 600):
         stamp = (now + timedelta(seconds=offset)).strftime("%Y%m%dT%H%M%SZ")
-        for extension in ("json", "html"):
-            path = report_dir / ("echo-audit-%s.%s" % (stamp, extension))
-            path.write_text("another run %s\n" % stamp)
-            taken[path] = path.read_text()
+        for suffix in taken_suffixes:
+            for extension in ("json", "html"):
+                path = report_dir / ("%s-%s%s.%s" % (prefix, stamp, suffix, extension))
+                path.write_text("another run %s%s\n" % (stamp, suffix))
+                taken[path] = path.read_text()
     done = run(tmp_path, fake_echo(plans()), {"echo_audit_fail_on_unexpected": False,
+                                              "echo_audit_report_prefix": prefix,
                                               "echo_audit_report_formats": ["json", "html"]})
     assert done.rc == 0, done.output[-3000:]
     assert all(path.read_text() == text for path, text in taken.items())
-    (own,) = report_dir.glob("echo-audit-*-2.json")
+    (own,) = report_dir.glob("%s-*%s.json" % (prefix, own_suffix))
     assert json.loads(own.read_text())["summary"]["total"] > 0
     assert own.with_suffix(".html").exists()
     assert json.loads(done.latest("json")) == json.loads(own.read_text())

@@ -421,7 +421,7 @@ def test_an_unusable_tls_file_fails_only_the_peers_that_use_it(tls_peers, tls_ma
         ({"ca_file": str(tmp_path)}, "peers[2] (directory).tls.ca_file: %s is a directory, not a file" % tmp_path),
         ({"ca_file": not_pem}, "peers[3] (not-pem).tls.ca_file: %s holds no usable PEM CA certificate" % not_pem),
         ({"ca_file": tls_material["ca_cert"], "cert_file": not_pem, "key_file": not_pem},
-         "peers[4] (bad-cert).tls.key_file: %s holds no PEM private key" % not_pem),
+         "peers[4] (bad-cert).tls.cert_file: %s holds no PEM certificate" % not_pem),
     ]
     names = ["missing", "directory", "not-pem", "bad-cert"]
     before = silent.connection_count()
@@ -473,9 +473,9 @@ def test_tls_client_certificate_with_encrypted_key(tls_peers, tls_material):
     ({"key_file": "client_key_encrypted", "key_password": "not-the-password"},
      ".tls.key_password: does not decrypt the private key in key_file %(client_key_encrypted)s"),
     ({}, ".tls.key_file: not set, and cert_file %(client_cert)s holds no private key: set key_file"),
+    ({"key_file": "ca_cert"}, ".tls.key_file: %(ca_cert)s holds no PEM private key"),
     ({"key_file": "untrusted_client_key"},
-     ".tls: cannot load cert_file %(client_cert)s with key_file %(untrusted_client_key)s: is the key the "
-     "certificate's own?"),
+     ".tls.key_file: the private key in %(untrusted_client_key)s is not the key of cert_file %(client_cert)s"),
 ])
 def test_an_unusable_client_key_is_named_with_its_setting(tls_peers, tls_material, settings, expected):
     """OpenSSL says only "PEM lib" or "Invalid argument" for these; the message names the setting and file."""
@@ -484,6 +484,19 @@ def test_an_unusable_client_key_is_named_with_its_setting(tls_peers, tls_materia
     result = echo_one(tls_peers["tls-mutual"], tls=tls, expect="reject")
     assert (result["outcome"], result["phase"], result["ok"]) == ("tls_error", "tls", False), result["message"]
     assert expected % tls_material in result["message"], result["message"]
+
+
+@pytest.mark.parametrize("key", [{"key_file": "client_key"},
+                                 {"key_file": "client_key_encrypted", "key_password": CLIENT_KEY_PASSWORD}])
+def test_a_der_client_certificate_is_named_as_the_problem(tls_peers, tls_material, tmp_path, key):
+    """A DER certificate with its own key (and the right password) used to be blamed on the key or its password."""
+    der = tmp_path / "client.der"
+    der.write_bytes(ssl.PEM_cert_to_DER_cert(open(tls_material["client_cert"]).read()))
+    tls = _tls(tls_material, cert_file=str(der), **{name: tls_material.get(value, value) for name, value in key.items()})
+    result = echo_one(tls_peers["tls-mutual"], tls=tls, expect="reject")
+    assert (result["outcome"], result["phase"]) == ("tls_error", "tls"), result["message"]
+    assert ".tls.cert_file: %s holds no PEM certificate: it looks like DER, convert it with openssl x509 -inform DER" \
+        % der in result["message"], result["message"]
 
 
 def test_tls_to_dcmtk(tls_peers, tls_material):

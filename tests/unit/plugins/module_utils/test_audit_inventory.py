@@ -168,6 +168,13 @@ def test_local_aes_may_be_a_single_name():
     ({"lists": {"dicom_peers": [{"name": "gw1", "ae_title": "GW", "host": "gw.example.org", "port": 104},
                                 {"name": "gw2", "ae_title": "GW", "host": "GW.example.org", "port": 104}]}},
      ["dicom_peers[1] (gw2)", "duplicate AE title GW on GW.example.org:104", "already listed as dicom_peers[0]"]),
+    # One host spelled two ways is still one AE: the root's trailing dot, IPv6 written out in full.
+    ({"lists": {"dicom_peers": [{"name": "gw1", "ae_title": "GW", "host": "gw.example.org", "port": 104},
+                                {"name": "gw2", "ae_title": "GW", "host": "gw.example.org.", "port": 104}]}},
+     ["dicom_peers[1] (gw2)", "duplicate AE title GW on gw.example.org.:104", "already listed as dicom_peers[0]"]),
+    ({"lists": {"dicom_peers": [{"name": "v6a", "ae_title": "GW", "host": "2001:db8::10", "port": 104},
+                                {"name": "v6b", "ae_title": "GW", "host": "2001:0db8:0:0:0:0:0:0010", "port": 104}]}},
+     ["dicom_peers[1] (v6b)", "duplicate AE title GW", "already listed as dicom_peers[0]"]),
     ({"lists": {"dicom_peers": [{"name": "mwl", "local_aes": ["mr1"]}]}}, ["local_aes names 'mr1'"]),
     ({"lists": {"dicom_peers": [{"name": "mwl", "local_aes": []}]}}, ["dicom_peers[0] (mwl).local_aes: is empty"]),
     ({"lists": {"other_var": ["mwl"]}}, ["other_var", "must be named dicom_peers"]),
@@ -182,6 +189,14 @@ def test_mistakes_name_the_host_and_the_entry(kwargs, fragments):
     assert message.startswith("host probe-a: ")
     for fragment in fragments:
         assert fragment in message
+
+
+def test_an_inline_peer_is_a_registry_entry_however_its_address_is_written():
+    registry = dict(copy.deepcopy(REGISTRY), archive=dict(REGISTRY["archive"], host="2001:db8::10"))
+    inline = {"name": "pacs", "ae_title": "PACS_ARCHIVE", "host": "2001:db8:0::10", "port": 104}
+    with pytest.raises(AuditInventoryError) as caught:
+        resolve_host("probe-a", registry, ["ct1"], {"dicom_peers": [inline]})
+    assert "is PACS_ARCHIVE@[2001:db8:0::10]:104, the registry entry dicom_aes.archive" in str(caught.value)
 
 
 def test_registry_mistakes():

@@ -122,6 +122,16 @@ def test_a_failed_handshake_says_what_it_most_likely_means(text, hint):
         assert hint in verdict.message
 
 
+def test_a_refused_handshake_with_a_client_certificate_does_not_ask_for_one():
+    text = "[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure (_ssl.c:1006)"
+    verdict = classify(obs(connect_error=ssl.SSLError(1, text), connect_error_phase="tls", tls_client_certificate=True))
+    assert verdict.message.endswith("(the peer refused the handshake: it does not accept our client certificate, or the "
+                                    "two sides share no cipher)"), verdict.message
+    alert = classify(obs(tls_alert="[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] handshake failure", tls_alert_phase="associate",
+                         tls_client_certificate=True, accepted=False))
+    assert "ended the TLS session" in alert.message and "the peer refused the handshake" in alert.message, alert.message
+
+
 def test_unknown_reject_codes_stay_visible():
     verdict = classify(obs(reject={"result": 9, "source": 1, "diagnostic": 42}))
     assert verdict.reject == {"result": "unknown-9", "source": "service-user", "reason": "unknown-42"}

@@ -300,3 +300,24 @@ def test_an_exclusive_file_on_a_file_system_without_hard_links_is_still_created_
     with pytest.raises(ControllerFileError, match="already exists with other content"):
         apply_plan(plan)
     assert target.read_text() == "the other run\n" and sorted(os.listdir(tmp_path)) == [target.name]
+
+
+def test_an_exclusive_write_interrupted_without_hard_links_leaves_nothing_in_the_way(tmp_path, monkeypatch):
+    """A Ctrl-C between reserving the name and moving the file in left an empty file that the rewrite
+    then took for another run's report."""
+    def no_links(_source, _target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def interrupted(_source, _target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "echo-audit-20261126T154931Z.json"
+    plan = plan_file(_exclusive_spec(target), 0o640)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            apply_plan(plan)
+    assert os.listdir(tmp_path) == []
+    apply_plan(plan_file(_exclusive_spec(target), 0o640))
+    assert target.read_text() == "this run\n"
