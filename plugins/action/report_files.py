@@ -15,7 +15,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
     DEFAULT_MODE,
     ControllerFileError,
-    apply_plan,
+    apply_plans,
     check_files,
     parse_mode,
     plan_diff,
@@ -48,20 +48,18 @@ class ActionModule(ActionBase):
         except ControllerFileError as exc:
             raise AnsibleActionFail(str(exc)) from None
 
-        done = []
-        for plan in plans:
-            if not check_mode:
-                try:
-                    apply_plan(plan)
-                except ControllerFileError as exc:
-                    written = [entry["dest"] for entry in done if entry["changed"]]
-                    result.update(failed=True, changed=bool(written), files=done,
-                                  msg="%s%s" % (exc, "; already written: %s" % ", ".join(written) if written else ""))
-                    return result
-            done.append(plan.summary())
+        if not check_mode:
+            done: list = []
+            try:
+                apply_plans(plans, done)
+            except ControllerFileError as exc:
+                written = [plan.dest for plan in done if plan.changed]
+                result.update(failed=True, changed=bool(written), files=[plan.summary() for plan in done],
+                              msg="%s%s" % (exc, "; already written: %s" % ", ".join(written) if written else ""))
+                return result
 
         result["changed"] = any(plan.changed for plan in plans)
-        result["files"] = done
+        result["files"] = [plan.summary() for plan in plans]
         missing = sorted({os.path.dirname(plan.dest) for plan in plans if plan.directory_missing})
         if missing:
             result["warnings"] = ["check mode: the directory %s does not exist yet, so every file counts as new; in a "

@@ -21,6 +21,9 @@ description:
     new one, never a part. The temporary file is removed if anything fails. A path listed in
     O(files[].exclusive) is instead given its name only while that name is free (a hard link), so it
     never replaces a file.
+  - All new contents are written to their temporary files before the first file is replaced, so when one
+    cannot be written (a full disk, a quota) no file of the task changes, and a set of files such as the
+    reports and their C(latest.*) copies never mixes two runs.
   - A file is only rewritten when its content differs, and only given its mode when that differs, so a
     second run with the same content reports C(changed=false).
   - Every destination is checked before the first file is written. A missing directory, a directory

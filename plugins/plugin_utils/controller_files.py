@@ -16,7 +16,7 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 DEFAULT_MODE = "0640"
 _OCTAL_MODE = re.compile(r"(?:0[oO])?([0-7]{3,4})")
@@ -241,6 +241,18 @@ def atomic_write(path: str, data: bytes, mode: int, sync: bool = True, exclusive
     and group are kept when this user may set them, as ansible.builtin.copy does. ``sync`` flushes
     the data to disk before the rename, so that a crash leaves the old file rather than an empty one.
     """
+    temporary = _write_temporary(path, data, mode, sync)
+    try:
+        _put_in_place(temporary, path, data, exclusive)
+    except BaseException:
+        _discard(temporary)
+        raise
+    if sync:
+        _sync_directory(os.path.dirname(path) or ".")
+
+
+def _write_temporary(path: str, data: bytes, mode: int, sync: bool) -> str:
+    """``data`` in a new hidden file beside ``path``, with ``mode``; removed again if that fails."""
     directory = os.path.dirname(path) or "."
     # A short prefix: NAME_MAX (255) must hold it plus mkstemp's random part.
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path)[:64], suffix=".tmp")
@@ -251,19 +263,25 @@ def atomic_write(path: str, data: bytes, mode: int, sync: bool = True, exclusive
                 stream.flush()
                 os.fsync(stream.fileno())
         os.chmod(temporary, mode)
-        if exclusive:
-            _link_new(temporary, path, data)
-        else:
-            _keep_owner(path, temporary)
-            os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        _discard(temporary)
         raise
-    if sync:
-        _sync_directory(directory)
+    return temporary
+
+
+def _put_in_place(temporary: str, path: str, data: bytes, exclusive: bool) -> None:
+    if exclusive:
+        _link_new(temporary, path, data)
+    else:
+        _keep_owner(path, temporary)
+        os.replace(temporary, path)
+
+
+def _discard(temporary: str) -> None:
+    try:
+        os.unlink(temporary)
+    except OSError:
+        pass
 
 
 def _link_new(temporary: str, path: str, data: bytes) -> None:
@@ -341,13 +359,44 @@ def _sync_directory(directory: str) -> None:
 
 def apply_plan(plan: FilePlan) -> None:
     """Make the file what ``plan`` says: rewrite it when its content differs, else only fix its mode."""
+    apply_plans([plan])
+
+
+def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None) -> None:
+    """Make every file what its plan says, all or none as far as this machine allows.
+
+    Every new content goes to its temporary file first: a full disk or a quota fails there, before
+    any file is replaced, and nothing changes (a set such as the reports' latest.* must never mix
+    two runs). Then each is put in place by a rename or link, which needs no space. ``done``
+    collects the plans applied, for the error message of a failure in that second step.
+    """
+    done = [] if done is None else done
+    staged: List[Tuple[FilePlan, Optional[str]]] = []
+    placed = set()
     try:
-        if plan.content_changed:
-            atomic_write(plan.dest, plan.data, plan.mode, exclusive=plan.exclusive)
-        elif plan.mode_changed:
-            os.chmod(plan.dest, plan.mode)
-    except OSError as exc:
-        raise ControllerFileError("%s: cannot write it (%s)" % (plan.dest, exc.strerror or exc)) from None
+        for plan in plans:
+            try:
+                staged.append((plan, _write_temporary(plan.dest, plan.data, plan.mode, True)
+                               if plan.content_changed else None))
+            except OSError as exc:
+                raise ControllerFileError("%s: cannot write it (%s); no file was changed"
+                                          % (plan.dest, exc.strerror or exc)) from None
+        for index, (plan, temporary) in enumerate(staged):
+            try:
+                if temporary is not None:
+                    _put_in_place(temporary, plan.dest, plan.data, plan.exclusive)
+                elif plan.mode_changed:
+                    os.chmod(plan.dest, plan.mode)
+            except OSError as exc:
+                raise ControllerFileError("%s: cannot write it (%s)" % (plan.dest, exc.strerror or exc)) from None
+            placed.add(index)
+            done.append(plan)
+    finally:
+        for index, (_plan, temporary) in enumerate(staged):
+            if temporary is not None and index not in placed:
+                _discard(temporary)
+    for directory in sorted({os.path.dirname(plan.dest) or "." for plan, temporary in staged if temporary}):
+        _sync_directory(directory)
 
 
 def plan_diff(plan: FilePlan, max_size: int) -> List[Dict[str, Any]]:

@@ -59,8 +59,11 @@ def test_check_mode_runs_the_whole_audit_and_writes_nothing(tmp_path):
         assert completed.returncode == 0, output[-4000:]
         assert "Traceback" not in output
         assert re.search(r"DICOM echo audit: \d+ checks, \d+ ok", completed.stdout), completed.stdout[-3000:]
-        for extension in ("json", "html", "md", "csv", "junit"):
-            assert "changed: [ct-a1] => (item=%s)" % extension in completed.stdout
+        # One task writes every format; check mode says it would change each of them.
+        assert re.search(r"TASK \[dicom\.network\.echo_audit : Write the reports on the controller\][^\n]*\n"
+                         r"(?:[^\n]*\n)*?changed: \[ct-a1\]", completed.stdout), completed.stdout[-3000:]
+        for extension in ("json", "html", "md", "csv", "junit.xml"):
+            assert "after: %s/latest.%s" % (kept, extension) in completed.stdout, extension
         # --diff shows what the real run would write over the earlier report.
         assert "-earlier report" in completed.stdout and "+++ after: %s/latest.md" % kept in completed.stdout
         assert _snapshot(kept) == before

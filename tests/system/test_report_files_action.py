@@ -123,9 +123,10 @@ def test_bad_arguments_and_unusable_destinations_fail_naming_them_and_write_noth
     assert sorted(os.listdir(good)) == ["a-directory.json"]
 
 
-def test_a_write_that_fails_half_way_leaves_no_temporary_file_and_says_what_was_written(tmp_path):
+def test_a_write_that_fails_half_way_changes_no_file_and_leaves_no_temporary_file(tmp_path):
     """A 64 kB file system (private to this ansible-playbook, in its own mount namespace) fills up while
-    the second file is written: the first stays, the second is not there, nor any temporary file."""
+    the second file is written: the first keeps its previous content (a set such as latest.* never mixes
+    two runs), the second is not there, nor any temporary file."""
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or not unshare or subprocess.run(
             [unshare, "--mount", "--propagation", "private", "true"], capture_output=True, check=False).returncode:
@@ -135,11 +136,14 @@ def test_a_write_that_fails_half_way_leaves_no_temporary_file_and_says_what_was_
     files = [{"dest": str(small / "latest.md"), "content": "fits\n"},
              {"dest": str(small / "latest.json"), "content": "x" * 200_000}]
     play = [{"name": "full disk", "hosts": "localhost", "gather_facts": False, "tasks": [
+        _write("previous", [{"dest": str(small / "latest.md"), "content": "previous run\n"}]),
         _write("written", files, ignore_errors=True),
         {"name": "list the directory", "ansible.builtin.find": {"paths": str(small), "hidden": True},
          "register": "listing"},
+        {"name": "read the first file", "ansible.builtin.slurp": {"src": str(small / "latest.md")}, "register": "first"},
         {"name": "keep the results", "ansible.builtin.copy": {
-            "content": "{{ {'written': written, 'listing': listing.files | map(attribute='path') | list} | to_json }}",
+            "content": "{{ {'written': written, 'listing': listing.files | map(attribute='path') | list,"
+                       " 'first': first.content | b64decode} | to_json }}",
             "dest": str(tmp_path / "captured.json"), "mode": "0600"}}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
     (tmp_path / "inventory.ini").write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
@@ -154,7 +158,8 @@ def test_a_write_that_fails_half_way_leaves_no_temporary_file_and_says_what_was_
     captured = json.loads((tmp_path / "captured.json").read_text())
     written = captured["written"]
     assert written["failed"] is True
-    assert written["msg"] == "%s: cannot write it (No space left on device); already written: %s" % (
-        small / "latest.json", small / "latest.md")
-    assert [f["dest"] for f in written["files"]] == [str(small / "latest.md")]
+    assert written["msg"] == "%s: cannot write it (No space left on device); no file was changed" % (
+        small / "latest.json")
+    assert written["files"] == [] and written["changed"] is False
     assert captured["listing"] == [str(small / "latest.md")]
+    assert captured["first"] == "previous run\n"

@@ -13,6 +13,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.controller_files imp
     ControllerFileError,
     FileSpec,
     apply_plan,
+    apply_plans,
     atomic_write,
     check_files,
     parse_mode,
@@ -321,3 +322,32 @@ def test_an_exclusive_write_interrupted_without_hard_links_leaves_nothing_in_the
     assert os.listdir(tmp_path) == []
     apply_plan(plan_file(_exclusive_spec(target), 0o640))
     assert target.read_text() == "this run\n"
+
+
+def test_a_full_disk_changes_none_of_the_files_of_one_call(tmp_path, monkeypatch):
+    """latest.* must be the previous run's set or this run's, never a mix: every new content is written before
+    any file is replaced, so the third file's ENOSPC leaves all three as they were."""
+    paths = [tmp_path / name for name in ("latest.json", "latest.html", "latest.csv")]
+    for path in paths:
+        path.write_text("previous run\n")
+    plans = [plan_file(_spec(path, "this run\n"), 0o640) for path in paths]
+    real_fdopen = os.fdopen
+    opened = []
+
+    def filling_up(handle, *args, **kwargs):
+        opened.append(handle)
+        if len(opened) == 3:
+            os.close(handle)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fdopen(handle, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", filling_up)
+    done = []
+    with pytest.raises(ControllerFileError, match="latest.csv: cannot write it .No space left on device.; no file was changed"):
+        apply_plans(plans, done)
+    assert done == []
+    assert [path.read_text() for path in paths] == ["previous run\n"] * 3
+    assert sorted(os.listdir(tmp_path)) == sorted(path.name for path in paths), "no temporary file is left"
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    apply_plans(plans, done)
+    assert [path.read_text() for path in paths] == ["this run\n"] * 3 and done == plans
