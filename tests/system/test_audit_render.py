@@ -150,7 +150,7 @@ class Run:
 
 
 def run(tmp_path: Path, fakes: Optional[Dict[str, Any]], extra_vars: Optional[Dict[str, Any]] = None,
-        playbook: Optional[str] = None, inventory: Optional[Path] = None, args=()) -> Run:
+        playbook: Optional[str] = None, inventory: Optional[Path] = None, args=(), prefix=()) -> Run:
     tmp_path.mkdir(parents=True, exist_ok=True)
     fake_path = tmp_path / "fake_results"
     fake_path.mkdir(exist_ok=True)
@@ -165,8 +165,9 @@ def run(tmp_path: Path, fakes: Optional[Dict[str, Any]], extra_vars: Optional[Di
     variables.update(extra_vars or {})
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
                ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_FORCE_COLOR="0")
-    command = [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory or write_inventory(tmp_path / "inv.yml")),
-               playbook, "-e", json.dumps(variables)] + list(args)
+    command = list(prefix) + [str(ANSIBLE_BIN / "ansible-playbook"), "-i",
+                              str(inventory or write_inventory(tmp_path / "inv.yml")), playbook,
+                              "-e", json.dumps(variables)] + list(args)
     started = time.monotonic()
     completed = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=900,
                                check=False)
@@ -408,6 +409,48 @@ def test_a_run_in_the_same_second_as_another_keeps_both_runs_reports(tmp_path, p
     assert json.loads(own.read_text())["summary"]["total"] > 0
     assert own.with_suffix(".html").exists()
     assert json.loads(done.latest("json")) == json.loads(own.read_text())
+
+
+# In a mount namespace of its own: a small tmpfs as the report directory, one complete audit, then the file
+# system filled to $3 kB free, the same audit again, and a copy of the directory to $2 (the tmpfs goes with it).
+_TWO_RUNS_ON_A_SMALL_DISK = """
+set -u
+mount -t tmpfs -o size=2m tmpfs "$1" || exit 90
+shift; copy="$1"; shift; left="$1"; shift
+"$@" > "$copy.first.log" 2>&1 || { cp -a "$1" "$copy" 2>/dev/null; exit 91; }
+free=$(df -k --output=avail "$REPORTS" | tail -n 1 | tr -d ' ')
+dd if=/dev/zero of="$REPORTS/filler" bs=1k count=$((free - left)) 2>/dev/null
+"$@"; rc=$?
+cp -a "$REPORTS/." "$copy"
+exit $rc
+"""
+
+
+def test_a_full_disk_leaves_latest_as_the_previous_runs_set(tmp_path):
+    """The reports were written one format at a time: a full disk half way left latest.json and latest.md new
+    and the rest from the run before. Now no latest.* file changes unless every new file could be written."""
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or not unshare or subprocess.run(
+            [unshare, "--mount", "--propagation", "private", "true"], capture_output=True, check=False).returncode:
+        pytest.skip("needs root and unshare --mount to give ansible-playbook a small file system of its own")
+    reports, copy = tmp_path / "reports", tmp_path / "after"
+    reports.mkdir()
+    script = tmp_path / "two-runs.sh"
+    script.write_text(_TWO_RUNS_ON_A_SMALL_DISK)
+    os.environ["REPORTS"] = str(reports)
+    try:
+        done = run(tmp_path, fake_echo(plans()), {"echo_audit_fail_on_unexpected": False},
+                   prefix=[unshare, "--mount", "--propagation", "private", "sh", str(script), str(reports), str(copy),
+                           "20"])
+    finally:
+        del os.environ["REPORTS"]
+    assert done.rc == 2, done.output[-3000:]
+    assert "No space left on device" in done.output and "no file was changed" in done.output, done.output[-3000:]
+    first_run = sorted(path for path in copy.glob("echo-audit-*.*") if path.is_file())
+    assert len(first_run) == 5, sorted(os.listdir(copy))
+    for stamped in first_run:
+        extension = stamped.name.split(".", 1)[1]
+        assert (copy / ("latest." + extension)).read_bytes() == stamped.read_bytes(), extension
 
 
 def test_only_peers_from_the_command_line_is_comma_separated_text(tmp_path):
