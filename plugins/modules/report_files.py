@@ -153,7 +153,7 @@ EXAMPLES = r"""
 RETURN = r"""
 files:
   description: One entry per file written or checked, in the order given (a path given twice appears once).
-  returned: success, and on a failed write the files handled before it
+  returned: success, and on a failed write the files already put in place (none when a new content could not be written)
   type: list
   elements: dict
   contains:
