@@ -81,6 +81,7 @@ class Context:
         self.delay_ms: float = args.delay_ms
         # Servers' plus proxy CPU seconds during the last peers_cpu() call (None: not measured).
         self.last_peers_cpu_s: Optional[float] = None
+        self.ansible_floor: Optional[Dict[str, float]] = None  # measured on first use
 
     def conditions(self) -> List[Tuple[str, float]]:
         out = []
@@ -144,10 +145,9 @@ class Context:
 
     def ansible_floor_s(self) -> float:
         """ansible-playbook with one ping task, fastest of 3, measured once per run (and shown as a row)."""
-        if "ansible_floor" not in self.__dict__:
+        if self.ansible_floor is None:
             from benchmarks.ansible_runner import ansible_floor
-            floor = ansible_floor(self.tmp("ansible-floor-"), runs=1 if self.smoke else 3)
-            self.ansible_floor = floor
+            floor = self.ansible_floor = ansible_floor(self.tmp("ansible-floor-"), runs=1 if self.smoke else 3)
             self.row(scenario="floor", condition="-", what="ansible-playbook with one ansible.builtin.ping task "
                      "(local connection), fastest of %d" % floor["runs"], wall_s=floor["min_s"],
                      notes="slowest %.2f s; what any module call costs here before doing anything" % floor["max_s"],

@@ -372,7 +372,7 @@ def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None
     """
     done = [] if done is None else done
     staged: List[Tuple[FilePlan, Optional[str]]] = []
-    placed = set()
+    placed = 0  # staged[:placed] are in place, in order
     try:
         for plan in plans:
             try:
@@ -381,7 +381,7 @@ def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None
             except OSError as exc:
                 raise ControllerFileError("%s: cannot write it (%s); no file was changed"
                                           % (plan.dest, exc.strerror or exc)) from None
-        for index, (plan, temporary) in enumerate(staged):
+        for plan, temporary in staged:
             try:
                 if temporary is not None:
                     _put_in_place(temporary, plan.dest, plan.data, plan.exclusive)
@@ -389,11 +389,11 @@ def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None
                     os.chmod(plan.dest, plan.mode)
             except OSError as exc:
                 raise ControllerFileError("%s: cannot write it (%s)" % (plan.dest, exc.strerror or exc)) from None
-            placed.add(index)
+            placed += 1
             done.append(plan)
     finally:
-        for index, (_plan, temporary) in enumerate(staged):
-            if temporary is not None and index not in placed:
+        for _plan, temporary in staged[placed:]:
+            if temporary is not None:
                 _discard(temporary)
     for directory in sorted({os.path.dirname(plan.dest) or "." for plan, temporary in staged if temporary}):
         _sync_directory(directory)
