@@ -143,6 +143,16 @@ def run(ctx: Context) -> None:
                     cpu_s=res["cpu_s"], notes=_join("peak RSS %.0f MB" % (res["maxrss_kb"] / 1024.0), peers_cpu,
                                                     _not_ok(res["outcomes"])))
 
+        if not ctx.smoke:
+            res, peers_cpu = ctx.peers_cpu(ctx.worker, "engine",
+                                           {"params": dict(params, peers=peers, parallel=16), "one_process": True})
+            st = _stats(res["latencies_ms"])
+            ctx.row(scenario="1 many peers", condition=condition,
+                    what="A/B: engine in one process (no second process), parallel 16",
+                    wall_s=res["wall_s"], echoes=n, eps=n / res["wall_s"], p50_ms=st["p50"], p95_ms=st["p95"],
+                    cpu_s=res["cpu_s"], notes=_join("peak RSS %.0f MB" % (res["maxrss_kb"] / 1024.0), peers_cpu,
+                                                    _not_ok(res["outcomes"])))
+
         # Smoke: this run also records the module's peak memory (one ansible-playbook run less).
         (run_, digest, split), peers_cpu = ctx.peers_cpu(run_module, ctx, peers, params, memory=ctx.smoke)
         if ctx.smoke:

@@ -3,13 +3,14 @@ servers, pipe readers) and imports never share a GIL or a heap with what is meas
 
     python -m benchmarks.workers <kind> IN.json OUT.json
 
-Kinds (IN is a JSON object; OUT gets ``wall_s``, ``cpu_s`` (user+system of this process),
+Kinds (IN is a JSON object; OUT gets ``wall_s``, ``cpu_s`` (user+system of this process and its children),
 ``maxrss_kb`` (VmHWM), ``import_s`` and the per-echo data):
 
 ``engine``          ``{"params": <dicom.network.echo params>, "pynetdicom_polling": false}``:
                     ``run_echoes(validate_request(params))`` exactly as the module does.
                     ``pynetdicom_polling`` (A/B only, never in the headline numbers) runs it with
-                    pynetdicom's requestor reactor and 1 ms DUL polling left in place.
+                    pynetdicom's requestor reactor and 1 ms DUL polling left in place;
+                    ``one_process`` (A/B only) keeps every peer in this process.
 ``pynetdicom-loop`` ``{"peers": [...], "timeout": s, "calling_ae_title": ...}``: one plain AE,
                     ``associate`` / ``send_c_echo`` / ``release`` per peer, one after another.
 ``echoscu-loop``    ``{"peers": [...], "timeout": s}``: one ``echoscu`` process per peer,
@@ -38,8 +39,11 @@ from tests.collection_path import ensure_collection_path  # noqa: E402
 
 
 def _usage() -> Dict[str, float]:
+    """CPU of this process and of its finished children (the engine's second process)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime + children.ru_utime + children.ru_stime,
+            "maxrss_kb": max(ru.ru_maxrss, children.ru_maxrss)}
 
 
 def _env_nodelay() -> Dict[str, str]:
@@ -61,6 +65,10 @@ def engine(spec: Dict[str, Any]) -> Dict[str, Any]:
         from ansible_collections.dicom.network.plugins.module_utils import echo_engine
         echo_engine._REACTORLESS = False
         echo_engine._EVENT_DRIVEN_DUL = False
+    if spec.get("one_process"):
+        # A/B only: all peers in this process, as before the engine shared many with a forked copy.
+        from ansible_collections.dicom.network.plugins.module_utils import echo_engine
+        echo_engine._SECOND_PROCESS = False
     if spec.get("pynetdicom_abort"):
         # A/B only: pynetdicom's own abort, which ends with a fixed 0.1 s sleep.
         from ansible_collections.dicom.network.plugins.module_utils import echo_engine

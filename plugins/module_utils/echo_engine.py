@@ -13,9 +13,12 @@ that produced it. Nothing here calls Ansible.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import json
 import logging
 import os
 import select
+import signal
 import socket
 import ssl
 import struct
@@ -23,7 +26,7 @@ import threading
 import time
 import types
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation,
@@ -415,6 +418,7 @@ def _stop_dul_promptly(dul) -> bool:
 _REACTORLESS = True
 _EVENT_DRIVEN_DUL = True
 _PROMPT_ABORT = True
+_SECOND_PROCESS = True
 
 
 class _EchoAE(AE):  # type: ignore[misc,valid-type]
@@ -914,9 +918,13 @@ def _watchdog(pool: _Pool, stop: threading.Event) -> None:
             pool.grow(now)
 
 
-def _hard_limit(request: EchoRequest, run: _PeerRun) -> float:
-    """The longest one peer may take, even if a thread is stuck where no socket can be closed."""
-    return ((1 + max(len(run.addresses), 1)) * request.connect_timeout + 2 * request.acse_timeout
+def _hard_limit(request: EchoRequest, run: Optional[_PeerRun]) -> float:
+    """The longest one peer may take, even if a thread is stuck where no socket can be closed.
+
+    Without ``run``: the longest any peer may take (one whose name has the most addresses tried).
+    """
+    addresses = len(run.addresses) if run is not None else _MAX_ADDRESSES
+    return ((1 + max(addresses, 1)) * request.connect_timeout + 2 * request.acse_timeout
             + request.count * request.dimse_timeout + 3 * _PYNETDICOM_TIMEOUT_SLACK_S)
 
 
@@ -951,10 +959,162 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
     return result
 
 
-def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any]], None]] = None
-               ) -> List[Dict[str, Any]]:
-    """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
+def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
+    """Echo every peer of ``request`` concurrently and return one result per peer, in input order.
+
+    Many peers are shared with a second process (see _SecondProcess); its results are merged
+    in, and any it did not deliver are echoed here, so that every peer gets its result.
+    """
     check_bind_address(request.bind_address)
+    helper = _SecondProcess.start(request)
+    if helper is None:
+        return _echo_in_this_process(request)
+    try:
+        own = _echo_in_this_process(helper.own_request)
+    except BaseException:
+        helper.stop()
+        raise
+    delivered = helper.collect()
+    results: Dict[int, Dict[str, Any]] = dict(zip(helper.own_indices, own))
+    results.update(delivered)
+    missing = [index for index in helper.indices if index not in delivered]
+    if missing:
+        redone = _echo_in_this_process(dataclasses.replace(
+            request, peers=[request.peers[index] for index in missing]))
+        results.update(zip(missing, redone))
+    return [results[index] for index in range(len(request.peers))]
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _SecondProcess:
+    """Every other peer, echoed by a copy of this process made with fork(), its results streamed back.
+
+    pynetdicom spends about 3-4 ms of CPU per association in Python, and one interpreter runs
+    Python on one core at a time: with hundreds of peers a single process is CPU-bound on one
+    core while the others idle. The copy shares nothing at run time; `parallel` is split
+    between the two, so the host still opens no more associations than configured. It is only
+    made while this process has no other thread (a fork copies just the calling thread, and a
+    lock another thread held would stay held in the copy).
+    """
+
+    MIN_PEERS = 64
+    MIN_PARALLEL = 4
+    # A copy that delivers no result for longer than two peers may take in a row (the next result
+    # may wait for a free worker first) is stuck where no deadline reaches: it is killed, and the
+    # peers it did not deliver are echoed here.
+    STALL_SLACK_S = 5.0
+
+    def __init__(self, request: EchoRequest, pid: int, reader: int):
+        peers = request.peers
+        self.indices = list(range(1, len(peers), 2))
+        self.own_indices = list(range(0, len(peers), 2))
+        self.own_request = dataclasses.replace(request, peers=[peers[index] for index in self.own_indices],
+                                               parallel=request.parallel - request.parallel // 2)
+        self.pid = pid
+        self.stream = os.fdopen(reader, "rb")
+        self.delivered: Dict[int, Dict[str, Any]] = {}
+        self.last_progress = time.monotonic()
+        self.stall_limit = self.stall_limit_for(request)
+        self.reader = threading.Thread(target=self._read, name="dicom-echo-second-process", daemon=True)
+        self.reader.start()
+
+    @classmethod
+    def stall_limit_for(cls, request: EchoRequest) -> float:
+        return 2 * _hard_limit(request, None) + cls.STALL_SLACK_S
+
+    @classmethod
+    def start(cls, request: EchoRequest) -> Optional["_SecondProcess"]:
+        if not (_SECOND_PROCESS and hasattr(os, "fork") and len(request.peers) >= cls.MIN_PEERS
+                and request.parallel >= cls.MIN_PARALLEL and _usable_cpus() > 1
+                and threading.active_count() == 1):
+            return None
+        reader, writer = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return None
+        if pid == 0:
+            os.close(reader)
+            cls._serve(request, writer)
+        os.close(writer)
+        return cls(request, pid, reader)
+
+    @staticmethod
+    def _serve(request: EchoRequest, writer: int) -> None:
+        """The copy: echo its share, write one JSON line per result, and leave without cleanup.
+
+        os._exit() skips the interpreter's exit handlers and buffered output, which belong to the
+        original process (an Ansible module's result and temporary files).
+        """
+        code = 1
+        try:
+            share = list(range(1, len(request.peers), 2))
+            sub = dataclasses.replace(request, peers=[request.peers[index] for index in share],
+                                      parallel=request.parallel // 2)
+            with os.fdopen(writer, "wb") as stream:
+                for index, result in zip(share, _echo_in_this_process(sub)):
+                    stream.write(json.dumps([index, result]).encode("utf-8") + b"\n")
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _read(self) -> None:
+        try:
+            for line in self.stream:
+                index, result = json.loads(line)
+                self.delivered[int(index)] = result
+                self.last_progress = time.monotonic()
+        except (OSError, ValueError):
+            pass  # a copy that died mid-line: its missing peers are echoed by the caller
+
+    def collect(self) -> Dict[int, Dict[str, Any]]:
+        """The copy's results once it has finished, or what it delivered before it stalled."""
+        while self.reader.is_alive():
+            self.reader.join(0.5)
+            if self.reader.is_alive() and time.monotonic() - self.last_progress > self.stall_limit:
+                self._kill()
+                self.reader.join(1.0)
+                break
+        self._reap()
+        self.stream.close()
+        return dict(self.delivered)
+
+    def stop(self) -> None:
+        """End the copy now (this process is failing): nothing of it is left running."""
+        self._kill()
+        self._reap()
+        self.stream.close()
+
+    def _kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _reap(self) -> None:
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                pid, _status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid:
+                return
+            if time.monotonic() > deadline:
+                self._kill()
+                deadline = float("inf")
+            time.sleep(0.005)
+
+
+def _echo_in_this_process(request: EchoRequest) -> List[Dict[str, Any]]:
     contexts: Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]] = {}
     runs: List[_PeerRun] = []
     for spec in request.peers:
@@ -995,8 +1155,6 @@ def run_echoes(request: EchoRequest, on_result: Optional[Callable[[Dict[str, Any
                     _abandon(run)
                     break
             results.append(_result(run))
-            if on_result is not None:
-                on_result(results[-1])
     finally:
         stop.set()
         pynetdicom_config.LOG_HANDLER_LEVEL = previous_handler_level
