@@ -840,6 +840,11 @@ def _associate_and_echo(run: _PeerRun) -> None:
             waker.close()
 
 
+def open_limit(parallel: int) -> int:
+    """The most associations a run with this `parallel` ever has open, stalled ones included."""
+    return min(parallel * _STALL_HEADROOM, max(parallel, _MAX_OPEN))
+
+
 class _Pool:
     """The runs not started yet, the ones in flight, and the worker threads echoing them.
 
@@ -847,12 +852,12 @@ class _Pool:
     (a silent or dripping peer) is replaced by an extra worker, up to a hard limit.
     """
 
-    def __init__(self, runs: List[_PeerRun], parallel: int):
+    def __init__(self, runs: List[_PeerRun], parallel: int, limit: Optional[int] = None):
         self.waiting = collections.deque(runs)
         self.active: set = set()
         self.lock = threading.Lock()
         self.parallel = parallel
-        self.limit = min(parallel * _STALL_HEADROOM, max(parallel, _MAX_OPEN))
+        self.limit = open_limit(parallel) if limit is None else limit
         self.workers = 0
         self.started = 0
         self.peak = 0
@@ -970,7 +975,7 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     if helper is None:
         return _echo_in_this_process(request)
     try:
-        own = _echo_in_this_process(helper.own_request)
+        own = _echo_in_this_process(helper.own_request, helper.own_open_limit)
     except BaseException:
         helper.stop()
         raise
@@ -997,9 +1002,9 @@ class _SecondProcess:
 
     pynetdicom spends about 3-4 ms of CPU per association in Python, and one interpreter runs
     Python on one core at a time: with hundreds of peers a single process is CPU-bound on one
-    core while the others idle. The copy shares nothing at run time; `parallel` is split
-    between the two, so the host still opens no more associations than configured. It is only
-    made while this process has no other thread (a fork copies just the calling thread, and a
+    core while the others idle. The copy shares nothing at run time; `parallel`, and the most
+    associations open while some stall, are split between the two, so the host opens no more
+    than configured. It is only made while this process has no other thread (a fork copies just the calling thread, and a
     lock another thread held would stay held in the copy).
     """
 
@@ -1016,6 +1021,7 @@ class _SecondProcess:
         self.own_indices = list(range(0, len(peers), 2))
         self.own_request = dataclasses.replace(request, peers=[peers[index] for index in self.own_indices],
                                                parallel=request.parallel - request.parallel // 2)
+        self.own_open_limit = open_limit(request.parallel) - open_limit(request.parallel) // 2
         self.pid = pid
         self.stream = os.fdopen(reader, "rb")
         self.delivered: Dict[int, Dict[str, Any]] = {}
@@ -1060,7 +1066,7 @@ class _SecondProcess:
             sub = dataclasses.replace(request, peers=[request.peers[index] for index in share],
                                       parallel=request.parallel // 2)
             with os.fdopen(writer, "wb") as stream:
-                for index, result in zip(share, _echo_in_this_process(sub)):
+                for index, result in zip(share, _echo_in_this_process(sub, open_limit(request.parallel) // 2)):
                     stream.write(json.dumps([index, result]).encode("utf-8") + b"\n")
             code = 0
         finally:
@@ -1114,7 +1120,7 @@ class _SecondProcess:
             time.sleep(0.005)
 
 
-def _echo_in_this_process(request: EchoRequest) -> List[Dict[str, Any]]:
+def _echo_in_this_process(request: EchoRequest, open_limit_share: Optional[int] = None) -> List[Dict[str, Any]]:
     contexts: Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]] = {}
     runs: List[_PeerRun] = []
     for spec in request.peers:
@@ -1143,7 +1149,7 @@ def _echo_in_this_process(request: EchoRequest) -> List[Dict[str, Any]]:
         # even when nobody logs it; without debug that is pure CPU per association.
         pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     stop = threading.Event()
-    pool = _Pool(runs, request.parallel)
+    pool = _Pool(runs, request.parallel, open_limit_share)
     pool.grow(time.monotonic())
     watchdog = threading.Thread(target=_watchdog, args=(pool, stop), name="dicom-echo-watchdog", daemon=True)
     watchdog.start()

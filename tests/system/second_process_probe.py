@@ -58,13 +58,13 @@ def main() -> None:
 
     real_echo = echo_engine._echo_in_this_process
 
-    def misbehaving_echo(request):
+    def misbehaving_echo(request, *limit):
         if os.getpid() != parent:
             if copy == "dies-at-once":
                 os._exit(3)
             if copy == "hangs":
                 time.sleep(3600)
-        return real_echo(request)
+        return real_echo(request, *limit)
 
     echo_engine._echo_in_this_process = misbehaving_echo
     if copy == "dies-after-3":

@@ -80,6 +80,18 @@ def test_many_peers_are_shared_with_a_second_process(mixed_peers):
     assert _most_at_once(report["results"]) <= 4
 
 
+@needs_two_cpus
+def test_both_processes_together_open_no_more_than_the_documented_limit(hostile_factory):
+    """parallel 100 allows 256 open associations while peers stall (not 4 x 100): the two processes
+    share those 256, instead of each allowing min(4 x 50, 256) = 200 for its 150 silent peers."""
+    silent = [hostile_factory("silent", hold_max=10.0, max_connections=200) for _index in range(2)]
+    entries = [peer_entry(silent[index % 2], name="silent-%03d" % index) for index in range(300)]
+    report = _probe({"peers": entries, "parallel": 100, "connect_timeout": 3, "acse_timeout": 3})
+    assert report["forks"] == 1
+    assert all(r["outcome"] == "timeout" for r in report["results"]), report["results"][0]
+    assert 200 < _most_at_once(report["results"]) <= 256
+
+
 def test_fewer_peers_or_other_threads_stay_in_one_process(mixed_peers):
     few = _probe(dict(TIMEOUTS, peers=mixed_peers[:63]))
     threaded = _probe(dict(TIMEOUTS, peers=mixed_peers), other_thread=True)
