@@ -12,7 +12,6 @@ that produced it. Nothing here calls Ansible.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import logging
@@ -26,7 +25,7 @@ import threading
 import time
 import types
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation,
@@ -845,6 +844,79 @@ def open_limit(parallel: int) -> int:
     return min(parallel * _STALL_HEADROOM, max(parallel, _MAX_OPEN))
 
 
+class _InputOrder:
+    """The runs of one process, taken in input order."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.next_index = 0
+
+    def take(self) -> Optional[int]:
+        if self.next_index >= self.count:
+            return None
+        self.next_index += 1
+        return self.next_index - 1
+
+    def remaining(self) -> int:
+        return self.count - self.next_index
+
+
+class _SharedQueue:
+    """Run indices in a pipe that two processes read: whichever has a free worker takes the next.
+
+    Written in full and closed for writing before the fork, so a read never blocks: it returns
+    one whole index (every read asks for one record, and the pipe holds whole records) or, once
+    all are taken, end of file. Both processes thus take peers in input order as they have room,
+    however the slow peers are spread.
+    """
+
+    RECORD = struct.Struct(">I")
+    # F_SETPIPE_SZ (Linux); more peers than the default 64 KiB pipe holds need a larger pipe.
+    _SET_PIPE_SIZE = 1031
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.exhausted = False
+
+    @classmethod
+    def holding(cls, count: int) -> Optional["_SharedQueue"]:
+        """A queue of ``count`` indices, or None when this system cannot hold them in a pipe."""
+        data = b"".join(cls.RECORD.pack(index) for index in range(count))
+        reader, writer = os.pipe()
+        try:
+            os.set_blocking(writer, False)
+            if len(data) > 65536:
+                import fcntl  # pylint: disable=import-outside-toplevel  # Linux only, and only here
+                fcntl.fcntl(writer, cls._SET_PIPE_SIZE, len(data))
+            if os.write(writer, data) != len(data):
+                raise OSError("pipe too small")
+        except (OSError, ImportError):
+            os.close(reader)
+            return None
+        finally:
+            os.close(writer)
+        return cls(reader)
+
+    def take(self) -> Optional[int]:
+        if self.exhausted:
+            return None
+        record = os.read(self.fd, self.RECORD.size)
+        if len(record) < self.RECORD.size:
+            self.exhausted = True
+            return None
+        return self.RECORD.unpack(record)[0]
+
+    def remaining(self) -> int:
+        # Unknown (the other process takes too): more than any pool starts workers for.
+        return 0 if self.exhausted else _MAX_OPEN * _STALL_HEADROOM
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 class _Pool:
     """The runs not started yet, the ones in flight, and the worker threads echoing them.
 
@@ -852,10 +924,15 @@ class _Pool:
     (a silent or dripping peer) is replaced by an extra worker, up to a hard limit.
     """
 
-    def __init__(self, runs: List[_PeerRun], parallel: int, limit: Optional[int] = None):
-        self.waiting = collections.deque(runs)
+    def __init__(self, runs: List[_PeerRun], parallel: int, limit: Optional[int] = None,
+                 source: Union[_InputOrder, _SharedQueue, None] = None):
+        self.runs = runs
+        self.source = source if source is not None else _InputOrder(len(runs))
+        # Indices of the runs this process took, in the order it took them.
+        self.taken: List[int] = []
         self.active: set = set()
         self.lock = threading.Lock()
+        self.took = threading.Condition(self.lock)
         self.parallel = parallel
         self.limit = open_limit(parallel) if limit is None else limit
         self.workers = 0
@@ -864,13 +941,23 @@ class _Pool:
 
     def take(self) -> Optional[_PeerRun]:
         with self.lock:
-            if not self.waiting:
+            index = self.source.take()
+            self.took.notify_all()
+            if index is None:
                 self.workers -= 1
                 return None
-            run = self.waiting.popleft()
+            run = self.runs[index]
+            self.taken.append(index)
             self.active.add(run)
             self.peak = max(self.peak, len(self.active))
             return run
+
+    def next_taken(self, position: int) -> Optional[int]:
+        """The index of the run this process took at ``position``; None once no more will be taken."""
+        with self.lock:
+            while position >= len(self.taken) and self.source.remaining():
+                self.took.wait(0.5)
+            return self.taken[position] if position < len(self.taken) else None
 
     def finish(self, run: _PeerRun) -> None:
         with self.lock:
@@ -884,7 +971,7 @@ class _Pool:
         """Start workers until `parallel` of them are not stalled, within the limit."""
         with self.lock:
             stalled = sum(1 for run in self.active if run.stalled(now))
-            wanted = min(self.parallel + stalled, self.limit, self.workers + len(self.waiting))
+            wanted = min(self.parallel + stalled, self.limit, self.workers + self.source.remaining())
             new = max(wanted - self.workers, 0)
             self.workers += new
         for _unused in range(new):
@@ -919,7 +1006,7 @@ def _watchdog(pool: _Pool, stop: threading.Event) -> None:
         for run in pool.running():
             if not run.done.is_set():
                 run.expire_if_due(now)
-        if pool.waiting:
+        if pool.source.remaining():
             pool.grow(now)
 
 
@@ -968,25 +1055,24 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order.
 
     Many peers are shared with a second process (see _SecondProcess); its results are merged
-    in, and any it did not deliver are echoed here, so that every peer gets its result.
+    in, and any it took but did not deliver are echoed here, so that every peer gets its result.
     """
     check_bind_address(request.bind_address)
     helper = _SecondProcess.start(request)
     if helper is None:
-        return _echo_in_this_process(request)
-    try:
-        own = _echo_in_this_process(helper.own_request, helper.own_open_limit)
-    except BaseException:
-        helper.stop()
-        raise
-    delivered = helper.collect()
-    results: Dict[int, Dict[str, Any]] = dict(zip(helper.own_indices, own))
-    results.update(delivered)
-    missing = [index for index in helper.indices if index not in delivered]
-    if missing:
-        redone = _echo_in_this_process(dataclasses.replace(
-            request, peers=[request.peers[index] for index in missing]))
-        results.update(zip(missing, redone))
+        results = _echo_in_this_process(request)
+    else:
+        try:
+            results = _echo_in_this_process(helper.own_request, helper.own_open_limit, helper.queue)
+            results.update(helper.collect())
+        except BaseException:
+            helper.stop()
+            raise
+        missing = [index for index in range(len(request.peers)) if index not in results]
+        if missing:
+            redone = _echo_in_this_process(dataclasses.replace(
+                request, peers=[request.peers[index] for index in missing]))
+            results.update((missing[position], result) for position, result in redone.items())
     return [results[index] for index in range(len(request.peers))]
 
 
@@ -997,30 +1083,42 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _die_with(parent_pid: int) -> None:
+    """Make this process end when the original does (Linux: PR_SET_PDEATHSIG), so that a killed
+    module leaves nothing echoing behind it."""
+    try:
+        import ctypes  # pylint: disable=import-outside-toplevel  # only in the copy
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ImportError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 class _SecondProcess:
-    """Every other peer, echoed by a copy of this process made with fork(), its results streamed back.
+    """A copy of this process made with fork() that echoes peers too, its results streamed back.
 
     pynetdicom spends about 3-4 ms of CPU per association in Python, and one interpreter runs
     Python on one core at a time: with hundreds of peers a single process is CPU-bound on one
-    core while the others idle. The copy shares nothing at run time; `parallel`, and the most
-    associations open while some stall, are split between the two, so the host opens no more
-    than configured. It is only made while this process has no other thread (a fork copies just the calling thread, and a
-    lock another thread held would stay held in the copy).
+    core while the others idle. Both processes take the next peer from one shared queue
+    whenever they have room, so slow peers hold back neither. The copy shares nothing else at
+    run time; `parallel`, and the most associations open while some stall, are split between
+    the two, so the host opens no more than configured. It is only made while this process has
+    no other thread (a fork copies just the calling thread, and a lock another thread held
+    would stay held in the copy).
     """
 
     MIN_PEERS = 64
     MIN_PARALLEL = 4
-    # A copy that delivers no result for longer than two peers may take in a row (the next result
-    # may wait for a free worker first) is stuck where no deadline reaches: it is killed, and the
-    # peers it did not deliver are echoed here.
+    # The copy reports each result once it and those it took before are done. One that delivers
+    # none for longer than two peers may take in a row (the next may wait for a free worker
+    # first) is stuck where no deadline reaches: it is killed, and the peers it took but did not
+    # deliver are echoed here.
     STALL_SLACK_S = 5.0
 
-    def __init__(self, request: EchoRequest, pid: int, reader: int):
-        peers = request.peers
-        self.indices = list(range(1, len(peers), 2))
-        self.own_indices = list(range(0, len(peers), 2))
-        self.own_request = dataclasses.replace(request, peers=[peers[index] for index in self.own_indices],
-                                               parallel=request.parallel - request.parallel // 2)
+    def __init__(self, request: EchoRequest, queue: _SharedQueue, pid: int, reader: int):
+        self.queue = queue
+        self.own_request = dataclasses.replace(request, parallel=request.parallel - request.parallel // 2)
         self.own_open_limit = open_limit(request.parallel) - open_limit(request.parallel) // 2
         self.pid = pid
         self.stream = os.fdopen(reader, "rb")
@@ -1040,34 +1138,58 @@ class _SecondProcess:
                 and request.parallel >= cls.MIN_PARALLEL and _usable_cpus() > 1
                 and threading.active_count() == 1):
             return None
-        reader, writer = os.pipe()
+        queue = _SharedQueue.holding(len(request.peers))
+        if queue is None:
+            return None
+        try:
+            reader, writer = os.pipe()
+        except OSError:
+            queue.close()
+            return None
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError:
-            os.close(reader)
-            os.close(writer)
+            for fd in (reader, writer):
+                os.close(fd)
+            queue.close()
             return None
         if pid == 0:
-            os.close(reader)
-            cls._serve(request, writer)
+            cls._serve(request, queue, parent, reader, writer)
         os.close(writer)
-        return cls(request, pid, reader)
+        try:
+            return cls(request, queue, pid, reader)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
 
     @staticmethod
-    def _serve(request: EchoRequest, writer: int) -> None:
-        """The copy: echo its share, write one JSON line per result, and leave without cleanup.
+    def _serve(request: EchoRequest, queue: _SharedQueue, parent: int, reader: int, writer: int) -> None:
+        """The copy: echo what it takes from the queue, write one JSON line per result as it goes,
+        and leave without cleanup.
 
-        os._exit() skips the interpreter's exit handlers and buffered output, which belong to the
-        original process (an Ansible module's result and temporary files).
+        Its standard streams go to /dev/null: an Ansible module's stdout carries the module's one
+        result, and a copy holding it open would keep Ansible waiting. os._exit() skips the
+        interpreter's exit handlers and buffered output, which belong to the original process (an
+        Ansible module's result and temporary files).
         """
         code = 1
         try:
-            share = list(range(1, len(request.peers), 2))
-            sub = dataclasses.replace(request, peers=[request.peers[index] for index in share],
-                                      parallel=request.parallel // 2)
-            with os.fdopen(writer, "wb") as stream:
-                for index, result in zip(share, _echo_in_this_process(sub, open_limit(request.parallel) // 2)):
-                    stream.write(json.dumps([index, result]).encode("utf-8") + b"\n")
+            os.close(reader)
+            _die_with(parent)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+
+            def send(index: int, result: Dict[str, Any]) -> None:
+                line = json.dumps([index, result]).encode("utf-8") + b"\n"
+                while line:
+                    line = line[os.write(writer, line):]
+
+            _echo_in_this_process(dataclasses.replace(request, parallel=request.parallel // 2),
+                                  open_limit(request.parallel) // 2, queue, send)
             code = 0
         finally:
             os._exit(code)
@@ -1079,7 +1201,7 @@ class _SecondProcess:
                 self.delivered[int(index)] = result
                 self.last_progress = time.monotonic()
         except (OSError, ValueError):
-            pass  # a copy that died mid-line: its missing peers are echoed by the caller
+            pass  # a copy that died mid-line: the peers it did not deliver are echoed by the caller
 
     def collect(self) -> Dict[int, Dict[str, Any]]:
         """The copy's results once it has finished, or what it delivered before it stalled."""
@@ -1091,6 +1213,7 @@ class _SecondProcess:
                 break
         self._reap()
         self.stream.close()
+        self.queue.close()
         return dict(self.delivered)
 
     def stop(self) -> None:
@@ -1098,6 +1221,7 @@ class _SecondProcess:
         self._kill()
         self._reap()
         self.stream.close()
+        self.queue.close()
 
     def _kill(self) -> None:
         try:
@@ -1120,7 +1244,14 @@ class _SecondProcess:
             time.sleep(0.005)
 
 
-def _echo_in_this_process(request: EchoRequest, open_limit_share: Optional[int] = None) -> List[Dict[str, Any]]:
+def _echo_in_this_process(request: EchoRequest, open_limit_share: Optional[int] = None,
+                          source: Optional[_SharedQueue] = None,
+                          on_result: Optional[Callable[[int, Dict[str, Any]], None]] = None
+                          ) -> Dict[int, Dict[str, Any]]:
+    """Echo the peers of ``request`` with this process's threads: all of them, or with ``source`` the
+    ones this process takes from a queue shared with the other process. Returns each result by its
+    index in ``request.peers``; ``on_result`` gets each one as soon as it and those taken before it
+    are done."""
     contexts: Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]] = {}
     runs: List[_PeerRun] = []
     for spec in request.peers:
@@ -1149,18 +1280,26 @@ def _echo_in_this_process(request: EchoRequest, open_limit_share: Optional[int] 
         # even when nobody logs it; without debug that is pure CPU per association.
         pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     stop = threading.Event()
-    pool = _Pool(runs, request.parallel, open_limit_share)
+    pool = _Pool(runs, request.parallel, open_limit_share, source)
     pool.grow(time.monotonic())
     watchdog = threading.Thread(target=_watchdog, args=(pool, stop), name="dicom-echo-watchdog", daemon=True)
     watchdog.start()
-    results: List[Dict[str, Any]] = []
+    results: Dict[int, Dict[str, Any]] = {}
     try:
-        for run in runs:
+        position = 0
+        while True:
+            index = pool.next_taken(position)
+            if index is None:
+                break
+            run = runs[index]
             while not run.done.wait(0.5):
                 if run.started and time.monotonic() - run.started > _hard_limit(request, run):
                     _abandon(run)
                     break
-            results.append(_result(run))
+            results[index] = _result(run)
+            if on_result is not None:
+                on_result(index, results[index])
+            position += 1
     finally:
         stop.set()
         pynetdicom_config.LOG_HANDLER_LEVEL = previous_handler_level

@@ -172,11 +172,13 @@ options:
       - On a small controller or source host more is not faster; the engine is CPU-bound on a LAN
         (about 3 to 7 ms of CPU per association with pynetdicom, depending on the CPU), so 16 to 32 is a
         good range even for hundreds of peers. Raise it for peers far away (high round-trip times).
-      - From 64 peers on a host with two or more CPUs, and with O(parallel) of 4 or more, the peers are
-        shared between the module's process and one copy of it (made with fork), each with half of
-        O(parallel), because one Python process does pynetdicom's work on one CPU at a time. The host
-        still opens no more associations than set here; the results keep the order of O(peers), and the
-        module's process echoes any peer that the copy did not answer for (if it failed or hung).
+      - From 64 peers on a host with two or more CPUs, and with O(parallel) of 4 or more, the module's
+        process and one copy of it (made with fork) echo the peers together, each with half of
+        O(parallel), because one Python process does pynetdicom's work on one CPU at a time. Both take
+        the next peer in the order of O(peers) whenever they have room. The host still opens no more
+        associations than set here; the results keep the order of O(peers). The copy ends with the
+        module's process, and the module's process echoes any peer that the copy took but did not
+        answer for (if it failed or hung).
       - Many peers are few servers. When the configured peers share one server, that server sees up to
         O(parallel) associations at once from this host (more while some of them wait, see above), and as
         many from each host Ansible runs at the same time (C(--forks)). A server at its association limit

@@ -3,19 +3,23 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Runs the echo engine in a fresh interpreter, as the module process does, and reports how it forked.
 
-    python tests/system/second_process_probe.py < {"params": {...}, "copy": "...", "other_thread": bool}
+    python tests/system/second_process_probe.py < {"params": {...}, "copy": "...", ...}
 
 The test process itself has threads (hostile servers, pipe readers), and the engine never forks
-a process with threads; this probe has only its main thread. ``copy`` makes the forked copy
-misbehave, to show that its peers are echoed anyway:
+a process with threads; this probe has only its main thread. Options:
 
-* ``normal``: the engine as shipped;
-* ``dies-at-once``: the copy exits before it echoes anything;
-* ``dies-after-3``: the copy delivers three results, then fails writing the fourth;
-* ``hangs``: the copy sleeps, delivering nothing, until it is killed (stall limit shortened to 2 s).
+* ``copy``: ``normal`` (the engine as shipped); ``dies-at-once`` (the copy exits before it takes
+  a peer); ``dies-after-3`` (the copy delivers three results, then fails writing the fourth);
+  ``hangs`` (the copy sleeps, taking nothing, until it is killed; stall limit 2 s);
+* ``stall_limit``: seconds, instead of the engine's own stall limit;
+* ``other_thread``: start a thread first (the engine must then stay in one process);
+* ``interrupt_collect``: KeyboardInterrupt where the original starts waiting for the copy;
+* ``pid_file``: the copy's pid is written there as soon as it exists.
 
-Prints one JSON object: ``forks`` (fork() calls), ``results``, ``children_left`` (child processes,
-running or not reaped), ``wall_s``.
+Prints one JSON object: ``forks`` (fork() calls), ``results``, ``copy_delivered`` (the indices the
+copy delivered), ``arrivals_s`` (when each of the copy's results arrived, seconds after the start),
+``kills`` (times the original killed a running copy), ``interrupted``, ``children_left`` (child
+processes, running or not reaped) and ``wall_s``.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def main() -> None:
     from ansible_collections.dicom.network.plugins.module_utils.echo_validation import validate_request
 
     parent = os.getpid()
-    forks = []
+    forks, kills, delivered = [], [], []
     real_fork = os.fork
 
     def counting_fork():
@@ -58,28 +62,64 @@ def main() -> None:
 
     real_echo = echo_engine._echo_in_this_process
 
-    def misbehaving_echo(request, *limit):
+    def misbehaving_echo(*args, **kwargs):
         if os.getpid() != parent:
             if copy == "dies-at-once":
                 os._exit(3)
             if copy == "hangs":
                 time.sleep(3600)
-        return real_echo(request, *limit)
+        return real_echo(*args, **kwargs)
 
     echo_engine._echo_in_this_process = misbehaving_echo
+    helper_class = echo_engine._SecondProcess
+    real_kill, real_collect, real_init = helper_class._kill, helper_class.collect, helper_class.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        if spec.get("pid_file"):
+            Path(spec["pid_file"]).write_text(str(self.pid))
+
+    def counting_kill(self):
+        if os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            kills.append(1)
+        real_kill(self)
+
+    def recording_collect(self):
+        if spec.get("interrupt_collect"):
+            raise KeyboardInterrupt("probe: interrupted while waiting for the copy")
+        from_copy = real_collect(self)
+        delivered.extend(sorted(from_copy))
+        return from_copy
+
+    helper_class.__init__, helper_class._kill, helper_class.collect = recording_init, counting_kill, recording_collect
+    real_loads = json.loads
+    arrivals = []
+
+    def timing_loads(text, *args, **kwargs):
+        if threading.current_thread().name == "dicom-echo-second-process":
+            arrivals.append(time.monotonic() - started)
+        return real_loads(text, *args, **kwargs)
+
+    echo_engine.json.loads = timing_loads
     if copy == "dies-after-3":
         echo_engine.json.dumps = failing_dumps
-    if copy == "hangs":
-        echo_engine._SecondProcess.stall_limit_for = staticmethod(lambda request: 2.0)
+    started = time.monotonic()
+    stall_limit = 2.0 if copy == "hangs" else spec.get("stall_limit")
+    if stall_limit is not None:
+        helper_class.stall_limit_for = staticmethod(lambda request: float(stall_limit))
     stop = threading.Event()
     if spec.get("other_thread"):
         threading.Thread(target=stop.wait, daemon=True).start()
-    started = time.monotonic()
-    results = echo_engine.run_echoes(validate_request(spec["params"]))
+    interrupted, results = False, []
+    try:
+        results = echo_engine.run_echoes(validate_request(spec["params"]))
+    except KeyboardInterrupt:
+        interrupted = True
     wall = time.monotonic() - started
     stop.set()
-    json.dump({"forks": len(forks), "results": results, "children_left": _children(), "wall_s": wall},
-              sys.stdout)
+    json.dump({"forks": len(forks), "results": results, "copy_delivered": delivered, "kills": len(kills),
+               "arrivals_s": arrivals,
+               "interrupted": interrupted, "children_left": _children(), "wall_s": wall}, sys.stdout)
 
 
 def _children() -> int:

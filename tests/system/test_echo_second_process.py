@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List
@@ -33,9 +34,9 @@ needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
                                     reason="the engine forks only on a host with two or more CPUs")
 
 
-def _probe(params: Dict[str, Any], copy: str = "normal", other_thread: bool = False) -> Dict[str, Any]:
+def _probe(params: Dict[str, Any], **options) -> Dict[str, Any]:
     done = subprocess.run([sys.executable, str(PROBE)], capture_output=True, text=True, timeout=120, check=False,
-                          input=json.dumps({"params": params, "copy": copy, "other_thread": other_thread}))
+                          input=json.dumps(dict(options, params=params)))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -90,6 +91,89 @@ def test_both_processes_together_open_no_more_than_the_documented_limit(hostile_
     assert report["forks"] == 1
     assert all(r["outcome"] == "timeout" for r in report["results"]), report["results"][0]
     assert 200 < _most_at_once(report["results"]) <= 256
+
+
+@needs_two_cpus
+def test_both_processes_take_the_next_peer_whenever_they_have_room(pynetdicom_peers, hostile_factory):
+    """Every other peer silent: with a fixed half each, one process would get all the silent peers.
+    Both take from one queue instead, so the copy also echoes answering peers."""
+    silent = hostile_factory("silent", hold_max=10.0, max_connections=200)
+    entries = [peer_entry(silent if index % 2 else pynetdicom_peers["accept"], name="peer-%03d" % index)
+               for index in range(128)]
+    report = _probe({"peers": entries, "parallel": 4, "connect_timeout": 1, "acse_timeout": 1})
+    assert report["forks"] == 1
+    assert [r["outcome"] for r in report["results"]] == ["success", "timeout"] * 64
+    delivered = set(report["copy_delivered"])
+    assert delivered & set(range(0, 128, 2)) and delivered & set(range(1, 128, 2)), sorted(delivered)
+
+
+@needs_two_cpus
+def test_a_copy_that_keeps_delivering_is_never_killed(hostile_factory):
+    """The copy sends each result as it is done: 80 silent peers at parallel 4 take several timeouts
+    in all, longer than a stall limit of 2.5 s, but never 2.5 s without a result. Killed, the copy's
+    peers would be echoed twice (the servers would count more than 80 connections)."""
+    silent = [hostile_factory("silent", hold_max=10.0, max_connections=100) for _index in range(2)]
+    entries = [peer_entry(silent[index % 2], name="silent-%02d" % index) for index in range(80)]
+    report = _probe({"peers": entries, "parallel": 4, "connect_timeout": 1, "acse_timeout": 1},
+                    stall_limit=2.5)
+    assert report["forks"] == 1
+    assert all(r["outcome"] == "timeout" for r in report["results"])
+    assert report["wall_s"] > 2.5 + 1.0, "the copy's share must take longer than the stall limit"
+    assert report["kills"] == 0
+    assert len(report["copy_delivered"]) > 10
+    # One result at a time, as each is done: the copy's results arrive over its whole share.
+    assert max(report["arrivals_s"]) - min(report["arrivals_s"]) > 2.0, report["arrivals_s"]
+    assert silent[0].control.accepted + silent[1].control.accepted == 80
+
+
+@needs_two_cpus
+def test_an_interrupt_while_waiting_for_the_copy_ends_the_copy(hostile_factory):
+    silent = hostile_factory("silent", hold_max=10.0, max_connections=100)
+    entries = [peer_entry(silent, name="silent-%02d" % index) for index in range(64)]
+    report = _probe({"peers": entries, "parallel": 4, "connect_timeout": 2, "acse_timeout": 2},
+                    interrupt_collect=True)
+    assert report["interrupted"] is True
+    assert report["children_left"] == 0
+
+
+@needs_two_cpus
+def test_a_killed_module_process_leaves_no_copy_behind(tmp_path, hostile_factory):
+    """What Ansible sees when it kills a module (a task timeout, a cancelled AWX job): the module's
+    stdout closes at once, and the copy ends with it instead of echoing on for its share."""
+    silent = hostile_factory("silent", hold_max=30.0, max_connections=100)
+    entries = [peer_entry(silent, name="silent-%02d" % index) for index in range(64)]
+    pid_file = tmp_path / "copy.pid"
+    probe = subprocess.Popen([sys.executable, str(PROBE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    probe.stdin.write(json.dumps({"params": {"peers": entries, "parallel": 4, "connect_timeout": 10,
+                                             "acse_timeout": 10}, "pid_file": str(pid_file)}).encode())
+    probe.stdin.close()
+    probe.stdin = None  # sent: communicate() only reads from now on
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and probe.poll() is None, probe.stderr.read()[-2000:]
+            time.sleep(0.05)
+        copy_pid = int(pid_file.read_text())
+        time.sleep(0.5)
+        probe.kill()
+        probe.communicate(timeout=5)  # would wait for the copy if it held the probe's stdout
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    deadline = time.monotonic() + 5
+    while _running(copy_pid):
+        assert time.monotonic() < deadline, "the copy %d outlived the killed module process" % copy_pid
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 def test_fewer_peers_or_other_threads_stay_in_one_process(mixed_peers):
