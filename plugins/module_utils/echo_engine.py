@@ -115,6 +115,8 @@ class _PeerRun:
         self.headers_read = 0
         self.release_complete = False
         self.expected_msg_id: Optional[int] = None
+        # Reported while its worker is still stuck (a hung name lookup, or past the hard limit).
+        self.abandoned = False
 
     # -- phases and deadlines -------------------------------------------------------------
     def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
@@ -141,6 +143,7 @@ class _PeerRun:
             if self.phase == "resolve":
                 # getaddrinfo() cannot be interrupted: report now and let the worker finish unseen.
                 self.timings["total"] = _ms_since(self.started)
+                self.abandoned = True
                 self.done.set()
                 return
         if raw is not None:
@@ -968,9 +971,13 @@ class _Pool:
             return list(self.active)
 
     def grow(self, now: float) -> None:
-        """Start workers until `parallel` of them are not stalled, within the limit."""
+        """Start workers until `parallel` of them are not stalled, within the limit.
+
+        A run reported while its worker is stuck where no deadline reaches (a name lookup that
+        hangs) keeps that thread until it returns: it is replaced like a stalled one.
+        """
         with self.lock:
-            stalled = sum(1 for run in self.active if run.stalled(now))
+            stalled = sum(1 for run in self.active if run.stalled(now) or run.abandoned)
             wanted = min(self.parallel + stalled, self.limit, self.workers + self.source.remaining())
             new = max(wanted - self.workers, 0)
             self.workers += new
@@ -1146,6 +1153,13 @@ class _SecondProcess:
         except OSError:
             queue.close()
             return None
+        if min(queue.fd, reader, writer) <= 2:
+            # A process started with stdin, stdout or stderr closed: the copy points those at
+            # /dev/null, which would replace the queue or its result pipe.
+            for fd in (reader, writer):
+                os.close(fd)
+            queue.close()
+            return None
         parent = os.getpid()
         try:
             pid = os.fork()
@@ -1213,6 +1227,7 @@ class _SecondProcess:
                 break
         self._reap()
         self.stream.close()
+        # This process has taken its last index (its share ended at the end of the queue).
         self.queue.close()
         return dict(self.delivered)
 
@@ -1221,7 +1236,9 @@ class _SecondProcess:
         self._kill()
         self._reap()
         self.stream.close()
-        self.queue.close()
+        # Not closed: this process's workers may still be taking from it, and a closed descriptor's
+        # number can be reused by the next file opened. They now find it empty.
+        self.queue.exhausted = True
 
     def _kill(self) -> None:
         try:
@@ -1316,4 +1333,5 @@ def _abandon(run: _PeerRun) -> None:
             run.obs.timed_out_phase = run.phase
             run.obs.timeout_s = run.phase_timeout
         run.timings["total"] = _ms_since(run.started)
+        run.abandoned = True
         run.done.set()

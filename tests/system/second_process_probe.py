@@ -14,17 +14,20 @@ a process with threads; this probe has only its main thread. Options:
 * ``stall_limit``: seconds, instead of the engine's own stall limit;
 * ``other_thread``: start a thread first (the engine must then stay in one process);
 * ``interrupt_collect``: KeyboardInterrupt where the original starts waiting for the copy;
-* ``pid_file``: the copy's pid is written there as soon as it exists.
+* ``pid_file``: the copy's pid is written there as soon as it exists;
+* ``hung_lookup_s``: name lookups of hosts named ``hang-*`` block this long, then fail as glibc's do
+  when no name server answers.
 
 Prints one JSON object: ``forks`` (fork() calls), ``results``, ``copy_delivered`` (the indices the
 copy delivered), ``arrivals_s`` (when each of the copy's results arrived, seconds after the start),
-``kills`` (times the original killed a running copy), ``interrupted``, ``children_left`` (child
-processes, running or not reaped) and ``wall_s``.
+``kills`` (times the original killed a running copy), ``interrupted``, ``thread_errors`` (exceptions
+that ended a thread), ``children_left`` (child processes, running or not reaped) and ``wall_s``.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -107,6 +110,18 @@ def main() -> None:
     stall_limit = 2.0 if copy == "hangs" else spec.get("stall_limit")
     if stall_limit is not None:
         helper_class.stall_limit_for = staticmethod(lambda request: float(stall_limit))
+    thread_errors = []
+    threading.excepthook = lambda args: thread_errors.append("%s: %s" % (args.exc_type.__name__, args.exc_value))
+    if spec.get("hung_lookup_s"):
+        real_getaddrinfo = socket.getaddrinfo
+
+        def hung_getaddrinfo(host, *args, **kwargs):
+            if isinstance(host, str) and host.startswith("hang-"):
+                time.sleep(float(spec["hung_lookup_s"]))
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            return real_getaddrinfo(host, *args, **kwargs)
+
+        socket.getaddrinfo = hung_getaddrinfo
     stop = threading.Event()
     if spec.get("other_thread"):
         threading.Thread(target=stop.wait, daemon=True).start()
@@ -119,7 +134,8 @@ def main() -> None:
     stop.set()
     json.dump({"forks": len(forks), "results": results, "copy_delivered": delivered, "kills": len(kills),
                "arrivals_s": arrivals,
-               "interrupted": interrupted, "children_left": _children(), "wall_s": wall}, sys.stdout)
+               "interrupted": interrupted, "thread_errors": thread_errors,
+               "children_left": _children(), "wall_s": wall}, sys.stdout)
 
 
 def _children() -> int:

@@ -76,6 +76,7 @@ def test_many_peers_are_shared_with_a_second_process(mixed_peers):
     report = _probe(dict(TIMEOUTS, peers=mixed_peers, parallel=4))
     assert report["forks"] == 1
     assert report["children_left"] == 0
+    assert report["thread_errors"] == []
     _check_every_result(mixed_peers, report["results"])
     # parallel 4 is split 2 + 2: no more associations at once than configured (none of these stall).
     assert _most_at_once(report["results"]) <= 4
@@ -174,6 +175,20 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_hung_name_lookups_do_not_hold_up_the_other_peers(closed_port):
+    """A lookup that hangs (name servers down) is reported at connect_timeout, but its thread stays
+    in getaddrinfo(): it is replaced like a stalled association, so the peers after it do not wait
+    for the resolver (8 s here)."""
+    entries = [{"name": "hung-%d" % index, "ae_title": "ANY_SCP", "host": "hang-%d.example" % index, "port": 104}
+               for index in range(2)]
+    entries += [peer_entry(closed_port, name="refused-%d" % index, ae_title="ANY_SCP") for index in range(6)]
+    report = _probe({"peers": entries, "parallel": 1, "connect_timeout": 1, "acse_timeout": 1},
+                    hung_lookup_s=8)
+    assert [(r["outcome"], r["phase"]) for r in report["results"]] == \
+        [("timeout", "resolve")] * 2 + [("refused", "connect")] * 6
+    assert report["wall_s"] < 5.0, report["wall_s"]
 
 
 def test_fewer_peers_or_other_threads_stay_in_one_process(mixed_peers):
