@@ -1125,8 +1125,7 @@ class _SecondProcess:
 
     def __init__(self, request: EchoRequest, queue: _SharedQueue, pid: int, reader: int):
         self.queue = queue
-        self.own_request = dataclasses.replace(request, parallel=request.parallel - request.parallel // 2)
-        self.own_open_limit = open_limit(request.parallel) - open_limit(request.parallel) // 2
+        (self.own_request, self.own_open_limit), _copy_share = self.shares(request)
         self.pid = pid
         self.stream = os.fdopen(reader, "rb")
         self.delivered: Dict[int, Dict[str, Any]] = {}
@@ -1134,6 +1133,15 @@ class _SecondProcess:
         self.stall_limit = self.stall_limit_for(request)
         self.reader = threading.Thread(target=self._read, name="dicom-echo-second-process", daemon=True)
         self.reader.start()
+
+    @staticmethod
+    def shares(request: EchoRequest) -> Tuple[Tuple[EchoRequest, int], Tuple[EchoRequest, int]]:
+        """(request, open-association limit) of this process and of the copy: `parallel` and the
+        limit split in two, so that together they open no more than configured."""
+        limit = open_limit(request.parallel)
+        copy_parallel, copy_limit = request.parallel // 2, limit // 2
+        return ((dataclasses.replace(request, parallel=request.parallel - copy_parallel), limit - copy_limit),
+                (dataclasses.replace(request, parallel=copy_parallel), copy_limit))
 
     @classmethod
     def stall_limit_for(cls, request: EchoRequest) -> float:
@@ -1202,8 +1210,8 @@ class _SecondProcess:
                 while line:
                     line = line[os.write(writer, line):]
 
-            _echo_in_this_process(dataclasses.replace(request, parallel=request.parallel // 2),
-                                  open_limit(request.parallel) // 2, queue, send)
+            copy_request, copy_limit = _SecondProcess.shares(request)[1]
+            _echo_in_this_process(copy_request, copy_limit, queue, send)
             code = 0
         finally:
             os._exit(code)
