@@ -943,7 +943,14 @@ class _Pool:
         self.peak = 0
 
     def take(self) -> Optional[_PeerRun]:
+        """The next run for a worker that is free, or None when that worker is to end."""
         with self.lock:
+            if self.workers > self.parallel + self._replaced(time.monotonic()):
+                # This worker was started in place of an association that has since ended: without
+                # retiring it, more than `parallel` would do work from now on, and a server whose
+                # association limit `parallel` was lowered for would reject the surplus.
+                self.workers -= 1
+                return None
             index = self.source.take()
             self.took.notify_all()
             if index is None:
@@ -970,6 +977,10 @@ class _Pool:
         with self.lock:
             return list(self.active)
 
+    def _replaced(self, now: float) -> int:
+        """How many runs in flight have a worker in their place (stalled, or abandoned); under the lock."""
+        return sum(1 for run in self.active if run.stalled(now) or run.abandoned)
+
     def grow(self, now: float) -> None:
         """Start workers until `parallel` of them are not stalled, within the limit.
 
@@ -977,8 +988,7 @@ class _Pool:
         hangs) keeps that thread until it returns: it is replaced like a stalled one.
         """
         with self.lock:
-            stalled = sum(1 for run in self.active if run.stalled(now) or run.abandoned)
-            wanted = min(self.parallel + stalled, self.limit, self.workers + self.source.remaining())
+            wanted = min(self.parallel + self._replaced(now), self.limit, self.workers + self.source.remaining())
             new = max(wanted - self.workers, 0)
             self.workers += new
         for _unused in range(new):

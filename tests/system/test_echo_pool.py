@@ -8,6 +8,8 @@ peers on loopback: the test's own hostile socket servers and a pynetdicom SCP.
   0.5 s, so healthy peers queued behind them start at once and a handful of silent peers cost
   about one timeout, not one per ``parallel`` of them.
 * That growth is bounded: never more than 4 x ``parallel`` associations open.
+* It lasts only as long as the stall: once the silent peers have timed out, no more than
+  ``parallel`` associations work at a time again.
 * pynetdicom's requestor reactor does not run in the engine; a peer that aborts, closes or asks
   for release between two C-ECHOs (``count`` > 1) is still noticed at once.
 """
@@ -17,6 +19,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.peers.pynetdicom_peers import start_pynetdicom_peers
 from tests.system.helpers import echo, peer_entry, timed
 
 pytestmark = [pytest.mark.peers]
@@ -62,6 +65,35 @@ def test_pool_growth_is_bounded_by_four_times_parallel(hostile_factory):
     # Counted from each association's own start and duration: the server counts a connection until
     # its handler thread has seen the close, which lags on a loaded machine (it once counted 5).
     assert 2 <= _most_at_once(results) <= 4, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
+
+
+@pytest.fixture(scope="module")
+def paced_peer(peers_workdir, peer_reaper):
+    """A pynetdicom SCP that answers each C-ECHO after 0.1 s: echoes that take long enough to
+    overlap, yet stay well under the 0.5 s after which a step counts as stalled."""
+    proc, peers = start_pynetdicom_peers(peers_workdir / "paced", {
+        "paced": ({"behaviour": "slow", "delay": 0.1, "ae_title": "PACED_SCP"}, "C-ECHO-RSP after 0.1 s")})
+    yield peers["paced"]
+    peer_reaper.terminate([proc])
+
+
+def test_extra_workers_end_with_the_stall_they_replaced(hostile_factory, paced_peer):
+    """parallel 2, two silent peers queued first, then 50 peers that answer in 0.1 s each. While the
+    silent ones wait, the pool grows to 4; when they time out, the two workers started in their
+    place must end, or 4 associations would work on the answering server at once (a server whose
+    limit `parallel` was lowered for would reject the surplus)."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    entries = [peer_entry(silent, name="silent-%d" % i) for i in range(2)]
+    entries += [peer_entry(paced_peer, name="paced-%d" % i) for i in range(50)]
+    results = echo(entries, parallel=2, **TIMEOUTS)
+    paced = [r for r in results if r["name"].startswith("paced-")]
+    assert all(r["outcome"] == "success" for r in paced), paced
+    silent_end = max(_started(r).timestamp() + r["timings_ms"]["total"] / 1000.0
+                     for r in results if r["name"].startswith("silent-"))
+    # The answering peers are still being echoed when the last silent one has timed out, so the
+    # count below covers the time after the stall.
+    assert max(_started(r).timestamp() for r in paced) > silent_end, [r["started_at"] for r in paced]
+    assert _most_at_once(paced) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in paced]
 
 
 def _most_at_once(results) -> int:
