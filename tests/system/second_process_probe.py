@@ -15,6 +15,7 @@ a process with threads; this probe has only its main thread. Options:
 * ``other_thread``: start a thread first (the engine must then stay in one process);
 * ``interrupt_collect``: KeyboardInterrupt where the original starts waiting for the copy;
 * ``pid_file``: the copy's pid is written there as soon as it exists;
+* ``close_stdin``: close fd 0 once the spec is read, so the next pipe the engine makes lands on it;
 * ``hung_lookup_s``: name lookups of hosts named ``hang-*`` block this long, then fail as glibc's do
   when no name server answers.
 
@@ -125,6 +126,8 @@ def main() -> None:
     stop = threading.Event()
     if spec.get("other_thread"):
         threading.Thread(target=stop.wait, daemon=True).start()
+    if spec.get("close_stdin"):
+        os.close(0)
     interrupted, results = False, []
     try:
         results = echo_engine.run_echoes(validate_request(spec["params"]))

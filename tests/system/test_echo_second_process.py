@@ -202,6 +202,16 @@ def test_fewer_peers_or_other_threads_stay_in_one_process(mixed_peers):
 
 
 @needs_two_cpus
+def test_no_copy_when_a_pipe_would_take_a_standard_descriptor(mixed_peers):
+    """A process started with stdin closed gets fd 0 for the engine's first pipe; the copy points
+    fds 0-2 at /dev/null, which would replace that pipe. The engine stays in one process instead."""
+    report = _probe(dict(TIMEOUTS, peers=mixed_peers), close_stdin=True)
+    assert report["forks"] == 0
+    assert report["thread_errors"] == []
+    _check_every_result(mixed_peers, report["results"])
+
+
+@needs_two_cpus
 @pytest.mark.parametrize("copy", ["dies-at-once", "dies-after-3", "hangs"])
 def test_peers_of_a_failed_copy_are_echoed_by_the_original(mixed_peers, copy):
     report = _probe(dict(TIMEOUTS, peers=mixed_peers), copy=copy)
