@@ -41,6 +41,9 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
     TlsSettings,
 )
 
+# First, so that pynetdicom is imported the module's way wherever the engine is used.
+from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_dep  # noqa: F401, pylint: disable=unused-import
+
 try:
     from pynetdicom import AE, _config as pynetdicom_config, dul as pynetdicom_dul, evt
     from pynetdicom.transport import AssociationSocket
