@@ -169,6 +169,8 @@ options:
         waited more than 0.5 s for the peer stops counting, and another peer is started in its place,
         so that a few silent peers cost about one timeout rather than one per O(parallel) of them. At
         most 4 x O(parallel) associations are ever open (at most 256, unless O(parallel) is higher).
+        The extra ones last only as long as the wait: as the waiting associations end, the pool
+        shrinks back to O(parallel).
       - On a small controller or source host more is not faster; the engine is CPU-bound on a LAN
         (about 3 to 7 ms of CPU per association with pynetdicom, depending on the CPU), so 16 to 32 is a
         good range even for hundreds of peers. Raise it for peers far away (high round-trip times).
