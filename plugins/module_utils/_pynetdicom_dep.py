@@ -12,8 +12,9 @@ import traceback
 # are installed. An echo needs neither, and every module process would pay for them: importing
 # pynetdicom took 0.26 s with both installed against 0.155 s without them (2-core Xeon,
 # benchmarks/README.md). A None entry in sys.modules makes their import fail at once, which
-# pydicom takes as "not installed"; the entries are removed again right after, so nothing else in
-# the process is affected.
+# pydicom takes as "not installed" for the rest of the process (pixel data needs numpy; an echo
+# never decodes any). The entries are removed right after, so an import of numpy or requests
+# elsewhere in the process still gets the real package.
 _NOT_NEEDED_BY_AN_ECHO = ("numpy", "requests")
 _blocked = [name for name in _NOT_NEEDED_BY_AN_ECHO if name not in sys.modules]
 for _name in _blocked:

@@ -123,16 +123,25 @@ class _PeerRun:
 
     # -- phases and deadlines -------------------------------------------------------------
     def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
+        """Start the next step; OSError when this run has been reported already (its name lookup
+        returned just as its deadline passed, or it was given up at the hard limit), so that a
+        reported peer gets no traffic and no step without a deadline."""
         now = time.monotonic()
         with self.lock:
+            if self.done.is_set():
+                raise OSError("the peer has been reported already; no %s step" % phase)
             self.phase = phase
             self.phase_timeout = timeout
             self.phase_since = now
             self.deadline = now + timeout + slack
 
     def stalled(self, now: float) -> bool:
+        """Waiting over _STALLED_AFTER_S for a peer that has not answered anything yet (name lookup,
+        TCP, TLS, A-ASSOCIATE). A peer that has answered is slow, not silent: its association is
+        work, and replacing it would give a loaded server more than `parallel` at once."""
         since = self.phase_since
-        return since is not None and now - since > _STALLED_AFTER_S and not self.done.is_set()
+        return (since is not None and now - since > _STALLED_AFTER_S and not self.done.is_set()
+                and not self.obs.pdus_received)
 
     def expire_if_due(self, now: float) -> None:
         with self.lock:
@@ -991,12 +1000,24 @@ class _Pool:
         hangs) keeps that thread until it returns: it is replaced like a stalled one.
         """
         with self.lock:
-            wanted = min(self.parallel + self._replaced(now), self.limit, self.workers + self.source.remaining())
+            # A worker stuck in a name lookup holds no socket, so it does not count against the open
+            # limit (else enough hung lookups would leave the other peers waiting for the resolver);
+            # past _MAX_OPEN of them, the run waits for the resolver rather than start more threads.
+            hung_lookups = min(sum(1 for run in self.active if run.abandoned and run.raw_socket is None), _MAX_OPEN)
+            wanted = min(self.parallel + self._replaced(now), self.limit + hung_lookups,
+                         self.workers + self.source.remaining())
             new = max(wanted - self.workers, 0)
             self.workers += new
-        for _unused in range(new):
+        for position in range(new):
             self.started += 1
-            threading.Thread(target=_worker, args=(self,), name="dicom-echo-%d" % self.started, daemon=True).start()
+            try:
+                threading.Thread(target=_worker, args=(self,), name="dicom-echo-%d" % self.started, daemon=True).start()
+            except RuntimeError:
+                # No thread to be had now (a pids limit): the watchdog, which runs this, must live on to
+                # enforce the deadlines; the workers not started are tried again on its next tick.
+                with self.lock:
+                    self.workers -= new - position
+                return
 
 
 def _worker(pool: _Pool) -> None:

@@ -165,12 +165,16 @@ options:
   parallel:
     description:
       - Number of associations at work at the same time (1 to 256).
-      - An association whose current step (DNS, TCP connect, TLS, A-ASSOCIATE, C-ECHO or release) has
-        waited more than 0.5 s for the peer stops counting, and another peer is started in its place,
-        so that a few silent peers cost about one timeout rather than one per O(parallel) of them. At
-        most 4 x O(parallel) associations are ever open (at most 256, unless O(parallel) is higher).
-        The extra ones last only as long as the wait: as the waiting associations end, the pool
-        shrinks back to O(parallel).
+      - An association that has waited more than 0.5 s for a peer that has not answered anything yet
+        (name lookup, TCP connect, TLS or A-ASSOCIATE) stops counting, and another peer is started in
+        its place, so that a few silent peers cost about one timeout rather than one per O(parallel)
+        of them. At most 4 x O(parallel) associations are ever open (at most 256, unless O(parallel) is
+        higher; a lookup that hangs holds no connection and does not count). The extra ones last only
+        as long as the wait; as the waiting associations end, the pool shrinks back to O(parallel).
+      - A peer that has answered the A-ASSOCIATE is slow, not silent. Its association counts until it
+        ends, however long its C-ECHO or release takes, so a loaded server never gets more than
+        O(parallel) associations at work from this host. A server that takes more than 0.5 s to
+        answer the A-ASSOCIATE itself looks silent until it answers.
       - On a small controller or source host more is not faster; the engine is CPU-bound on a LAN
         (about 3 to 7 ms of CPU per association with pynetdicom, depending on the CPU), so 16 to 32 is a
         good range even for hundreds of peers. Raise it for peers far away (high round-trip times).

@@ -9,16 +9,22 @@ peers on loopback: the test's own hostile socket servers and a pynetdicom SCP.
   about one timeout, not one per ``parallel`` of them.
 * That growth is bounded: never more than 4 x ``parallel`` associations open.
 * It lasts only as long as the stall: once the silent peers have timed out, no more than
-  ``parallel`` associations work at a time again.
+  ``parallel`` associations work at a time again; and a peer that has answered is slow, not
+  silent, so a server slow to answer C-ECHO never gets more than ``parallel``.
+* Nothing reaches a peer once it has been reported, and a worker thread that cannot be started
+  does not stop the deadlines.
 * pynetdicom's requestor reactor does not run in the engine; a peer that aborts, closes or asks
   for release between two C-ECHOs (``count`` > 1) is still noticed at once.
 """
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 
 import pytest
 
+from ansible_collections.dicom.network.plugins.module_utils import echo_engine
 from tests.peers.pynetdicom_peers import start_pynetdicom_peers
 from tests.system.helpers import echo, peer_entry, timed
 
@@ -68,13 +74,19 @@ def test_pool_growth_is_bounded_by_four_times_parallel(hostile_factory):
 
 
 @pytest.fixture(scope="module")
-def paced_peer(peers_workdir, peer_reaper):
-    """A pynetdicom SCP that answers each C-ECHO after 0.1 s: echoes that take long enough to
-    overlap, yet stay well under the 0.5 s after which a step counts as stalled."""
-    proc, peers = start_pynetdicom_peers(peers_workdir / "paced", {
-        "paced": ({"behaviour": "slow", "delay": 0.1, "ae_title": "PACED_SCP"}, "C-ECHO-RSP after 0.1 s")})
-    yield peers["paced"]
+def slow_peers(peers_workdir, peer_reaper):
+    """pynetdicom SCPs that answer each C-ECHO late: ``paced`` after 0.1 s (echoes that overlap, yet
+    stay well under the 0.5 s after which a wait counts as stalled), ``sluggish`` after 0.7 s."""
+    proc, peers = start_pynetdicom_peers(peers_workdir / "slow", {
+        "paced": ({"behaviour": "slow", "delay": 0.1, "ae_title": "PACED_SCP"}, "C-ECHO-RSP after 0.1 s"),
+        "sluggish": ({"behaviour": "slow", "delay": 0.7, "ae_title": "SLUGGISH_SCP"}, "C-ECHO-RSP after 0.7 s")})
+    yield peers
     peer_reaper.terminate([proc])
+
+
+@pytest.fixture
+def paced_peer(slow_peers):
+    return slow_peers["paced"]
 
 
 def test_extra_workers_end_with_the_stall_they_replaced(hostile_factory, paced_peer):
@@ -94,6 +106,59 @@ def test_extra_workers_end_with_the_stall_they_replaced(hostile_factory, paced_p
     # count below covers the time after the stall.
     assert max(_started(r).timestamp() for r in paced) > silent_end, [r["started_at"] for r in paced]
     assert _most_at_once(paced) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in paced]
+
+
+def test_a_server_slow_to_answer_echoes_gets_no_more_than_parallel(slow_peers):
+    """Eight peers on a server that answers each C-ECHO after 0.7 s, parallel 2: every echo waits
+    longer than the 0.5 s after which a silent peer is replaced, but this peer has answered the
+    A-ASSOCIATE, so it is slow, not silent, and no extra association is started beside it."""
+    entries = [peer_entry(slow_peers["sluggish"], name="sluggish-%d" % i) for i in range(8)]
+    results = echo(entries, parallel=2, **TIMEOUTS)
+    assert all(r["outcome"] == "success" for r in results), results
+    assert _most_at_once(results) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
+
+
+def test_a_peer_reported_during_its_lookup_gets_no_traffic(hostile_factory, monkeypatch):
+    """A name lookup that returns just as its deadline passes: the peer is reported as a lookup
+    timeout, so nothing may connect to it afterwards, with no deadline left to end that."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    silent.control.reset_counts()
+    real_associate_and_echo = echo_engine._associate_and_echo
+
+    def after_the_lookup_deadline(run):
+        # Between the lookup's end and the TCP connect: the watchdog reports the lookup as timed out.
+        run.done.wait(5.0)
+        real_associate_and_echo(run)
+
+    monkeypatch.setattr(echo_engine, "_associate_and_echo", after_the_lookup_deadline)
+    (result,) = echo([peer_entry(silent, name="late-lookup")], connect_timeout=0.5, acse_timeout=2, dimse_timeout=2)
+    assert (result["outcome"], result["phase"]) == ("timeout", "resolve"), result
+    time.sleep(0.5)
+    assert silent.control.accepted == 0
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("dicom-echo-") and t.is_alive()]
+
+
+def test_a_worker_that_cannot_be_started_does_not_stop_the_deadlines(hostile_factory, closed_port, monkeypatch):
+    """Starting the worker that replaces a stalled one fails once (as with a pids limit): the
+    watchdog, which starts it, must go on ending the stalled association at its timeout."""
+    drip = hostile_factory("drip", interval=0.5, hold_max=30.0)
+    real_start = threading.Thread.start
+    worker_starts = []
+
+    def start_failing_once(thread):
+        if thread.name.startswith("dicom-echo-") and thread.name[len("dicom-echo-"):].isdigit():
+            worker_starts.append(thread.name)
+            if len(worker_starts) == 2:
+                raise RuntimeError("can't start new thread")
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_failing_once)
+    entries = [peer_entry(drip, name="drip")] + [peer_entry(closed_port, name="refused-%d" % i) for i in range(3)]
+    results, wall = timed(echo, entries, parallel=1, connect_timeout=1, acse_timeout=1, dimse_timeout=1)
+    assert len(worker_starts) >= 3
+    assert [(r["outcome"], r["phase"]) for r in results] == \
+        [("timeout", "associate")] + [("refused", "connect")] * 3, results
+    assert wall < 1 + MARGIN_S, wall
 
 
 def _most_at_once(results) -> int:
