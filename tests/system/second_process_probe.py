@@ -14,6 +14,9 @@ a process with threads; this probe has only its main thread. Options:
 * ``stall_limit``: seconds, instead of the engine's own stall limit;
 * ``other_thread``: start a thread first (the engine must then stay in one process);
 * ``interrupt_collect``: KeyboardInterrupt where the original starts waiting for the copy;
+* ``interrupt_own_share``: KeyboardInterrupt at the original's first result of its own share, while
+  its workers are still echoing; ``linger_s`` then keeps the probe alive that long, so that those
+  workers go back to the shared queue before the report;
 * ``pid_file``: the copy's pid is written there as soon as it exists;
 * ``close_stdin``: close fd 0 once the spec is read, so the next pipe the engine makes lands on it;
 * ``hung_lookup_s``: name lookups of hosts named ``hang-*`` block this long, then fail as glibc's do
@@ -105,6 +108,15 @@ def main() -> None:
         return real_loads(text, *args, **kwargs)
 
     echo_engine.json.loads = timing_loads
+    real_result = echo_engine._result
+
+    def interrupting_result(run):
+        if os.getpid() == parent and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt("probe: interrupted in the original's own share")
+        return real_result(run)
+
+    if spec.get("interrupt_own_share"):
+        echo_engine._result = interrupting_result
     if copy == "dies-after-3":
         echo_engine.json.dumps = failing_dumps
     started = time.monotonic()
@@ -133,6 +145,7 @@ def main() -> None:
         results = echo_engine.run_echoes(validate_request(spec["params"]))
     except KeyboardInterrupt:
         interrupted = True
+        time.sleep(float(spec.get("linger_s", 0)))
     wall = time.monotonic() - started
     stop.set()
     json.dump({"forks": len(forks), "results": results, "copy_delivered": delivered, "kills": len(kills),

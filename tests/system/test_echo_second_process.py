@@ -138,6 +138,21 @@ def test_an_interrupt_while_waiting_for_the_copy_ends_the_copy(hostile_factory):
 
 
 @needs_two_cpus
+def test_an_interrupt_in_the_originals_own_share_leaves_its_workers_a_usable_queue(hostile_factory):
+    """KeyboardInterrupt at the original's first own result, while its other workers wait on silent
+    peers: they go back to the shared queue after their 1 s timeout. Had the interrupt closed it, they
+    would read a closed descriptor (or whatever file got its number next)."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    entries = [peer_entry(silent, name="silent-%02d" % index) for index in range(PEER_COUNT)]
+    report = _probe({"peers": entries, "connect_timeout": 1, "acse_timeout": 1, "dimse_timeout": 1},
+                    interrupt_own_share=True, linger_s=2.5)
+    assert report["forks"] == 1
+    assert report["interrupted"] is True
+    assert report["thread_errors"] == []
+    assert report["children_left"] == 0
+
+
+@needs_two_cpus
 def test_a_killed_module_process_leaves_no_copy_behind(tmp_path, hostile_factory):
     """What Ansible sees when it kills a module (a task timeout, a cancelled AWX job): the module's
     stdout closes at once, and the copy ends with it instead of echoing on for its share."""
