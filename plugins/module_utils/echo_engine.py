@@ -84,6 +84,10 @@ _TLS_RECORD_TYPES = (0x15, 0x16)
 _TLS_RECORD_HINT = " (a TLS record: this port may expect DICOM over TLS, see tls.enabled)"
 
 
+class _AlreadyReported(OSError):
+    """A step of a peer whose result has been reported already (see _PeerRun.enter)."""
+
+
 class _PeerRun:
     """Mutable state of one peer's echo, shared by its worker, pynetdicom's threads and the watchdog."""
 
@@ -129,7 +133,7 @@ class _PeerRun:
         now = time.monotonic()
         with self.lock:
             if self.done.is_set():
-                raise OSError("the peer has been reported already; no %s step" % phase)
+                raise _AlreadyReported("the peer has been reported already; no %s step" % phase)
             self.phase = phase
             self.phase_timeout = timeout
             self.phase_since = now
@@ -218,9 +222,10 @@ class _InstrumentedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
             primitive.result = "Evt2"
             self.provider_queue.put(primitive)
         except (OSError, ValueError) as exc:
-            run.obs.connect_error = exc
-            run.obs.connect_error_phase = run.phase if run.phase in ("connect", "tls") else "connect"
-            run.obs.timeout_s = run.request.connect_timeout
+            if not isinstance(exc, _AlreadyReported):  # the report stands as it was made
+                run.obs.connect_error = exc
+                run.obs.connect_error_phase = run.phase if run.phase in ("connect", "tls") else "connect"
+                run.obs.timeout_s = run.request.connect_timeout
             if self.socket is not None:
                 try:
                     self.socket.close()
@@ -1028,7 +1033,7 @@ def _worker(pool: _Pool) -> None:
         try:
             _echo_one(run)
         except Exception as exc:  # noqa: BLE001 - one peer's surprise must not cost the others
-            if run.obs.protocol_violation is None and run.obs.connect_error is None:
+            if run.obs.protocol_violation is None and run.obs.connect_error is None and not run.done.is_set():
                 run.obs.protocol_violation = "unexpected error while talking to the peer: %s: %s" % (
                     type(exc).__name__, exc)
                 run.obs.protocol_violation_phase = run.phase

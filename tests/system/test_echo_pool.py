@@ -130,7 +130,14 @@ def test_a_peer_reported_during_its_lookup_gets_no_traffic(hostile_factory, monk
         run.done.wait(5.0)
         real_associate_and_echo(run)
 
+    real_result = echo_engine._result
+
+    def reported_a_little_later(run):
+        time.sleep(0.3)  # the worker goes on meanwhile; the report must still be the lookup timeout
+        return real_result(run)
+
     monkeypatch.setattr(echo_engine, "_associate_and_echo", after_the_lookup_deadline)
+    monkeypatch.setattr(echo_engine, "_result", reported_a_little_later)
     (result,) = echo([peer_entry(silent, name="late-lookup")], connect_timeout=0.5, acse_timeout=2, dimse_timeout=2)
     assert (result["outcome"], result["phase"]) == ("timeout", "resolve"), result
     time.sleep(0.5)
