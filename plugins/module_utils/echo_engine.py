@@ -727,25 +727,35 @@ def check_bind_address(address: Optional[str]) -> None:
 
 
 def _resolve(run: _PeerRun) -> bool:
+    """Look the peer's name up; False when it failed or the run was reported meanwhile (a lookup that
+    returned after its deadline: the report stands as the watchdog made it, so nothing is written)."""
     spec = run.spec
     bind_address = run.request.bind_address
     family, version = _bind_family(bind_address) if bind_address else (0, 0)
+    dns_error = None
+    addresses: List[str] = []
     try:
         infos = socket.getaddrinfo(spec.host, spec.port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        run.obs.dns_error = exc.strerror or str(exc)
+        dns_error = exc.strerror or str(exc)
         if bind_address:
-            run.obs.dns_error += " (only IPv%d addresses were looked up: bind_address %s is IPv%d)" % (
+            dns_error += " (only IPv%d addresses were looked up: bind_address %s is IPv%d)" % (
                 version, bind_address, version)
-        return False
     except (UnicodeError, ValueError) as exc:
-        run.obs.dns_error = str(exc)
-        return False
-    for info in infos:
-        address = str(info[4][0])
-        if address not in run.addresses and len(run.addresses) < _MAX_ADDRESSES:
-            run.addresses.append(address)
-    run.address = run.addresses[0]
+        dns_error = str(exc)
+    else:
+        for info in infos:
+            address = str(info[4][0])
+            if address not in addresses and len(addresses) < _MAX_ADDRESSES:
+                addresses.append(address)
+    with run.lock:
+        if run.done.is_set():
+            return False
+        if dns_error is not None:
+            run.obs.dns_error = dns_error
+            return False
+        run.addresses = addresses
+        run.address = addresses[0]
     return True
 
 
@@ -958,14 +968,17 @@ class _Pool:
         self.workers = 0
         self.started = 0
         self.peak = 0
+        # Set when this process stops echoing (see _echo_in_this_process): no worker takes another run.
+        self.closing = False
 
     def take(self) -> Optional[_PeerRun]:
         """The next run for a worker that is free, or None when that worker is to end."""
         with self.lock:
-            if self.workers > self.parallel + self._replaced(time.monotonic()):
-                # This worker was started in place of an association that has since ended: without
-                # retiring it, more than `parallel` would do work from now on, and a server whose
-                # association limit `parallel` was lowered for would reject the surplus.
+            if self.closing or self.workers > self.parallel + self._replaced(time.monotonic()):
+                # This process has stopped echoing, or this worker was started in place of an
+                # association that has since ended: without retiring it, more than `parallel` would do
+                # work from now on, and a server whose association limit `parallel` was lowered for
+                # would reject the surplus.
                 self.workers -= 1
                 return None
             index = self.source.take()
@@ -1008,7 +1021,8 @@ class _Pool:
             # A worker stuck in a name lookup holds no socket, so it does not count against the open
             # limit (else enough hung lookups would leave the other peers waiting for the resolver);
             # past _MAX_OPEN of them, the run waits for the resolver rather than start more threads.
-            hung_lookups = min(sum(1 for run in self.active if run.abandoned and run.raw_socket is None), _MAX_OPEN)
+            hung_lookups = min(sum(1 for run in self.active if run.raw_socket is None and (
+                run.abandoned or (run.phase == "resolve" and run.stalled(now)))), _MAX_OPEN)
             wanted = min(self.parallel + self._replaced(now), self.limit + hung_lookups,
                          self.workers + self.source.remaining())
             new = max(wanted - self.workers, 0)
@@ -1345,11 +1359,12 @@ def _echo_in_this_process(request: EchoRequest, open_limit_share: Optional[int] 
         pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     stop = threading.Event()
     pool = _Pool(runs, request.parallel, open_limit_share, source)
-    pool.grow(time.monotonic())
-    watchdog = threading.Thread(target=_watchdog, args=(pool, stop), name="dicom-echo-watchdog", daemon=True)
-    watchdog.start()
     results: Dict[int, Dict[str, Any]] = {}
     try:
+        # The watchdog first: without it no deadline holds, so no worker may start before it does.
+        watchdog = threading.Thread(target=_watchdog, args=(pool, stop), name="dicom-echo-watchdog", daemon=True)
+        watchdog.start()
+        pool.grow(time.monotonic())
         position = 0
         while True:
             index = pool.next_taken(position)
@@ -1365,6 +1380,8 @@ def _echo_in_this_process(request: EchoRequest, open_limit_share: Optional[int] 
                 on_result(index, results[index])
             position += 1
     finally:
+        # Ending early (an interrupt, an error): the workers finish the peer in hand and take no more.
+        pool.closing = True
         stop.set()
         pynetdicom_config.LOG_HANDLER_LEVEL = previous_handler_level
         if request.debug:

@@ -169,7 +169,7 @@ options:
         (name lookup, TCP connect, TLS or A-ASSOCIATE) stops counting, and another peer is started in
         its place, so that a few silent peers cost about one timeout rather than one per O(parallel)
         of them. At most 4 x O(parallel) associations are ever open (at most 256, unless O(parallel) is
-        higher; a lookup that hangs holds no connection and does not count). The extra ones last only
+        higher; a name lookup that hangs holds no connection and does not count). The extra ones last only
         as long as the wait; as the waiting associations end, the pool shrinks back to O(parallel).
       - A peer that has answered the A-ASSOCIATE is slow, not silent. Its association counts until it
         ends, however long its C-ECHO or release takes, so a loaded server never gets more than

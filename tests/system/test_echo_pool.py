@@ -168,6 +168,47 @@ def test_a_worker_that_cannot_be_started_does_not_stop_the_deadlines(hostile_fac
     assert wall < 1 + MARGIN_S, wall
 
 
+def test_no_worker_starts_when_the_watchdog_cannot(hostile_factory, monkeypatch):
+    """Without the watchdog no deadline holds: when its thread cannot be started, the call fails
+    before any worker has started, and pynetdicom's logging is as it was."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    silent.control.reset_counts()
+    real_start = threading.Thread.start
+    worker_starts = []
+
+    def start_without_watchdog(thread):
+        if thread.name == "dicom-echo-watchdog":
+            raise RuntimeError("can't start new thread")
+        if thread.name.startswith("dicom-echo-"):
+            worker_starts.append(thread.name)
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_without_watchdog)
+    level = echo_engine.pynetdicom_config.LOG_HANDLER_LEVEL
+    with pytest.raises(RuntimeError):
+        echo([peer_entry(silent, name="silent-%d" % i) for i in range(3)], parallel=2, **TIMEOUTS)
+    time.sleep(0.3)
+    assert worker_starts == []
+    assert silent.control.accepted == 0
+    assert echo_engine.pynetdicom_config.LOG_HANDLER_LEVEL == level
+
+
+def test_after_an_interrupt_the_workers_take_no_more_peers(hostile_factory, monkeypatch):
+    """KeyboardInterrupt while the results are gathered: the workers finish the peer in hand and
+    start no other (with the watchdog gone, nothing would bound them)."""
+    answering = hostile_factory("dicom-ok")
+    answering.control.reset_counts()
+
+    def interrupted(run):
+        raise KeyboardInterrupt("test: Ctrl-C while the results are gathered")
+
+    monkeypatch.setattr(echo_engine, "_result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        echo([peer_entry(answering, name="ok-%02d" % i) for i in range(40)], parallel=1, **TIMEOUTS)
+    time.sleep(1.0)
+    assert answering.control.accepted <= 3, answering.control.accepted
+
+
 def _most_at_once(results) -> int:
     """The most associations whose [start, start + total] overlap; started_at has whole milliseconds,
     so one that ended within 2 ms of another's start does not count as overlapping it."""

@@ -208,6 +208,31 @@ def test_hung_name_lookups_do_not_hold_up_the_other_peers(closed_port, hung):
     assert report["wall_s"] < 5.0, report["wall_s"]
 
 
+def test_a_lookup_that_ends_after_its_deadline_leaves_the_report_alone(hostile_factory):
+    """A name lookup reported as timed out at connect_timeout (1 s) fails at 1.5 s; its result is
+    only built at 2.5 s, after the silent peer before it. The failure must not rewrite the report."""
+    silent = hostile_factory("silent", hold_max=30.0)
+    entries = [peer_entry(silent, name="silent"),
+               {"name": "hung", "ae_title": "ANY_SCP", "host": "hang-late.example", "port": 104}]
+    report = _probe({"peers": entries, "parallel": 2, "connect_timeout": 1, "acse_timeout": 2.5},
+                    hung_lookup_s=1.5)
+    assert [(r["outcome"], r["phase"]) for r in report["results"]] == [("timeout", "associate"), ("timeout", "resolve")]
+    assert report["results"][1]["address"] is None
+
+
+def test_lookups_that_hang_stop_counting_before_their_deadline(closed_port):
+    """Four hung lookups at parallel 1 fill the open limit (4) by 1.5 s. They hold no socket, so the
+    refused peers behind them start at the next step of the pool's growth (2 s), not when the first
+    lookup is reported at connect_timeout (5 s)."""
+    entries = [{"name": "hung-%d" % index, "ae_title": "ANY_SCP", "host": "hang-%d.example" % index, "port": 104}
+               for index in range(4)]
+    entries += [peer_entry(closed_port, name="refused-%d" % index, ae_title="ANY_SCP") for index in range(3)]
+    report = _probe({"peers": entries, "parallel": 1, "connect_timeout": 5, "acse_timeout": 1}, hung_lookup_s=8)
+    starts = [datetime.fromisoformat(r["started_at"]).timestamp() for r in report["results"]]
+    assert [r["outcome"] for r in report["results"]] == ["timeout"] * 4 + ["refused"] * 3
+    assert starts[4] - starts[0] < 4.0, starts
+
+
 def test_fewer_peers_or_other_threads_stay_in_one_process(mixed_peers):
     few = _probe(dict(TIMEOUTS, peers=mixed_peers[:63]))
     threaded = _probe(dict(TIMEOUTS, peers=mixed_peers), other_thread=True)
