@@ -974,7 +974,8 @@ class _Pool:
     def take(self) -> Optional[_PeerRun]:
         """The next run for a worker that is free, or None when that worker is to end."""
         with self.lock:
-            if self.closing or self.workers > self.parallel + self._replaced(time.monotonic()):
+            surplus = self.workers > self.parallel and self.workers > self.parallel + self._replaced(time.monotonic())
+            if self.closing or surplus:
                 # This process has stopped echoing, or this worker was started in place of an
                 # association that has since ended: without retiring it, more than `parallel` would do
                 # work from now on, and a server whose association limit `parallel` was lowered for

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -41,6 +42,17 @@ def echo_one(peer, **params) -> Dict[str, Any]:
                  if k in params}
     (result,) = echo([peer_entry(peer, **overrides)], **params)
     return result
+
+
+def most_at_once(results: List[Dict[str, Any]]) -> int:
+    """The most associations whose [start, start + total] overlap, from the results themselves;
+    started_at has whole milliseconds, so one that ended within 2 ms of another's start does not count
+    as overlapping it."""
+    spans = []
+    for result in results:
+        start = datetime.fromisoformat(result["started_at"]).timestamp()
+        spans.append((start, start + result["timings_ms"]["total"] / 1000.0))
+    return max(sum(1 for start, end in spans if start <= other < end - 0.002) for other, _end in spans)
 
 
 def timed(fn, *args, **kwargs):

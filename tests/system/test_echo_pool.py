@@ -26,7 +26,7 @@ import pytest
 
 from ansible_collections.dicom.network.plugins.module_utils import echo_engine
 from tests.peers.pynetdicom_peers import start_pynetdicom_peers
-from tests.system.helpers import echo, peer_entry, timed
+from tests.system.helpers import echo, most_at_once, peer_entry, timed
 
 pytestmark = [pytest.mark.peers]
 
@@ -70,7 +70,7 @@ def test_pool_growth_is_bounded_by_four_times_parallel(hostile_factory):
     assert all(r["outcome"] == "timeout" for r in results), results
     # Counted from each association's own start and duration: the server counts a connection until
     # its handler thread has seen the close, which lags on a loaded machine (it once counted 5).
-    assert 2 <= _most_at_once(results) <= 4, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
+    assert 2 <= most_at_once(results) <= 4, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_extra_workers_end_with_the_stall_they_replaced(hostile_factory, paced_p
     # The answering peers are still being echoed when the last silent one has timed out, so the
     # count below covers the time after the stall.
     assert max(_started(r).timestamp() for r in paced) > silent_end, [r["started_at"] for r in paced]
-    assert _most_at_once(paced) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in paced]
+    assert most_at_once(paced) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in paced]
 
 
 def test_a_server_slow_to_answer_echoes_gets_no_more_than_parallel(slow_peers):
@@ -115,7 +115,7 @@ def test_a_server_slow_to_answer_echoes_gets_no_more_than_parallel(slow_peers):
     entries = [peer_entry(slow_peers["sluggish"], name="sluggish-%d" % i) for i in range(8)]
     results = echo(entries, parallel=2, **TIMEOUTS)
     assert all(r["outcome"] == "success" for r in results), results
-    assert _most_at_once(results) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
+    assert most_at_once(results) <= 2, [(r["started_at"], r["timings_ms"]["total"]) for r in results]
 
 
 def test_a_peer_reported_during_its_lookup_gets_no_traffic(hostile_factory, monkeypatch):
@@ -145,23 +145,39 @@ def test_a_peer_reported_during_its_lookup_gets_no_traffic(hostile_factory, monk
     assert not [t.name for t in threading.enumerate() if t.name.startswith("dicom-echo-") and t.is_alive()]
 
 
+def _thread_starts_failing(monkeypatch, fails) -> list:
+    """Make Thread.start raise as with a pids limit for the threads whose name ``fails(name,
+    worker_starts)`` picks; returns the names of the worker starts asked for, failed ones included."""
+    real_start = threading.Thread.start
+    worker_starts = []
+
+    def start(thread):
+        if thread.name.startswith("dicom-echo-") and thread.name[len("dicom-echo-"):].isdigit():
+            worker_starts.append(thread.name)
+        if fails(thread.name, worker_starts):
+            raise RuntimeError("can't start new thread")
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    return worker_starts
+
+
 def test_a_worker_that_cannot_be_started_does_not_stop_the_deadlines(hostile_factory, closed_port, monkeypatch):
     """Starting the worker that replaces a stalled one fails once (as with a pids limit): the
     watchdog, which starts it, must go on ending the stalled association at its timeout."""
     drip = hostile_factory("drip", interval=0.5, hold_max=30.0)
-    real_start = threading.Thread.start
-    worker_starts = []
-
-    def start_failing_once(thread):
-        if thread.name.startswith("dicom-echo-") and thread.name[len("dicom-echo-"):].isdigit():
-            worker_starts.append(thread.name)
-            if len(worker_starts) == 2:
-                raise RuntimeError("can't start new thread")
-        return real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", start_failing_once)
+    # The second worker (each start, failed or not, gets the next number).
+    worker_starts = _thread_starts_failing(monkeypatch, lambda name, _starts: name == "dicom-echo-2")
     entries = [peer_entry(drip, name="drip")] + [peer_entry(closed_port, name="refused-%d" % i) for i in range(3)]
-    results, wall = timed(echo, entries, parallel=1, connect_timeout=1, acse_timeout=1, dimse_timeout=1)
+    done = {}
+    # In a thread of its own: without the watchdog the dripping peer would hold the call for as long
+    # as it drips, and the test is to fail, not hang.
+    call = threading.Thread(target=lambda: done.update(zip(("results", "wall"), timed(
+        echo, entries, parallel=1, connect_timeout=1, acse_timeout=1, dimse_timeout=1))), daemon=True)
+    call.start()
+    call.join(1 + MARGIN_S + 5)
+    assert not call.is_alive(), "still echoing: the watchdog no longer enforces the deadlines"
+    results, wall = done["results"], done["wall"]
     assert len(worker_starts) >= 3
     assert [(r["outcome"], r["phase"]) for r in results] == \
         [("timeout", "associate")] + [("refused", "connect")] * 3, results
@@ -173,17 +189,7 @@ def test_no_worker_starts_when_the_watchdog_cannot(hostile_factory, monkeypatch)
     before any worker has started, and pynetdicom's logging is as it was."""
     silent = hostile_factory("silent", hold_max=30.0)
     silent.control.reset_counts()
-    real_start = threading.Thread.start
-    worker_starts = []
-
-    def start_without_watchdog(thread):
-        if thread.name == "dicom-echo-watchdog":
-            raise RuntimeError("can't start new thread")
-        if thread.name.startswith("dicom-echo-"):
-            worker_starts.append(thread.name)
-        return real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", start_without_watchdog)
+    worker_starts = _thread_starts_failing(monkeypatch, lambda name, _starts: name == "dicom-echo-watchdog")
     level = echo_engine.pynetdicom_config.LOG_HANDLER_LEVEL
     with pytest.raises(RuntimeError):
         echo([peer_entry(silent, name="silent-%d" % i) for i in range(3)], parallel=2, **TIMEOUTS)
@@ -207,13 +213,6 @@ def test_after_an_interrupt_the_workers_take_no_more_peers(hostile_factory, monk
         echo([peer_entry(answering, name="ok-%02d" % i) for i in range(40)], parallel=1, **TIMEOUTS)
     time.sleep(1.0)
     assert answering.control.accepted <= 3, answering.control.accepted
-
-
-def _most_at_once(results) -> int:
-    """The most associations whose [start, start + total] overlap; started_at has whole milliseconds,
-    so one that ended within 2 ms of another's start does not count as overlapping it."""
-    spans = [(_started(r).timestamp(), _started(r).timestamp() + r["timings_ms"]["total"] / 1000.0) for r in results]
-    return max(sum(1 for start, end in spans if start <= other_start < end - 0.002) for other_start, _end in spans)
 
 
 @pytest.mark.parametrize("behaviour, outcome, fragment", [

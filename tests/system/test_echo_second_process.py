@@ -22,7 +22,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tests.system.helpers import peer_entry, run_playbook
+from tests.system.helpers import most_at_once, peer_entry, run_playbook
 
 pytestmark = [pytest.mark.peers]
 
@@ -63,14 +63,6 @@ def _check_every_result(entries: List[Dict[str, Any]], results: List[Dict[str, A
         assert result["ae_title"] == entry["ae_title"], result
 
 
-def _most_at_once(results: List[Dict[str, Any]]) -> int:
-    spans = []
-    for result in results:
-        start = datetime.fromisoformat(result["started_at"]).timestamp()
-        spans.append((start, start + result["timings_ms"]["total"] / 1000.0))
-    return max(sum(1 for start, end in spans if start <= other < end - 0.002) for other, _end in spans)
-
-
 @needs_two_cpus
 def test_many_peers_are_shared_with_a_second_process(mixed_peers):
     report = _probe(dict(TIMEOUTS, peers=mixed_peers, parallel=4))
@@ -79,7 +71,7 @@ def test_many_peers_are_shared_with_a_second_process(mixed_peers):
     assert report["thread_errors"] == []
     _check_every_result(mixed_peers, report["results"])
     # parallel 4 is split 2 + 2: no more associations at once than configured (none of these stall).
-    assert _most_at_once(report["results"]) <= 4
+    assert most_at_once(report["results"]) <= 4
 
 
 @needs_two_cpus
@@ -91,7 +83,7 @@ def test_both_processes_together_open_no_more_than_the_documented_limit(hostile_
     report = _probe({"peers": entries, "parallel": 100, "connect_timeout": 3, "acse_timeout": 3})
     assert report["forks"] == 1
     assert all(r["outcome"] == "timeout" for r in report["results"]), report["results"][0]
-    assert 200 < _most_at_once(report["results"]) <= 256
+    assert 200 < most_at_once(report["results"]) <= 256
 
 
 @needs_two_cpus
