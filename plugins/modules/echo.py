@@ -537,6 +537,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_compat import UnsupportedPynetdicom
 from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_dep import ensure_pynetdicom
 from ansible_collections.dicom.network.plugins.module_utils.echo_engine import run_echoes
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import summarize, summary_message
@@ -613,6 +614,8 @@ def main():
         results = run_echoes(request)
     except EchoInputError as exc:
         module.fail_json(msg="invalid input: %s" % exc)
+    except UnsupportedPynetdicom as exc:
+        module.fail_json(msg=str(exc))
     summary = summarize(results, (time.monotonic() - started) * 1000.0)
     msg = summary_message(results)
     if request.fail_on == "unexpected" and summary["failed"]:

@@ -135,7 +135,8 @@ def a_associate_rj(result: int = 2, source: int = 3, reason: int = 2) -> bytes:
 
 
 def parse_rq(pdu: bytes) -> Dict[str, Any]:
-    """Parse an A-ASSOCIATE-RQ enough for tests: AE titles and presentation contexts."""
+    """Parse an A-ASSOCIATE-RQ enough for tests: AE titles, presentation contexts and the
+    implementation class UID and version name of its user information."""
     info: Dict[str, Any] = {"length": len(pdu), "called": None, "calling": None,
                             "contexts": []}
     if len(pdu) < 74 or pdu[0] != 0x01:
@@ -162,6 +163,16 @@ def parse_rq(pdu: bytes) -> Dict[str, Any]:
                     ctx["transfer"].append(val)
                 j += 4 + slen
             info["contexts"].append(ctx)
+        elif itype == 0x50:
+            j = 0
+            while j + 4 <= len(body):
+                stype, slen = body[j], struct.unpack(">H", body[j + 2:j + 4])[0]
+                value = body[j + 4:j + 4 + slen].rstrip(b"\x00").decode("ascii", "replace")
+                if stype == 0x52:
+                    info["implementation_class_uid"] = value
+                elif stype == 0x55:
+                    info["implementation_version_name"] = value
+                j += 4 + slen
         i += 4 + ilen
     return info
 

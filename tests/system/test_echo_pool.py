@@ -11,8 +11,8 @@ peers on loopback: the test's own hostile socket servers and a pynetdicom SCP.
 * It lasts only as long as the stall: once the silent peers have timed out, no more than
   ``parallel`` associations work at a time again; and a peer that has answered is slow, not
   silent, so a server slow to answer C-ECHO never gets more than ``parallel``.
-* Nothing reaches a peer once it has been reported, and a worker thread that cannot be started
-  does not stop the deadlines.
+* Nothing reaches a peer once it has been reported, and a thread that cannot be started does not
+  stop the deadlines.
 * pynetdicom's requestor reactor does not run in the engine; a peer that aborts, closes or asks
   for release between two C-ECHOs (``count`` > 1) is still noticed at once.
 """
@@ -22,6 +22,7 @@ import threading
 import time
 from datetime import datetime
 
+import pynetdicom
 import pytest
 
 from ansible_collections.dicom.network.plugins.module_utils import echo_engine
@@ -184,31 +185,38 @@ def test_a_worker_that_cannot_be_started_does_not_stop_the_deadlines(hostile_fac
     assert wall < 1 + MARGIN_S, wall
 
 
-def test_no_worker_starts_when_the_watchdog_cannot(hostile_factory, monkeypatch):
-    """Without the watchdog no deadline holds: when its thread cannot be started, the call fails
-    before any worker has started, and pynetdicom's logging is as it was."""
+def test_when_no_thread_can_be_started_the_call_fails_before_any_traffic(hostile_factory, monkeypatch):
+    """The calling thread is the watchdog: when not one association thread can be started (a pids
+    limit), the call fails at once instead of waiting for threads that never come, nothing reaches
+    the peers, and pynetdicom's logging is as it was."""
     silent = hostile_factory("silent", hold_max=30.0)
     silent.control.reset_counts()
-    worker_starts = _thread_starts_failing(monkeypatch, lambda name, _starts: name == "dicom-echo-watchdog")
-    level = echo_engine.pynetdicom_config.LOG_HANDLER_LEVEL
-    with pytest.raises(RuntimeError):
+    worker_starts = _thread_starts_failing(monkeypatch, lambda name, _starts: name.startswith("dicom-echo-"))
+    config = pynetdicom._config
+    level = config.LOG_HANDLER_LEVEL
+    with pytest.raises(RuntimeError, match="cannot start a thread for peer silent-0"):
         echo([peer_entry(silent, name="silent-%d" % i) for i in range(3)], parallel=2, **TIMEOUTS)
     time.sleep(0.3)
-    assert worker_starts == []
+    assert worker_starts == ["dicom-echo-1"]
     assert silent.control.accepted == 0
-    assert echo_engine.pynetdicom_config.LOG_HANDLER_LEVEL == level
+    assert config.LOG_HANDLER_LEVEL == level
 
 
-def test_after_an_interrupt_the_workers_take_no_more_peers(hostile_factory, monkeypatch):
-    """KeyboardInterrupt while the results are gathered: the workers finish the peer in hand and
-    start no other (with the watchdog gone, nothing would bound them)."""
+def test_after_an_interrupt_no_more_peers_are_started(hostile_factory, monkeypatch):
+    """KeyboardInterrupt while the calling thread waits for the associations: those in flight finish
+    their peer and no other starts (with the watchdog gone, nothing would bound them)."""
     answering = hostile_factory("dicom-ok")
     answering.control.reset_counts()
+    real_tick = echo_engine._Scheduler.tick
+    ticks = []
 
-    def interrupted(run):
-        raise KeyboardInterrupt("test: Ctrl-C while the results are gathered")
+    def interrupted(scheduler):
+        ticks.append(1)
+        if len(ticks) == 3:
+            raise KeyboardInterrupt("test: Ctrl-C while the associations run")
+        return real_tick(scheduler)
 
-    monkeypatch.setattr(echo_engine, "_result", interrupted)
+    monkeypatch.setattr(echo_engine._Scheduler, "tick", interrupted)
     with pytest.raises(KeyboardInterrupt):
         echo([peer_entry(answering, name="ok-%02d" % i) for i in range(40)], parallel=1, **TIMEOUTS)
     time.sleep(1.0)

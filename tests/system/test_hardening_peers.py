@@ -148,6 +148,14 @@ def test_dicom_speaking_servers_saw_our_real_request(hostile_factory, behaviour)
     assert {r["sop_class"] for r in server.echo_requests} == {"1.2.840.10008.1.1"}
 
 
+def test_our_associations_name_the_collection_so_archive_logs_tell_audit_traffic_apart(hostile_factory):
+    peer = hostile_factory("dicom-ok")
+    echo([peer_entry(peer)], **TIMEOUTS)
+    request = peer.control.requests[-1]
+    assert request["implementation_class_uid"] == "2.25.282971362589422405731860904511017643008", request
+    assert request["implementation_version_name"] == "DICOMNET_0_1", request
+
+
 def test_never_answered_release_after_count_echoes_keeps_all_rtts(hostile_factory):
     """count=3 answered, release never answered: still success with all three round trips."""
     peer = hostile_factory("release-silent", hold_max=30.0)
