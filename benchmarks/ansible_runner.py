@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from benchmarks.workers import REPO_ROOT
-from tests.collection_path import COLLECTIONS_ROOT, ensure_collection_path
+from tests.collection_path import ensure_collection_path
 
 ANSIBLE_BIN = Path(sys.executable).parent
 CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
@@ -74,9 +74,15 @@ def rss_wrapper(workdir: Path) -> Path:
 
 def run_playbook(workdir: Path, plays: Any, inventory: Dict[str, Any], extra_vars: Optional[Dict] = None,
                  forks: int = 5, timeout: float = 600.0, playbook_path: Optional[Path] = None,
-                 memory: bool = False, env: Optional[Dict[str, str]] = None) -> AnsibleRun:
-    """Run ``plays`` (a list of plays) or ``playbook_path`` against ``inventory`` (a YAML-able dict)."""
-    ensure_collection_path()
+                 memory: bool = False, env: Optional[Dict[str, str]] = None,
+                 collections_root: Optional[Path] = None) -> AnsibleRun:
+    """Run ``plays`` (a list of plays) or ``playbook_path`` against ``inventory`` (a YAML-able dict).
+
+    ``collections_root``: the ``ansible_collections`` root to load dicom.network from (benchmarks/ab.py
+    passes another commit's export); default the checkout, through tests/output/collections."""
+    only_root = collections_root is not None
+    if collections_root is None:
+        collections_root = ensure_collection_path()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if playbook_path is None:
@@ -103,7 +109,7 @@ def run_playbook(workdir: Path, plays: Any, inventory: Dict[str, Any], extra_var
         timer_out.unlink()
     run_env = dict(os.environ)
     run_env.update({
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS_ROOT),
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_root),
         "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
         "ANSIBLE_CALLBACKS_ENABLED": "bench_timer",
         "BENCH_TIMER_OUT": str(timer_out),
@@ -115,6 +121,9 @@ def run_playbook(workdir: Path, plays: Any, inventory: Dict[str, Any], extra_var
         "ANSIBLE_CONFIG": str(_empty_config(workdir)),
         "PYTHONPATH": str(REPO_ROOT),
     })
+    if only_root:
+        # An A/B run must not find another dicom.network on sys.path.
+        run_env["ANSIBLE_COLLECTIONS_SCAN_SYS_PATH"] = "0"
     run_env.update(env or {})
     started = time.time()
     t0 = time.monotonic()

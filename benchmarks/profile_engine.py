@@ -40,12 +40,10 @@ def role(thread_name: str, frames: List[str]) -> str:
         return "pynetdicom DUL thread"
     if "Association.run_reactor" in text or "Association._run_reactor" in text or "(run_reactor)" in thread_name:
         return "pynetdicom Association thread"
-    if thread_name.startswith("dicom-echo-watchdog"):
-        return "engine watchdog"
     if thread_name.startswith("dicom-echo-"):
         return "engine worker (dicom-echo-N)"
     if thread_name == "MainThread":
-        return "main thread"
+        return "main thread (the engine's scheduler and watchdog)"
     return "other: %s" % re.sub(r"\d+", "N", thread_name)
 
 
@@ -124,8 +122,8 @@ def summarize(path: Path, wall_s: float, n: int, top: int = 12) -> str:
         state = "blocked" if _is_blocking(leaf) else "running"
         self_frames["%s [%s]" % (short(leaf), r.split(" (")[0])] += count
         text = ";".join(frames)
-        if "echo_engine.py" in leaf or "_on_pdu_recv" in text or "_on_fsm_transition" in text or \
-                "_InstrumentedSocket" in text:
+        if "echo_engine.py" in leaf or "_pynetdicom_compat.py" in leaf or "_on_pdu_recv" in text or \
+                "_on_fsm_transition" in text or "HookedSocket" in text:
             areas["engine instrumentation and bookkeeping"] += count
         elif "events.py" in text and "trigger" in text:
             areas["pynetdicom event dispatch (evt.trigger)"] += count
@@ -174,8 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
-    parser.add_argument("--pynetdicom-polling", action="store_true",
-                        help="A/B: leave pynetdicom's requestor reactor and 1 ms DUL polling in place")
+    parser.add_argument("--stock", action="store_true",
+                        help="A/B: engine on stock pynetdicom (no compat tricks): DICOM_NETWORK_STOCK_PYNETDICOM=1")
     parser.add_argument("--out", default=None, help="directory for the raw profiles (default: a tmp dir)")
     args = parser.parse_args(argv)
     ensure_collection_path()
@@ -192,7 +190,7 @@ def main(argv=None) -> int:
         peers = module_peers([(server, title) for title in server.ae_titles[:args.peers]], fleet, args.delay_ms)
         spec = {"params": {"peers": peers, "parallel": args.parallel, "count": args.count, "fail_on": "never",
                            "connect_timeout": 5, "acse_timeout": 10, "dimse_timeout": 10},
-                "pynetdicom_polling": args.pynetdicom_polling}
+                "stock": args.stock}
         (out / "in.json").write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         for label, extra in (("wall", ["--idle"]), ("cpu", [])):
@@ -213,7 +211,7 @@ def main(argv=None) -> int:
             print("== %s profile (%s, %d peers, parallel %d, count %d, delay %g ms%s): wall %.2f s, CPU %.2f s, "
                   "%.2f ms CPU per association%s"
                   % (label, args.server, len(peers), args.parallel, args.count, args.delay_ms,
-                     ", pynetdicom's own polling" if args.pynetdicom_polling else "",
+                     ", stock pynetdicom (no compat tricks)" if args.stock else "",
                      res["wall_s"], res["cpu_s"], 1000.0 * res["cpu_s"] / len(peers),
                      "; %d not success" % len(bad) if bad else ""))
             medians = {k: sorted(x for x in v if x is not None) for k, v in res["phase_ms"].items()}

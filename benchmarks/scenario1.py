@@ -2,14 +2,16 @@
 
 500 peers (called AE titles on a few real servers: Orthanc, DCMTK dcmqrscp, two pynetdicom SCP
 processes), echoed four ways: a sequential ``echoscu`` loop (one process per echo), a sequential
-plain pynetdicom loop, the echo engine in one process, and ``dicom.network.echo`` through
-ansible-playbook (one task, all peers). Each under plain loopback and through the delay proxy.
-A sequential minimal blocking C-ECHO client (no pynetdicom) is shown for reference only.
+plain pynetdicom loop, the echo engine without Ansible (parallel 16 and 64), and
+``dicom.network.echo`` through ansible-playbook (one task, all peers). Each under plain loopback
+and through the delay proxy. A sequential minimal blocking C-ECHO client (no pynetdicom) is shown
+for reference only.
 """
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from benchmarks.ansible_runner import local_inventory, run_playbook
@@ -68,12 +70,16 @@ def module_play(peers, params: Dict) -> List[Dict]:
              "tasks": [{"name": "echo every peer", "dicom.network.echo": dict(params, peers="{{ bench_peers }}")}]}]
 
 
-def run_module(ctx: Context, peers, params: Dict, memory: bool = False, label: str = "module"):
-    """dicom.network.echo through ansible-playbook; returns (AnsibleRun, digest, split dict)."""
+def run_module(ctx: Context, peers, params: Dict, memory: bool = False, label: str = "module",
+               collections_root: Optional[Path] = None, env: Optional[Dict[str, str]] = None):
+    """dicom.network.echo through ansible-playbook; returns (AnsibleRun, digest, split dict).
+
+    ``collections_root`` and ``env`` (benchmarks/ab.py): which dicom.network to run, and with what
+    environment (the module process inherits it: local connection)."""
     wd = ctx.tmp("ansible-%s-" % label)
     inventory = local_inventory({"localhost": {}})
     run = run_playbook(wd, module_play(peers, params), inventory, extra_vars={"bench_peers": peers}, forks=1,
-                       memory=memory, timeout=900)
+                       memory=memory, timeout=900, collections_root=collections_root, env=env)
     digests = run.echo_digests()
     if run.rc != 0 or not digests:
         raise RuntimeError("ansible-playbook rc %d, %d echo result(s):\n%s" % (run.rc, len(digests), run.output[-3000:]))
@@ -139,16 +145,6 @@ def run(ctx: Context) -> None:
                 engine_cpu = (res["cpu_s"], ctx.last_peers_cpu_s)
             ctx.row(scenario="1 many peers", condition=condition,
                     what="engine in-process, parallel %d%s" % (parallel, " (default)" if parallel == 16 else ""),
-                    wall_s=res["wall_s"], echoes=n, eps=n / res["wall_s"], p50_ms=st["p50"], p95_ms=st["p95"],
-                    cpu_s=res["cpu_s"], notes=_join("peak RSS %.0f MB" % (res["maxrss_kb"] / 1024.0), peers_cpu,
-                                                    _not_ok(res["outcomes"])))
-
-        if not ctx.smoke:
-            res, peers_cpu = ctx.peers_cpu(ctx.worker, "engine",
-                                           {"params": dict(params, peers=peers, parallel=16), "one_process": True})
-            st = _stats(res["latencies_ms"])
-            ctx.row(scenario="1 many peers", condition=condition,
-                    what="A/B: engine in one process (no second process), parallel 16",
                     wall_s=res["wall_s"], echoes=n, eps=n / res["wall_s"], p50_ms=st["p50"], p95_ms=st["p95"],
                     cpu_s=res["cpu_s"], notes=_join("peak RSS %.0f MB" % (res["maxrss_kb"] / 1024.0), peers_cpu,
                                                     _not_ok(res["outcomes"])))

@@ -17,7 +17,7 @@ import os
 import random
 import shutil
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from benchmarks.common import REPO_ROOT, Context, Row, Target, percentile
 from benchmarks.fleet import Fleet, module_peers, spread
@@ -36,16 +36,11 @@ def _sizes(smoke: bool, blackhole: bool) -> Dict[str, int]:
             "blackhole": 6 if blackhole else 0, "timeout": 3, "parallel": [16, 32], "refused": 500}
 
 
-def run(ctx: Context) -> None:
-    if ctx.args.in_netns:
-        run_inside(ctx, ctx.args.in_netns)
-        return
-    try:
-        ns = NetNamespace.create(prefix="dnb")
-    except NetnsUnavailable as exc:
-        ctx.note("scenario 2: blackholed peers skipped, network namespaces not available here (%s)" % exc)
-        run_inside(ctx, None)
-        return
+def blackhole_namespace(prefix: str = "dnb") -> NetNamespace:
+    """A network namespace of ours with BLACKHOLE on its lo behind an iptables DROP (no default route).
+
+    Raises NetnsUnavailable (and leaves nothing behind) where that cannot be set up."""
+    ns = NetNamespace.create(prefix=prefix)
     try:
         ns.add_address(BLACKHOLE + "/32")
         if shutil.which("iptables") is None:
@@ -53,6 +48,23 @@ def run(ctx: Context) -> None:
         res = ns.run(["iptables", "-A", "INPUT", "-d", BLACKHOLE, "-p", "tcp", "-j", "DROP"], timeout=10)
         if res.returncode != 0:
             raise NetnsUnavailable("iptables inside the namespace failed: %s" % res.stderr.strip())
+    except BaseException:
+        ns.delete()
+        raise
+    return ns
+
+
+def run(ctx: Context) -> None:
+    if ctx.args.in_netns:
+        run_inside(ctx, ctx.args.in_netns)
+        return
+    try:
+        ns = blackhole_namespace()
+    except NetnsUnavailable as exc:
+        ctx.note("scenario 2: blackholed peers skipped, network namespaces not available here (%s)" % exc)
+        run_inside(ctx, None)
+        return
+    try:
         out = ctx.tmp("scenario2-netns-") / "child.json"
         argv = [sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--scenarios", "2", "--in-netns", BLACKHOLE,
                 "--json", str(out), "--conditions", ctx.args.conditions, "--delay-ms", str(ctx.delay_ms),
@@ -78,51 +90,66 @@ def run(ctx: Context) -> None:
             ctx.note(note)
         if doc["errors"]:
             raise RuntimeError("scenario 2 inside the namespace failed:\n%s" % "\n".join(doc["errors"]))
-    except NetnsUnavailable as exc:
-        ctx.note("scenario 2: blackholed peers skipped (%s)" % exc)
-        ns.delete()
-        ns = None
-        run_inside(ctx, None)
     finally:
-        if ns is not None:
-            ns.delete()
+        ns.delete()
+
+
+class Peers:
+    """Scenario 2's peers, started once: servers that answer, silent and dripping listeners, and
+    the blackholed address (when running inside our namespace)."""
+
+    def __init__(self, ctx: Context, size: Dict[str, int], blackhole: Optional[str]):
+        self.size = size
+        self.blackhole = blackhole
+        self.fleet: Fleet = ctx.fleet
+        timeout = size["timeout"]
+        hangers = size["silent"] + size["drip"] + size["blackhole"]
+        self.good = size["total"] - hangers
+        servers = []
+        if shutil.which("dcmqrscp") and not ctx.smoke:
+            servers.append(self.fleet.start_dcmqrscp(self.good, name="s2-dcmqrscp"))
+        servers.append(self.fleet.start_pynetdicom(self.good, name="s2-pynetdicom", ae_prefix="PYS2_"))
+        counts = [self.good // len(servers)] * len(servers)
+        counts[-1] += self.good - sum(counts)
+        self.good_pairs = spread(servers, counts)
+        silent = self.fleet.start_hostile("silent", hold_max=timeout * 4 + 10)
+        drip = self.fleet.start_hostile("drip", interval=0.5, hold_max=timeout * 4 + 10, max_connections=256)
+        self.hanging_pairs = [(silent, "SILENT_%02d" % i) for i in range(size["silent"])] \
+            + [(drip, "DRIP_%02d" % i) for i in range(size["drip"])]
+        where = "namespace loopback + blackhole %s" % blackhole if blackhole else "host loopback, no blackhole"
+        self.description = "%d peers (%d answer; %d silent, %d drip, %d blackholed), timeouts %g s, on %s" % (
+            size["total"], self.good, size["silent"], size["drip"], size["blackhole"], timeout, where)
+
+    def orders(self, delay: float) -> Tuple[List[Dict], List[Dict]]:
+        """The peers in a fixed shuffled order, and with every peer that never answers first."""
+        peers = module_peers(self.good_pairs, self.fleet, delay) \
+            + module_peers(self.hanging_pairs, self.fleet, delay, expect="accept")
+        for i in range(self.size["blackhole"]):
+            # Not proxied: a proxy would accept the connection itself and hide the blackhole.
+            peers.append({"name": "blackhole-%02d" % i, "ae_title": "BLACKHOLE_%02d" % i, "host": self.blackhole,
+                          "port": 104 + i, "expect": "accept"})
+        hanging = {p["name"] for p in peers[self.good:]}
+        mixed = list(peers)
+        random.Random(2).shuffle(mixed)
+        worst = [p for p in peers if p["name"] in hanging] + [p for p in peers if p["name"] not in hanging]
+        return mixed, worst
+
+
+def params_for(timeout: float) -> Dict:
+    return {"connect_timeout": timeout, "acse_timeout": timeout, "dimse_timeout": timeout, "fail_on": "never"}
 
 
 def run_inside(ctx: Context, blackhole: Optional[str]) -> None:
     size = _sizes(ctx.smoke, blackhole is not None)
     timeout = size["timeout"]
-    fleet: Fleet = ctx.fleet
-    hangers = size["silent"] + size["drip"] + size["blackhole"]
-    good = size["total"] - hangers
-    servers = []
-    if shutil.which("dcmqrscp") and not ctx.smoke:
-        servers.append(fleet.start_dcmqrscp(good, name="s2-dcmqrscp"))
-    servers.append(fleet.start_pynetdicom(good, name="s2-pynetdicom", ae_prefix="PYS2_"))
-    counts = [good // len(servers)] * len(servers)
-    counts[-1] += good - sum(counts)
-    good_pairs = spread(servers, counts)
-    silent = fleet.start_hostile("silent", hold_max=timeout * 4 + 10)
-    drip = fleet.start_hostile("drip", interval=0.5, hold_max=timeout * 4 + 10, max_connections=256)
-    silent_pairs = [(silent, "SILENT_%02d" % i) for i in range(size["silent"])]
-    drip_pairs = [(drip, "DRIP_%02d" % i) for i in range(size["drip"])]
-    where = "namespace loopback + blackhole %s" % blackhole if blackhole else "host loopback, no blackhole"
-    ctx.note("scenario 2: %d peers (%d answer; %d silent, %d drip, %d blackholed), timeouts %g s, on %s"
-             % (size["total"], good, size["silent"], size["drip"], size["blackhole"], timeout, where))
+    fleet_peers = Peers(ctx, size, blackhole)
+    ctx.note("scenario 2: %s" % fleet_peers.description)
 
     # Once, on loopback, whatever the conditions (the delay proxy would accept the connection itself).
     _refused_peers(ctx, size["refused"], timeout)
     for condition, delay in ctx.conditions():
-        peers = module_peers(good_pairs, fleet, delay) \
-            + module_peers(silent_pairs + drip_pairs, fleet, delay, expect="accept")
-        for i in range(size["blackhole"]):
-            # Not proxied: a proxy would accept the connection itself and hide the blackhole.
-            peers.append({"name": "blackhole-%02d" % i, "ae_title": "BLACKHOLE_%02d" % i, "host": blackhole,
-                          "port": 104 + i, "expect": "accept"})
-        hanging = {p["name"] for p in peers[good:]}
-        mixed = list(peers)
-        random.Random(2).shuffle(mixed)
-        worst = [p for p in peers if p["name"] in hanging] + [p for p in peers if p["name"] not in hanging]
-        params = {"connect_timeout": timeout, "acse_timeout": timeout, "dimse_timeout": timeout, "fail_on": "never"}
+        mixed, worst = fleet_peers.orders(delay)
+        params = params_for(timeout)
         tag = "loopback" if not delay else "proxy"
 
         orders = [("mixed order", mixed)] + ([] if ctx.smoke else [("unreachable first", worst)])
@@ -161,14 +188,14 @@ def run_inside(ctx: Context, blackhole: Optional[str]) -> None:
 
 def _refused_peers(ctx: Context, count: int, timeout: float) -> None:
     """Peers whose port refuses the connection (a device switched off behind a host that is up),
-    with the engine's abort and, A/B, with pynetdicom's, which sleeps 0.1 s after every abort.
+    with the engine as it runs and, A/B, on stock pynetdicom, whose abort sleeps 0.1 s every time.
     """
     port = closed_port()
     peers = [{"name": "refused-%03d" % i, "ae_title": "REFUSED_%03d" % i, "host": LOOPBACK, "port": port,
               "expect": "accept"} for i in range(count)]
     params = {"connect_timeout": timeout, "acse_timeout": timeout, "dimse_timeout": timeout, "fail_on": "never",
               "peers": peers, "parallel": 16}
-    for what, spec in (("engine", {}), ("A/B: engine with pynetdicom's abort (0.1 s sleep)", {"pynetdicom_abort": True})):
+    for what, spec in (("engine", {}), ("A/B: engine on stock pynetdicom (no compat tricks)", {"stock": True})):
         res = ctx.worker("engine", dict(spec, params=params))
         ctx.row(scenario="2 unreachable", condition="loopback",
                 what="%s, parallel 16, %d refused peers (closed port)" % (what, count), wall_s=res["wall_s"],

@@ -11,8 +11,10 @@ Against one server of each kind (pynetdicom SCP, DCMTK dcmqrscp, Orthanc), N tim
 * the engine with ``parallel: 1`` over N peer entries (one association each): wall and CPU per
   echo, and the same with ``parallel: 16`` (CPU per echo under concurrency);
 * the engine with ``count: N`` (N echoes in one association), against floor 2;
-* A/B, never headline numbers: the engine at ``parallel`` 1 and 16 with pynetdicom's requestor
-  reactor and its 1 ms DUL polling left in place (what the engine replaces since issue 6).
+* A/B, never headline numbers: the engine at ``parallel`` 1 and 16 on stock pynetdicom
+  (``DICOM_NETWORK_STOCK_PYNETDICOM=1``: no speed trick of ``_pynetdicom_compat``, so pynetdicom's
+  polling requestor reactor, the sleeps of its abort and kill, and its standard log handlers are
+  back): the floor a pynetdicom upgrade that breaks the tricks falls to.
 
 Then the peak memory (VmHWM, via wait4's ru_maxrss) of the real module process that Ansible
 runs with 500 peers, against the 150 MB target.
@@ -20,8 +22,9 @@ runs with 500 peers, against the 150 MB target.
 from __future__ import annotations
 
 import shutil
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
+from benchmarks.ansible_runner import AnsibleRun
 from benchmarks.common import Context, percentile
 from benchmarks.fleet import Server, module_peers
 from benchmarks.scenario1 import FULL_PEERS, SMOKE_PEERS, run_module, servers_for
@@ -37,6 +40,13 @@ def _per_echo_row(ctx: Context, condition: str, server: Server, what: str, n: in
             notes="per echo: wall %.2f ms, CPU %s%s" % (
                 1000.0 * res["wall_s"] / n,
                 "%.2f ms" % (1000.0 * res["cpu_s"] / n) if res.get("cpu_s") is not None else "-", extra))
+
+
+def module_peak_mb(run_: AnsibleRun) -> Tuple[Optional[float], List[Dict]]:
+    """VmHWM in MB of the dicom.network.echo module process of a ``memory=True`` run (None: not
+    recorded), and the wrapper's records of that process."""
+    modules = [m for m in run_.memory if any("AnsiballZ_echo" in a for a in m["argv"])]
+    return (max(m["maxrss_kb"] for m in modules) / 1024.0 if modules else None), modules
 
 
 def run(ctx: Context) -> None:
@@ -83,10 +93,10 @@ def run(ctx: Context) -> None:
             if ctx.smoke:
                 continue
             for parallel in (1, 16):
-                res = ctx.worker("engine", {"params": dict(params, peers=peers, parallel=parallel),
-                                            "pynetdicom_polling": True})
+                res = ctx.worker("engine", {"params": dict(params, peers=peers, parallel=parallel), "stock": True})
                 phases = {k: percentile(v, 50) for k, v in res["phase_ms"].items()}
-                _per_echo_row(ctx, condition, server, "A/B engine, parallel %d, pynetdicom's own polling" % parallel,
+                _per_echo_row(ctx, condition, server,
+                              "A/B: engine on stock pynetdicom (no compat tricks), parallel %d" % parallel,
                               n, res, extra="; median phases ms: %s" % ", ".join(
                                   "%s %.2f" % (k, v) for k, v in phases.items() if v is not None))
 
@@ -101,8 +111,7 @@ def run(ctx: Context) -> None:
         run_, _digest, split = run_module(ctx, peers, {"connect_timeout": 5, "acse_timeout": 10,
                                                        "dimse_timeout": 10, "fail_on": "never"},
                                           memory=True, label="memory")
-    modules = [m for m in run_.memory if any("AnsiballZ_echo" in a for a in m["argv"])]
-    peak_mb = max(m["maxrss_kb"] for m in modules) / 1024.0 if modules else None
+    peak_mb, modules = module_peak_mb(run_)
     ctx.row(scenario="5 memory", condition="-", what="dicom.network.echo module process, %d peers" % n_mem,
             wall_s=run_.wall_s, echoes=n_mem, cpu_s=modules[0]["cpu_s"] if modules else None,
             notes="VmHWM %s (wait4 ru_maxrss of the AnsiballZ process); engine %.2f s" % (

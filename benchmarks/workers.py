@@ -6,11 +6,14 @@ servers, pipe readers) and imports never share a GIL or a heap with what is meas
 Kinds (IN is a JSON object; OUT gets ``wall_s``, ``cpu_s`` (user+system of this process and its children),
 ``maxrss_kb`` (VmHWM), ``import_s`` and the per-echo data):
 
-``engine``          ``{"params": <dicom.network.echo params>, "pynetdicom_polling": false}``:
+``engine``          ``{"params": <dicom.network.echo params>, "stock": false, "collections_root": null}``:
                     ``run_echoes(validate_request(params))`` exactly as the module does.
-                    ``pynetdicom_polling`` (A/B only, never in the headline numbers) runs it with
-                    pynetdicom's requestor reactor and 1 ms DUL polling left in place;
-                    ``one_process`` (A/B only) keeps every peer in this process.
+                    ``stock`` (A/B only, never in the headline numbers) sets
+                    ``DICOM_NETWORK_STOCK_PYNETDICOM=1`` before the engine is imported: every
+                    speed trick of ``_pynetdicom_compat`` off, pynetdicom as it ships.
+                    ``collections_root`` (benchmarks/ab.py): import the collection from this
+                    ``ansible_collections`` root (another commit's export) instead of the checkout.
+                    OUT also gets ``engine_file``: the engine that actually ran.
 ``pynetdicom-loop`` ``{"peers": [...], "timeout": s, "calling_ae_title": ...}``: one plain AE,
                     ``associate`` / ``send_c_echo`` / ``release`` per peer, one after another.
 ``echoscu-loop``    ``{"peers": [...], "timeout": s}``: one ``echoscu`` process per peer,
@@ -39,7 +42,7 @@ from tests.collection_path import ensure_collection_path  # noqa: E402
 
 
 def _usage() -> Dict[str, float]:
-    """CPU of this process and of its finished children (the engine's second process)."""
+    """CPU of this process and of its finished children (a client that starts processes pays for them)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"cpu_s": ru.ru_utime + ru.ru_stime + children.ru_utime + children.ru_stime,
@@ -54,25 +57,19 @@ def _env_nodelay() -> Dict[str, str]:
 
 
 def engine(spec: Dict[str, Any]) -> Dict[str, Any]:
+    if spec.get("stock"):
+        # A/B only: _pynetdicom_compat reads this once, when it is imported (this is a fresh interpreter).
+        os.environ["DICOM_NETWORK_STOCK_PYNETDICOM"] = "1"
     t0 = time.monotonic()
-    ensure_collection_path()
+    if spec.get("collections_root"):
+        # Only this root: two ansible_collections roots on sys.path would merge into one namespace.
+        sys.path.insert(0, str(spec["collections_root"]))
+    else:
+        ensure_collection_path()
+    from ansible_collections.dicom.network.plugins.module_utils import echo_engine
     from ansible_collections.dicom.network.plugins.module_utils.echo_engine import run_echoes
     from ansible_collections.dicom.network.plugins.module_utils.echo_validation import validate_request
     import_s = time.monotonic() - t0
-    if spec.get("pynetdicom_polling"):
-        # A/B only: the engine with pynetdicom's requestor reactor and its polling DUL sleep, as
-        # pynetdicom ships them (what the engine did before it replaced both).
-        from ansible_collections.dicom.network.plugins.module_utils import echo_engine
-        echo_engine._REACTORLESS = False
-        echo_engine._EVENT_DRIVEN_DUL = False
-    if spec.get("one_process"):
-        # A/B only: all peers in this process, as before the engine shared many with a forked copy.
-        from ansible_collections.dicom.network.plugins.module_utils import echo_engine
-        echo_engine._SECOND_PROCESS = False
-    if spec.get("pynetdicom_abort"):
-        # A/B only: pynetdicom's own abort, which ends with a fixed 0.1 s sleep.
-        from ansible_collections.dicom.network.plugins.module_utils import echo_engine
-        echo_engine._PROMPT_ABORT = False
     before = _usage()
     started = time.monotonic()
     results = run_echoes(validate_request(spec["params"]))
@@ -80,7 +77,7 @@ def engine(spec: Dict[str, Any]) -> Dict[str, Any]:
     after = _usage()
     return {
         "import_s": import_s, "wall_s": wall, "cpu_s": after["cpu_s"] - before["cpu_s"],
-        "maxrss_kb": after["maxrss_kb"],
+        "maxrss_kb": after["maxrss_kb"], "engine_file": echo_engine.__file__,
         "latencies_ms": [(r["timings_ms"] or {}).get("total") for r in results],
         "phase_ms": {key: [(r["timings_ms"] or {}).get(key) for r in results]
                      for key in ("connect", "associate", "echo", "release")},

@@ -558,14 +558,7 @@ def _associate_and_echo(run: _PeerRun) -> None:
     finally:
         if not (assoc.is_released or assoc.is_aborted or assoc.is_rejected):
             assoc.abort()
-        # pynetdicom skips close() when shutdown() fails (peer already gone), leaving the
-        # descriptor to the garbage collector.
-        sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        compat.end_association(assoc)
 
 
 def _echo_one(run: _PeerRun) -> None:

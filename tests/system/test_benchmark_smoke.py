@@ -36,3 +36,44 @@ def test_benchmark_smoke_runs_and_prints_a_table(tmp_path):
     # The speed-up targets carry what any client could reach here: the Ansible floor plus the peers' CPU.
     bounds = [t["best_possible"] for t in document["targets"] if t["key"].startswith("1b")]
     assert bounds and all("any client: " in bound and "(Ansible floor " in bound for bound in bounds), bounds
+
+
+def _git_commit(rev: str):
+    """The commit ``rev`` names in this checkout, or None where there is no git or no checkout."""
+    try:
+        done = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO_ROOT), "rev-parse", "--verify",
+                               rev + "^{commit}"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def test_ab_smoke_runs_and_prints_one_table(tmp_path):
+    """``benchmarks/ab.py --smoke`` against HEAD (a commit any checkout has, shallow clones too):
+    the three variants measured, one table with the issue's thresholds, no harness error."""
+    commit = _git_commit("HEAD")
+    if commit is None:
+        pytest.skip("benchmarks/ab.py exports a commit with git archive: this is not a git checkout")
+    out = tmp_path / "ab.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "ab.py"), "--before", "HEAD", "--smoke",
+                           "--json", str(out)], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300, check=False)
+    report = "stdout:\n%s\nstderr:\n%s" % (done.stdout[-6000:], done.stderr[-3000:])
+    assert done.returncode == 0, report
+    header = "| measurement | before `%s` | after | after-stock | after/before | stock/before | threshold (issue 19) " \
+             "| after | after-stock (floor) |" % commit[:7]
+    assert header in done.stdout, report
+    document = json.loads(out.read_text())
+    assert document["errors"] == [], report
+    assert document["before"]["commit"] == commit
+    keys = [row["key"] for row in document["rows"]]
+    assert keys == ["s1_loopback", "s1_loopback_engine", "s1_proxy", "s1_proxy_engine", "s2_engine",
+                    "s2_engine_ratio", "s2_module_ratio", "memory_mb"], keys
+    for row in document["rows"]:
+        assert "| %s |" % row["measurement"] in done.stdout, (row["measurement"], report)
+        assert {variant: len(values) for variant, values in row["samples"].items()} == \
+            {"before": 1, "after": 1, "after-stock": 1}, row
+        assert set(row["verdict"].values()) <= {"PASS", "MISS", "-"}, row
+    judged = [row["key"] for row in document["rows"] if row["threshold"] != "-"]
+    assert judged == ["s1_loopback", "s1_proxy", "s2_engine_ratio", "s2_module_ratio", "memory_mb"], judged
