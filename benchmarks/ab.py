@@ -90,6 +90,7 @@ class Measure:
 
 
 def measures(n1: int, s2: Dict[str, int], delay_ms: float) -> List[Measure]:
+    """The table's rows, in order, labelled with this run's sizes."""
     s2_what = "%d peers, %d never answer, timeouts %g s" % (
         s2["total"], s2["silent"] + s2["drip"] + s2["blackhole"], s2["timeout"])
     return [
@@ -275,6 +276,7 @@ def _verdict(check: Optional[Tuple[str, float]], value: Optional[float], before:
 
 
 def summarize(bench: Bench) -> List[Dict[str, Any]]:
+    """Per measurement: every sample, the medians, their ratios to ``before`` and the verdicts."""
     rows = []
     for m in bench.measures:
         med = {v: (statistics.median(bench.samples[v][m.key]) if bench.samples[v][m.key] else None)
@@ -301,6 +303,7 @@ TABLE_HEADER = ["measurement", "before", "after", "after-stock", "after/before",
 
 
 def table(rows: List[Dict[str, Any]], bench: Bench, before_label: str) -> str:
+    """The A/B as one Markdown table (printed, and pasted into benchmarks/README.md)."""
     header = list(TABLE_HEADER)
     header[1] = "before `%s`" % before_label
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _column in header) + "|"]
@@ -346,6 +349,7 @@ def child_bound_s(args) -> float:
 
 
 def main(argv=None) -> int:
+    """Export ``--before``, then measure inside a namespace of ours (or on the host's loopback)."""
     args = parse_args(argv)
     keep = args.workdir is not None
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="dicom-ab-"))
@@ -403,6 +407,7 @@ def _in_namespace(args, ns_name: str, workdir: Path, before_root: Path, commit: 
 
 def measure(args, workdir: Path, before_root: Path, commit: str, blackhole: Optional[str],
             notes: List[str]) -> int:
+    """Start the peers, take every sample, print the table (and write the JSON); 1 if the harness broke."""
     after_root = ensure_collection_path()
     variants = [Variant("before", before_root), Variant("after", after_root), Variant("after-stock", after_root, True)]
     info = machine_info()

@@ -13,8 +13,8 @@ Against one server of each kind (pynetdicom SCP, DCMTK dcmqrscp, Orthanc), N tim
 * the engine with ``count: N`` (N echoes in one association), against floor 2;
 * A/B, never headline numbers: the engine at ``parallel`` 1 and 16 on stock pynetdicom
   (``DICOM_NETWORK_STOCK_PYNETDICOM=1``: no speed trick of ``_pynetdicom_compat``, so pynetdicom's
-  polling requestor reactor, the sleeps of its abort and kill, and its standard log handlers are
-  back): the floor a pynetdicom upgrade that breaks the tricks falls to.
+  polling requestor reactor and DUL, and the sleeps of its abort and kill, are back): the floor a
+  pynetdicom upgrade that breaks the tricks falls to.
 
 Then the peak memory (VmHWM, via wait4's ru_maxrss) of the real module process that Ansible
 runs with 500 peers, against the 150 MB target.

@@ -10,7 +10,7 @@ Kinds (IN is a JSON object; OUT gets ``wall_s``, ``cpu_s`` (user+system of this 
                     ``run_echoes(validate_request(params))`` exactly as the module does.
                     ``stock`` (A/B only, never in the headline numbers) sets
                     ``DICOM_NETWORK_STOCK_PYNETDICOM=1`` before the engine is imported: every
-                    speed trick of ``_pynetdicom_compat`` off, pynetdicom as it ships.
+                    speed trick of ``_pynetdicom_compat`` off.
                     ``collections_root`` (benchmarks/ab.py): import the collection from this
                     ``ansible_collections`` root (another commit's export) instead of the checkout.
                     OUT also gets ``engine_file``: the engine that actually ran.

@@ -14,10 +14,7 @@ tests only) turns every speed trick off, so that CI proves the fallback.
 from __future__ import annotations
 
 import os
-import select
-import socket
 import ssl
-import threading
 import time
 import types
 from typing import Any, Callable
@@ -27,10 +24,10 @@ from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_d
 
 try:
     import pynetdicom
-    from pynetdicom import AE, dul as pynetdicom_dul, evt
+    from pynetdicom import AE, evt
     from pynetdicom.transport import AssociationSocket
 except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
-    pynetdicom = pynetdicom_dul = None
+    pynetdicom = None
     AE = AssociationSocket = object
     evt = None
 
@@ -114,9 +111,7 @@ class HookedAE(AE):  # type: ignore[misc,valid-type]
         sock.hooks = self._dn_hooks
         assoc.dul._dn_run = self._dn_hooks  # for the engine's debug log router
         if SPEED_TRICKS:
-            _prompt_abort(assoc)
-            _no_requestor_reactor(assoc)
-            _event_driven_dul(assoc.dul)
+            _prompt_end(assoc)
         return sock
 
 
@@ -125,75 +120,14 @@ def end_association(assoc) -> None:
     # pynetdicom skips close() when shutdown() fails (peer already gone), leaving the descriptor
     # to the garbage collector.
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-    for end in (sock,) + getattr(assoc.dul, "_dn_waker", ()):
+    if sock is not None:
         try:
-            if end is not None:
-                end.close()
+            sock.close()
         except OSError:
             pass
 
 
-class _DulTime:
-    """pynetdicom.dul's ``time``: in a DUL thread given a waker by _event_driven_dul(), sleep()
-    waits until the association's socket has data or the waker is poked (at most 20 ms, so that
-    the ARTIM timer is still seen); every other thread sleeps as before."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        thread = threading.current_thread()
-        waker = getattr(thread, "_dn_waker", None)
-        if waker is None:
-            time.sleep(seconds)
-            return
-        sock = getattr(thread.socket, "socket", None)
-        try:
-            ready = select.select([waker[0]] + ([sock] if sock is not None else []), [], [], 0.02)[0]
-            if waker[0] in ready:
-                waker[0].recv(4096)
-        except (OSError, ValueError):  # closed under us: pynetdicom's own checks see it next
-            time.sleep(seconds)
-
-
-def _event_driven_dul(dul) -> None:
-    """The DUL thread waits on its socket and a waker instead of polling every 1 ms: with dozens
-    of associations pynetdicom's polling was thousands of wake-ups a second, most of the engine's
-    CPU, and each PDU waited up to a poll in each direction. Measured on scenario 1 (500 peers,
-    parallel 16, benchmarks/README.md): engine wall and CPU without it in the A/B table there."""
-    if not all(hasattr(dul, name) for name in ("send_pdu", "stop_dul", "_kill_thread", "state_machine")) \
-            or not hasattr(pynetdicom_dul, "time"):
-        return
-    if not isinstance(pynetdicom_dul.time, _DulTime):
-        pynetdicom_dul.time = _DulTime()
-    waker = dul._dn_waker = socket.socketpair()
-    for end in waker:
-        end.setblocking(False)
-    send_pdu = dul.send_pdu
-
-    def wake() -> None:
-        try:
-            waker[1].send(b"\0")
-        except OSError:  # buffer full (already awake) or closed (association over)
-            pass
-
-    def send_and_wake(primitive) -> None:
-        send_pdu(primitive)
-        wake()
-
-    def stop_dul() -> bool:
-        if dul.state_machine.current_state != "Sta1":
-            return False
-        dul._kill_thread = True
-        wake()
-        if threading.current_thread() is not dul:
-            dul.join(0.2)
-        return True
-    dul.send_pdu, dul.stop_dul = send_and_wake, stop_dul
-
-
-def _prompt_abort(assoc) -> None:
+def _prompt_end(assoc) -> None:
     """pynetdicom's abort() and kill() without their fixed sleeps (0.1 s after an abort, 10 ms
     polls while the DUL stops). pynetdicom aborts every association whose connection fails, so
     each refused port held its thread 0.1 s more: 500 peers on a closed port, parallel 16, took
@@ -229,44 +163,13 @@ def _prompt_abort(assoc) -> None:
     assoc.abort = assoc._abort_blocking = types.MethodType(abort, assoc)
 
 
-def _no_requestor_reactor(assoc) -> None:
-    """No Association reactor thread: it only serves requests *from* the peer, which an echo SCU
-    never gets, and polls every 1 ms while send_c_echo() spins until it pauses."""
-    if hasattr(assoc, "_run_reactor") and hasattr(assoc, "_is_paused"):
-        assoc._run_reactor = types.MethodType(lambda self: setattr(self, "_is_paused", True), assoc)
-        assoc._is_paused = True
-        assoc._dn_reactorless = True
-
-
-def still_established(assoc) -> bool:
-    """Whether the association can carry another request, ending it if not.
-
-    Without the reactor nobody else notices a peer's abort or close between two requests; the
-    DUL's state machine knows (Sta6: established).
-    """
-    if not assoc.is_established:
-        return False
-    if not getattr(assoc, "_dn_reactorless", False):
-        return True
-    state = assoc.dul.state_machine.current_state
-    if state == "Sta6":
-        return True
-    assoc.is_established = False
-    if state == "Sta1":
-        assoc.is_aborted = True
-        assoc.kill()
-    else:
-        assoc.abort()  # for example Sta8 after the peer's own A-RELEASE-RQ
-    return False
-
-
 def guard_reactor(assoc) -> None:
-    """With pynetdicom's reactor running, it may take the C-ECHO-RSP off the DIMSE queue while
-    send_c_echo() waits for it (its pause flag is stale right after the previous send): put such
-    a message back. Not needed without the reactor, and left out where the names are missing."""
+    """pynetdicom's reactor may take the C-ECHO-RSP off the DIMSE queue while send_c_echo() waits
+    for it (its pause flag is stale right after the previous send): put such a message back. Left
+    out where the names are missing."""
     serve = getattr(assoc, "_serve_request", None)
     checkpoint = getattr(assoc, "_reactor_checkpoint", None)
-    if getattr(assoc, "_dn_reactorless", False) or serve is None or checkpoint is None:
+    if serve is None or checkpoint is None:
         return
 
     def serve_or_requeue(msg, context_id):

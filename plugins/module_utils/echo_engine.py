@@ -3,18 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Concurrent C-ECHO engine on top of pynetdicom's association API.
 
-pynetdicom does the protocol (PDUs, the DUL state machine, DIMSE). This module adds what an
-audit needs around it: one thread per association under two limits (``_Scheduler``), a
-watchdog that enforces every timeout as a wall-clock deadline (pynetdicom's own timeouts do not
-bound a peer that drips bytes), and instrumentation of the transport so that each failure is
-attributed to the phase and cause that produced it. pynetdicom internals are used only through
-``_pynetdicom_compat``. Nothing here calls Ansible.
+pynetdicom does the protocol. This module adds what an audit needs around it: one thread per
+association under two limits, a watchdog that enforces every timeout as a wall-clock deadline
+(pynetdicom's own do not bound a peer that drips bytes), and transport hooks that attribute each
+failure to its phase and cause. pynetdicom internals only through _pynetdicom_compat.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -26,18 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_compat as compat
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
-    Observation,
-    classify,
-    classify_connect_error,
-    expectation_met,
-    rtt_statistics,
-)
+    Observation, classify, classify_connect_error, expectation_met, rtt_statistics)
+from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, build_ssl_context
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
-    EchoInputError,
-    EchoRequest,
-    PeerSpec,
-    TlsSettings,
-)
+    EchoRequest, PeerSpec, TlsSettings, bind_family, check_bind_address)
 
 try:
     from pynetdicom import evt
@@ -338,123 +327,12 @@ class _DebugLogRouter(logging.Handler):
                 pass
 
 
-class TlsSetupError(Exception):
-    """A TLS file of this host cannot be used: only the peers whose settings name it fail."""
-
-    def __init__(self, field_name: Optional[str], detail: str):
-        super().__init__(detail)
-        self.field_name = field_name
-        self.detail = detail
-
-    def for_settings(self, tls: TlsSettings) -> str:
-        """The problem, named as the settings were given (module ``tls`` or a peer's)."""
-        return "%s%s: %s" % (tls.origin, "." + self.field_name if self.field_name else "", self.detail)
-
-
-def _check_tls_file(key: str, path: Optional[str]) -> None:
-    if path is None:
-        return
-    if os.path.isdir(path):
-        raise TlsSetupError(key, "%s is a directory, not a file" % path)
-    if not os.path.isfile(path):
-        raise TlsSetupError(key, "file %s does not exist" % path)
-    if not os.access(path, os.R_OK):
-        raise TlsSetupError(key, "file %s is not readable" % path)
-
-
-def build_ssl_context(tls: TlsSettings) -> Optional[ssl.SSLContext]:
-    """An SSL context for one TLS setting, loaded before any traffic so a bad file sends nothing."""
-    if not tls.enabled:
-        return None
-    for key in ("ca_file", "cert_file", "key_file"):
-        _check_tls_file(key, getattr(tls, key))
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise TlsSetupError("ca_file" if tls.ca_file else None, "%s holds no usable PEM CA certificate: %s" % (
-            tls.ca_file or "the system trust store", getattr(exc, "reason", None) or exc)) from None
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if tls.cert_file:
-        try:
-            context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            field_name, detail = _client_key_problem(tls, getattr(exc, "reason", None))
-            raise TlsSetupError(field_name, "%s (%s)" % (
-                detail, getattr(exc, "reason", None) or exc)) from None
-    return context
-
-
-def _read_head(path: Optional[str]) -> bytes:
-    try:
-        with open(path or "", "rb") as stream:
-            return stream.read(1 << 20)
-    except OSError:
-        return b""
-
-
-def _client_key_problem(tls: TlsSettings, reason: Optional[str] = None) -> Tuple[Optional[str], str]:
-    """Why the client certificate and key did not load, in the settings' words.
-
-    OpenSSL says only "PEM lib" or "Invalid argument" for a certificate that is not PEM, a missing or
-    wrong password and a certificate file without a key; the PEM headers tell those cases apart.
-    """
-    certificate = _read_head(tls.cert_file)
-    if b"CERTIFICATE-----" not in certificate:
-        # DER (what Windows CAs often hand out) starts with an ASN.1 SEQUENCE.
-        hint = (": it looks like DER, convert it with openssl x509 -inform DER -in %s -out client.pem" % tls.cert_file
-                if certificate[:1] == b"\x30" else "")
-        return "cert_file", "%s holds no PEM certificate%s" % (tls.cert_file, hint)
-    key_path = tls.key_file or tls.cert_file
-    pem = _read_head(key_path)
-    if reason == "KEY_VALUES_MISMATCH" and b"PRIVATE KEY-----" in pem:
-        return "key_file" if tls.key_file else "cert_file", "the private key in %s is not the key of cert_file %s" % (
-            key_path, tls.cert_file)
-    if b"PRIVATE KEY-----" not in pem:
-        if tls.key_file:
-            return "key_file", "%s holds no PEM private key" % tls.key_file
-        return "key_file", "not set, and cert_file %s holds no private key: set key_file" % tls.cert_file
-    if b"ENCRYPTED" in pem:
-        where = "key_file" if tls.key_file else "cert_file"
-        if tls.key_password is None:
-            return "key_password", "not set, but the private key in %s %s is encrypted" % (where, key_path)
-        return "key_password", "does not decrypt the private key in %s %s (or that key is damaged)" % (where, key_path)
-    return None, "cannot load cert_file %s with %s %s: is the key the certificate's own?" % (
-        tls.cert_file, "key_file" if tls.key_file else "its key in", key_path)
-
-
-def _bind_family(address: str) -> Tuple[int, int]:
-    """The address family (and IP version) that a bind address imposes on the peers."""
-    return (socket.AF_INET6, 6) if ":" in address else (socket.AF_INET, 4)
-
-
-def check_bind_address(address: Optional[str]) -> None:
-    """Bind once to ``address`` before any peer: a wrong one is this host's mistake, not every peer's."""
-    if not address:
-        return
-    family, version = _bind_family(address)
-    try:
-        infos = socket.getaddrinfo(address, 0, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise EchoInputError("bind_address %r does not resolve to an IPv%d address: %s"
-                             % (address, version, getattr(exc, "strerror", None) or exc)) from None
-    probe = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        probe.bind(infos[0][4])
-    except OSError as exc:
-        raise EchoInputError("bind_address %r (%s) is not an address of this host: %s"
-                             % (address, infos[0][4][0], exc.strerror or exc)) from None
-    finally:
-        probe.close()
-
-
 def _resolve(run: _PeerRun) -> bool:
     """Look the peer's name up; False when it failed or the run was reported meanwhile (a lookup that
     returned after its deadline: the report stands as the watchdog made it, so nothing is written)."""
     spec = run.spec
     bind_address = run.request.bind_address
-    family, version = _bind_family(bind_address) if bind_address else (0, 0)
+    family, version = bind_family(bind_address) if bind_address else (0, 0)
     dns_error = None
     addresses: List[str] = []
     try:
@@ -543,10 +421,10 @@ def _associate_and_echo(run: _PeerRun) -> None:
                 break
             run.rtts.append(_ms_since(sent))
             run.obs.statuses.append(int(status.Status))
-            if int(status.Status) != 0x0000 or not compat.still_established(assoc):
+            if int(status.Status) != 0x0000 or not assoc.is_established:
                 break
         run.timings["echo"] = _ms_since(echo_started)
-        if compat.still_established(assoc):
+        if assoc.is_established:
             release_started = time.monotonic()
             run.enter("release", request.acse_timeout)
             assoc.release()

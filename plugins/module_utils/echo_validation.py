@@ -15,7 +15,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
 
@@ -332,3 +332,28 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
         debug=_check_bool(params.get("debug", False), "debug"),
         fail_on=fail_on,
     )
+
+
+def bind_family(address: str) -> Tuple[int, int]:
+    """The address family (and IP version) that a bind address imposes on the peers."""
+    return (socket.AF_INET6, 6) if ":" in address else (socket.AF_INET, 4)
+
+
+def check_bind_address(address: Optional[str]) -> None:
+    """Bind once to ``address`` before any peer: a wrong one is this host's mistake, not every peer's."""
+    if not address:
+        return
+    family, version = bind_family(address)
+    try:
+        infos = socket.getaddrinfo(address, 0, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise EchoInputError("bind_address %r does not resolve to an IPv%d address: %s"
+                             % (address, version, getattr(exc, "strerror", None) or exc)) from None
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.bind(infos[0][4])
+    except OSError as exc:
+        raise EchoInputError("bind_address %r (%s) is not an address of this host: %s"
+                             % (address, infos[0][4][0], exc.strerror or exc)) from None
+    finally:
+        probe.close()

@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""TLS settings of this host turned into SSL contexts before any traffic, and when a file cannot
+be used, why, in the settings' own words (OpenSSL only says "PEM lib")."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Optional, Tuple
+
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import TlsSettings
+
+
+class TlsSetupError(Exception):
+    """A TLS file of this host cannot be used: only the peers whose settings name it fail."""
+
+    def __init__(self, field_name: Optional[str], detail: str):
+        super().__init__(detail)
+        self.field_name = field_name
+        self.detail = detail
+
+    def for_settings(self, tls: TlsSettings) -> str:
+        """The problem, named as the settings were given (module ``tls`` or a peer's)."""
+        return "%s%s: %s" % (tls.origin, "." + self.field_name if self.field_name else "", self.detail)
+
+
+def _check_tls_file(key: str, path: Optional[str]) -> None:
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise TlsSetupError(key, "%s is a directory, not a file" % path)
+    if not os.path.isfile(path):
+        raise TlsSetupError(key, "file %s does not exist" % path)
+    if not os.access(path, os.R_OK):
+        raise TlsSetupError(key, "file %s is not readable" % path)
+
+
+def build_ssl_context(tls: TlsSettings) -> Optional[ssl.SSLContext]:
+    """An SSL context for one TLS setting, loaded before any traffic so a bad file sends nothing."""
+    if not tls.enabled:
+        return None
+    for key in ("ca_file", "cert_file", "key_file"):
+        _check_tls_file(key, getattr(tls, key))
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise TlsSetupError("ca_file" if tls.ca_file else None, "%s holds no usable PEM CA certificate: %s" % (
+            tls.ca_file or "the system trust store", getattr(exc, "reason", None) or exc)) from None
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file, password=tls.key_password)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            field_name, detail = _client_key_problem(tls, getattr(exc, "reason", None))
+            raise TlsSetupError(field_name, "%s (%s)" % (
+                detail, getattr(exc, "reason", None) or exc)) from None
+    return context
+
+
+def _read_head(path: Optional[str]) -> bytes:
+    try:
+        with open(path or "", "rb") as stream:
+            return stream.read(1 << 20)
+    except OSError:
+        return b""
+
+
+def _client_key_problem(tls: TlsSettings, reason: Optional[str] = None) -> Tuple[Optional[str], str]:
+    """Why the client certificate and key did not load, in the settings' words.
+
+    OpenSSL says only "PEM lib" or "Invalid argument" for a certificate that is not PEM, a missing or
+    wrong password and a certificate file without a key; the PEM headers tell those cases apart.
+    """
+    certificate = _read_head(tls.cert_file)
+    if b"CERTIFICATE-----" not in certificate:
+        # DER (what Windows CAs often hand out) starts with an ASN.1 SEQUENCE.
+        hint = (": it looks like DER, convert it with openssl x509 -inform DER -in %s -out client.pem" % tls.cert_file
+                if certificate[:1] == b"\x30" else "")
+        return "cert_file", "%s holds no PEM certificate%s" % (tls.cert_file, hint)
+    key_path = tls.key_file or tls.cert_file
+    pem = _read_head(key_path)
+    if reason == "KEY_VALUES_MISMATCH" and b"PRIVATE KEY-----" in pem:
+        return "key_file" if tls.key_file else "cert_file", "the private key in %s is not the key of cert_file %s" % (
+            key_path, tls.cert_file)
+    if b"PRIVATE KEY-----" not in pem:
+        if tls.key_file:
+            return "key_file", "%s holds no PEM private key" % tls.key_file
+        return "key_file", "not set, and cert_file %s holds no private key: set key_file" % tls.cert_file
+    if b"ENCRYPTED" in pem:
+        where = "key_file" if tls.key_file else "cert_file"
+        if tls.key_password is None:
+            return "key_password", "not set, but the private key in %s %s is encrypted" % (where, key_path)
+        return "key_password", "does not decrypt the private key in %s %s (or that key is damaged)" % (where, key_path)
+    return None, "cannot load cert_file %s with %s %s: is the key the certificate's own?" % (
+        tls.cert_file, "key_file" if tls.key_file else "its key in", key_path)
