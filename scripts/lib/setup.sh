@@ -8,7 +8,8 @@
 #   - .venv with the machine's python3 and requirements*.txt (re-installed only when
 #     those files or the interpreter change)
 #   - .venv/py39: a Python 3.9 venv with pynetdicom 2.0.x for target-compatibility
-#     tests, when pyenv has a 3.9 (exported as DICOM_NETWORK_PY39)
+#     tests and the compat stage's real-peer run, when pyenv has a 3.9 (exported as
+#     DICOM_NETWORK_PY39)
 #   - the pip bootstrap ansible-test's sanity venvs expect, generated locally
 #   - .cache/wheelhouse: pure-Python pynetdicom/pydicom wheels for the echo_venv role's
 #     offline tests (exported as DICOM_NETWORK_WHEELHOUSE)
@@ -103,7 +104,7 @@ _setup_py39() {
         "$base" -m venv "$venv"
     fi
     local stamp="$venv/.dicom-network-stamp" want
-    want="$(_fingerprint "$venv/bin/python" "$REPO_ROOT/requirements-py39.txt")"
+    want="$(_fingerprint "$venv/bin/python" "$REPO_ROOT/requirements.txt" "$REPO_ROOT/requirements-py39.txt")"
     if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
         log "py39: installing requirements-py39.txt"
         _pip "$venv/bin/python" install -q -r "$REPO_ROOT/requirements-py39.txt"
