@@ -10,7 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.packaging.conftest import REPO_ROOT, VENV_BIN, galaxy_metadata, installed_env, run
 
@@ -35,6 +37,30 @@ def test_collection_ee_metadata_names_the_python_requirements_and_no_system_pack
     # pynetdicom and pydicom are pure Python: a system dependency listed here would need a bindep file.
     system = meta["dependencies"].get("system")
     assert system is None or (REPO_ROOT / system).is_file()
+
+
+def _pins_for(lines, python_version):
+    """name -> specifier of the requirements whose marker holds on ``python_version``."""
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"python_version": python_version}):
+                pins[requirement.name.lower()] = str(requirement.specifier)
+    return pins
+
+
+# The tested minors (issue 19): the engine's speed tricks use pynetdicom internals, so an EE gets the
+# release the tests ran, whichever Python it has.
+TESTED_PINS = {"3.9": {"pynetdicom": "<2.1,>=2.0", "pydicom": "<2.5,>=2.4"},
+               "3.11": {"pynetdicom": "<3.1,>=3.0", "pydicom": "<3.1,>=3.0"}}
+
+
+@pytest.mark.parametrize("python_version", sorted(TESTED_PINS))
+def test_requirements_pin_the_tested_minors_for_each_python(python_version):
+    lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    assert _pins_for(lines, python_version) == TESTED_PINS[python_version]
 
 
 def test_example_ee_tarball_name_follows_the_collection_version():
@@ -78,5 +104,8 @@ def test_builder_create_writes_a_context_that_installs_the_collection_and_pynetd
     assert introspected.returncode == 0, introspected.stdout + introspected.stderr
     lines = pip_requirements.read_text().splitlines()
     assert "pynetdicom" in _requirement_names(lines)
+    # The markers survive introspection: the EE's pip picks the tested minor for the EE's Python.
+    for python_version, pins in TESTED_PINS.items():
+        assert _pins_for(lines, python_version) == pins, lines
     assert any("from collection dicom.network" in line for line in lines)
     assert not (tmp_path / "bindep.txt").exists()  # no system packages to install
