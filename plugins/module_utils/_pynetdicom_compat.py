@@ -14,6 +14,7 @@ tests only) turns every speed trick off, so that CI proves the fallback.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import time
 import types
@@ -41,8 +42,7 @@ class UnsupportedPynetdicom(Exception):
 
 def check_supported() -> None:
     """Fail before any traffic when the correctness hooks cannot work with this pynetdicom."""
-    needs = [(AE, "_create_socket"), (AssociationSocket, "_create_socket"), (AssociationSocket, "connect"),
-             (AssociationSocket, "recv")]
+    needs = [(AE, "_create_socket"), (AssociationSocket, "connect"), (AssociationSocket, "recv")]
     missing = [getattr(owner, "__name__", "?") + "." + name for owner, name in needs if not hasattr(owner, name)]
     if missing:
         raise UnsupportedPynetdicom("unsupported pynetdicom %s (it has no %s); tested: %s" % (
@@ -50,22 +50,24 @@ def check_supported() -> None:
 
 
 class HookedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
-    """pynetdicom's transport whose connect and reads go through the engine's ``hooks``.
+    """pynetdicom's transport with its connect and reads going through the engine's ``hooks``.
 
-    pynetdicom's connect() only logs why a connection failed, and does TCP and TLS in one step;
-    ``hooks.connect(raw, address, tls_args)`` connects (and wraps) the socket itself and returns
-    it, so each failure keeps its exception and its step. Every read is shown to
-    ``hooks.received(data, nr_bytes)``, which may raise OSError to end the association (pynetdicom
-    then takes the transport as closed) instead of reading what a hostile peer announces.
-    """
+    pynetdicom's connect() only logs why a connection failed, and does TCP and TLS in one step:
+    ``hooks.connect()`` does each step itself, so each failure keeps its exception and its step.
+    ``hooks.received()`` sees every read and may raise OSError to end the association (taken as a
+    closed transport) instead of reading what a hostile peer announces."""
 
     hooks: Any = None
 
     def connect(self, primitive) -> None:
         address = getattr(getattr(primitive, "address_info", None), "as_tuple", None) or primitive.address
         try:
-            if self.socket is None:
-                self.socket = self._create_socket()
+            family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+            if self.socket is None or self.socket.family != family:
+                # pynetdicom 2.0 makes IPv4 sockets only (a bind address, if any, is of the peer's family).
+                if self.socket is not None:
+                    self.socket.close()
+                self.socket = socket.socket(family, socket.SOCK_STREAM)
             self.socket = self.hooks.connect(self.socket, address, self.tls_args)
             # pynetdicom 3 reports the local end of the connection as the requestor's address.
             requestor = self.assoc.requestor
@@ -73,7 +75,7 @@ class HookedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
                 requestor.address_info = type(requestor.address_info).from_tuple(self.socket.getsockname())
             self._is_connected = True
             evt.trigger(self.assoc, evt.EVT_CONN_OPEN, {"address": address})
-            primitive.result = "Evt2"
+            primitive.result = "Evt2"  # connected
         except (OSError, ValueError) as exc:
             self.hooks.connect_failed(exc)
             if self.socket is not None:
@@ -82,12 +84,11 @@ class HookedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
                 except OSError:
                     pass
                 self.socket = None
-            primitive.result = "Evt17"
+            primitive.result = "Evt17"  # closed
         finally:
-            ready = getattr(self, "_ready", None)  # pynetdicom 3 waits on it
-            if ready is not None:
-                ready.set()
-        self.provider_queue.put(primitive)
+            self.provider_queue.put(primitive)
+            if hasattr(self, "_ready"):  # pynetdicom 3 waits on it
+                self._ready.set()
 
     def recv(self, nr_bytes: int) -> bytearray:
         try:
@@ -116,9 +117,7 @@ class HookedAE(AE):  # type: ignore[misc,valid-type]
 
 
 def end_association(assoc) -> None:
-    """Free what an association holds once it has ended."""
-    # pynetdicom skips close() when shutdown() fails (peer already gone), leaving the descriptor
-    # to the garbage collector.
+    """Close the socket: pynetdicom skips close() when shutdown() fails (the peer already gone)."""
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if sock is not None:
         try:
@@ -188,10 +187,6 @@ def quiet_standard_logging(debug: bool) -> Callable[[], None]:
     config = getattr(pynetdicom, "_config", None)
     if debug or not hasattr(config, "LOG_HANDLER_LEVEL"):
         return lambda: None
-    previous = config.LOG_HANDLER_LEVEL
-    config.LOG_HANDLER_LEVEL = "none"
-
-    def restore() -> None:
-        config.LOG_HANDLER_LEVEL = previous
-    return restore
+    previous, config.LOG_HANDLER_LEVEL = config.LOG_HANDLER_LEVEL, "none"
+    return lambda: setattr(config, "LOG_HANDLER_LEVEL", previous)
 

@@ -19,14 +19,14 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_compat as compat
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Observation, classify, classify_connect_error, expectation_met, rtt_statistics)
-from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, build_ssl_context
+from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, ssl_contexts
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
-    EchoRequest, PeerSpec, TlsSettings, bind_family, check_bind_address)
+    EchoRequest, PeerSpec, bind_family, check_bind_address)
 
 try:
     from pynetdicom import evt
@@ -75,31 +75,27 @@ class _PeerRun:
     the transport hooks (``connect``, ``connect_failed``, ``received``) of _pynetdicom_compat."""
 
     def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext]):
-        self.spec = spec
-        self.request = request
-        self.ssl_context = ssl_context
+        self.spec, self.request, self.ssl_context = spec, request, ssl_context
         self.obs = Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
                                calling_ae_title=spec.calling_ae_title, count=request.count,
                                tls_verified=spec.tls.verify if spec.tls.enabled else None,
                                tls_client_certificate=bool(spec.tls.enabled and spec.tls.cert_file))
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.phase = "resolve"
-        self.phase_timeout = request.connect_timeout
+        self.lock, self.done = threading.Lock(), threading.Event()
+        self.phase, self.phase_timeout = "resolve", request.connect_timeout
         self.phase_since: Optional[float] = None
         self.deadline: Optional[float] = None
         self.raw_socket: Optional[socket.socket] = None
         self.address: Optional[str] = None
         self.addresses: List[str] = []  # what the name resolved to, in order (at most _MAX_ADDRESSES)
         self.source_address: Optional[str] = None  # the local end: the source address the peer saw
-        self.started_at: Optional[str] = None
-        self.started = 0.0
+        self.started_at: Optional[str] = None  # wall clock, for the result
+        self.started = 0.0  # monotonic
         self.timings: Dict[str, Optional[float]] = {
             "connect": None, "associate": None, "echo": None, "release": None, "total": None}
         self.rtts: List[float] = []
+        self.debug_lines: List[str] = []
         self.peer_info: Optional[Dict[str, Any]] = None
         self.transfer_syntax: Optional[str] = None
-        self.debug_lines: List[str] = []
         self.release_complete = False
         self.expected_msg_id: Optional[int] = None
         self.pdu_in_body: Optional[Tuple[int, int]] = None  # (type, length) of the PDU being read
@@ -164,7 +160,7 @@ class _PeerRun:
         if self.request.debug:
             self.debug_lines.append(line)
 
-    # -- transport hooks ---------------------------------------------------------------------
+    # -- transport hooks (see _pynetdicom_compat.HookedSocket) ---------------------------------------------------------------------
     def connect(self, raw: socket.socket, address: tuple, tls_args) -> socket.socket:
         """TCP connect, then the TLS handshake, each a phase of its own; returns the socket to use."""
         self.raw_socket = raw
@@ -265,11 +261,9 @@ def _on_pdu_recv(event, run: _PeerRun) -> None:
     elif kind == "A_ASSOCIATE_AC":
         run.obs.accepted = True
         info = pdu.user_information
-        run.peer_info = {
-            "implementation_class_uid": _text(getattr(info, "implementation_class_uid", None)),
-            "implementation_version_name": _text(getattr(info, "implementation_version_name", None)),
-            "max_pdu": getattr(info, "maximum_length", None),
-        }
+        run.peer_info = {key: _text(getattr(info, key, None)) for key in (
+            "implementation_class_uid", "implementation_version_name")}
+        run.peer_info["max_pdu"] = getattr(info, "maximum_length", None)
         proposed = {cx.context_id for cx in event.assoc.requestor.requested_contexts}
         for item in pdu.presentation_context:
             if item.context_id not in proposed:
@@ -282,13 +276,12 @@ def _on_pdu_recv(event, run: _PeerRun) -> None:
     elif kind == "A_ABORT_RQ":
         run.obs.peer_abort = {"source": pdu.source, "reason": pdu.reason_diagnostic, "phase": run.phase}
         run.debug("Received A-ABORT: source %s, reason %s" % (pdu.source, pdu.reason_diagnostic))
+        _wake_echo(event, run)
     elif kind == "A_RELEASE_RP":
         run.release_complete = True
     elif kind == "A_RELEASE_RQ" and run.phase != "release":
         run.violation("peer sent A-RELEASE-RQ during %s" % run.phase)
-        if run.phase == "echo":
-            # No C-ECHO-RSP can follow; wake send_c_echo() instead of letting it wait out the DIMSE timeout.
-            event.assoc.dimse.msg_queue.put((None, None))
+        _wake_echo(event, run)
 
 
 def _on_fsm_transition(event, run: _PeerRun) -> None:
@@ -301,6 +294,14 @@ def _on_fsm_transition(event, run: _PeerRun) -> None:
             and run.obs.timed_out_phase is None and not run.release_complete \
             and run.obs.peer_closed_phase is None and run.obs.connect_error is None:
         run.obs.peer_closed_phase = run.phase
+        _wake_echo(event, run)
+
+
+def _wake_echo(event, run: _PeerRun) -> None:
+    """No C-ECHO-RSP can follow: wake send_c_echo() (pynetdicom's reactor is paused while it waits,
+    so nothing else would) instead of letting it wait out the DIMSE timeout."""
+    if run.phase == "echo":
+        event.assoc.dimse.msg_queue.put((None, None))
 
 
 def _on_dimse_recv(event, run: _PeerRun) -> None:
@@ -529,10 +530,9 @@ class _Scheduler:
 
 def _start_thread(run: _PeerRun, wake: threading.Event, number: List[int]) -> bool:
     number[0] += 1
-    thread = threading.Thread(target=_association_thread, args=(run, wake), daemon=True,
-                              name="dicom-echo-%d" % number[0])
     try:
-        thread.start()
+        threading.Thread(target=_association_thread, args=(run, wake), daemon=True,
+                         name="dicom-echo-%d" % number[0]).start()
     except RuntimeError:  # no thread to be had now (a pids limit)
         return False
     return True
@@ -542,14 +542,9 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
     compat.check_supported()
     check_bind_address(request.bind_address)
-    contexts: Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]] = {}
+    contexts = ssl_contexts(spec.tls for spec in request.peers)
     runs: List[_PeerRun] = []
     for spec in request.peers:
-        if spec.tls not in contexts:
-            try:
-                contexts[spec.tls] = build_ssl_context(spec.tls)
-            except TlsSetupError as problem:
-                contexts[spec.tls] = problem
         context = contexts[spec.tls]
         run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context)
         if isinstance(context, TlsSetupError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import TlsSettings
 
@@ -97,3 +97,15 @@ def _client_key_problem(tls: TlsSettings, reason: Optional[str] = None) -> Tuple
         return "key_password", "does not decrypt the private key in %s %s (or that key is damaged)" % (where, key_path)
     return None, "cannot load cert_file %s with %s %s: is the key the certificate's own?" % (
         tls.cert_file, "key_file" if tls.key_file else "its key in", key_path)
+
+
+def ssl_contexts(settings: Iterable[TlsSettings]) -> Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]]:
+    """A context for each distinct TLS setting (its files loaded once), or the problem with its files."""
+    contexts: Dict[TlsSettings, Union[ssl.SSLContext, TlsSetupError, None]] = {}
+    for tls in settings:
+        if tls not in contexts:
+            try:
+                contexts[tls] = build_ssl_context(tls)
+            except TlsSetupError as problem:
+                contexts[tls] = problem
+    return contexts

@@ -25,13 +25,18 @@ description:
 author:
   - dicom.network contributors (@dicom-network)
 requirements:
-  - pynetdicom >= 2.0 on the managed host (2.0.x with pydicom 2.4.x for Python 3.8 and 3.9;
-    3.x for Python 3.10 and newer).
+  - pynetdicom on the managed host, in a tested minor version - 2.0.x with pydicom 2.4.x for Python 3.8
+    and 3.9, 3.0.x with pydicom 3.0.x for Python 3.10 and newer (as C(requirements.txt) pins them). A
+    pynetdicom whose transport the module cannot instrument fails the task before any traffic with
+    C(unsupported pynetdicom X.Y; tested: 2.0, 3.0).
 notes:
   - The module runs on the managed host, so the TCP source address, the firewall path and the calling
     AE title are the ones the real device would use. Use C(delegate_to) with O(bind_address) to probe
     on behalf of a source that cannot run Python.
   - On a timeout the TCP connection is closed at once rather than waiting on the unresponsive peer.
+  - Every A-ASSOCIATE-RQ announces implementation class UID C(2.25.282971362589422405731860904511017643008)
+    and implementation version name C(DICOMNET_0_1), so that a PACS administrator can tell audit
+    traffic apart in the archive's logs.
 attributes:
   action:
     support: full
@@ -170,7 +175,7 @@ options:
         its place, so that a few silent peers cost about one timeout rather than one per O(parallel)
         of them. At most 4 x O(parallel) associations are ever open (at most 256, unless O(parallel) is
         higher; a name lookup that hangs holds no connection and does not count). The extra ones last only
-        as long as the wait; as the waiting associations end, the pool shrinks back to O(parallel).
+        as long as the wait: once the waiting associations end, no more than O(parallel) work at once.
       - A peer that has answered the A-ASSOCIATE is slow, not silent. Its association counts until it
         ends, however long its C-ECHO or release takes, so a loaded server never gets more than
         O(parallel) associations at work from this host. A server that takes more than 0.5 s to
@@ -178,13 +183,6 @@ options:
       - On a small controller or source host more is not faster; the engine is CPU-bound on a LAN
         (about 3 to 7 ms of CPU per association with pynetdicom, depending on the CPU), so 16 to 32 is a
         good range even for hundreds of peers. Raise it for peers far away (high round-trip times).
-      - From 64 peers on a host with two or more CPUs, and with O(parallel) of 4 or more, the module's
-        process and one copy of it (made with fork) echo the peers together, each with half of
-        O(parallel), because one Python process does pynetdicom's work on one CPU at a time. Both take
-        the next peer in the order of O(peers) whenever they have room. The host still opens no more
-        associations than set here; the results keep the order of O(peers). The copy ends with the
-        module's process, and the module's process echoes any peer that the copy took but did not
-        answer for (if it failed or hung).
       - Many peers are few servers. When the configured peers share one server, that server sees up to
         O(parallel) associations at once from this host (more while some of them wait, see above), and as
         many from each host Ansible runs at the same time (C(--forks)). A server at its association limit

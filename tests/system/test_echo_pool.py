@@ -13,8 +13,8 @@ peers on loopback: the test's own hostile socket servers and a pynetdicom SCP.
   silent, so a server slow to answer C-ECHO never gets more than ``parallel``.
 * Nothing reaches a peer once it has been reported, and a thread that cannot be started does not
   stop the deadlines.
-* pynetdicom's requestor reactor does not run in the engine; a peer that aborts, closes or asks
-  for release between two C-ECHOs (``count`` > 1) is still noticed at once.
+* A peer that aborts, closes or asks for release between two C-ECHOs (``count`` > 1) is noticed
+  at once, although pynetdicom's reactor is paused while send_c_echo() waits.
 """
 from __future__ import annotations
 
