@@ -25,10 +25,10 @@ description:
 author:
   - dicom.network contributors (@dicom-network)
 requirements:
-  - pynetdicom on the managed host, in a tested minor version - 2.0.x with pydicom 2.4.x for Python 3.8
-    and 3.9, 3.0.x with pydicom 3.0.x for Python 3.10 and newer (as C(requirements.txt) pins them). A
-    pynetdicom whose transport the module cannot instrument fails the task before any traffic with
-    C(unsupported pynetdicom X.Y; tested: 2.0, 3.0).
+  - pynetdicom on the managed host, in a tested minor version (as C(requirements.txt) pins them) -
+    2.0.x with pydicom 2.4.x for Python 3.8 and 3.9, 3.0.x with pydicom 3.0.x for Python 3.10 and newer.
+  - 'A pynetdicom whose transport the module cannot instrument fails the task before any traffic with
+    C(unsupported pynetdicom X.Y ...; tested: 2.0, 3.0).'
 notes:
   - The module runs on the managed host, so the TCP source address, the firewall path and the calling
     AE title are the ones the real device would use. Use C(delegate_to) with O(bind_address) to probe
@@ -175,7 +175,7 @@ options:
         its place, so that a few silent peers cost about one timeout rather than one per O(parallel)
         of them. At most 4 x O(parallel) associations are ever open (at most 256, unless O(parallel) is
         higher; a name lookup that hangs holds no connection and does not count). The extra ones last only
-        as long as the wait: once the waiting associations end, no more than O(parallel) work at once.
+        as long as the wait; once the waiting associations end, no more than O(parallel) work at once.
       - A peer that has answered the A-ASSOCIATE is slow, not silent. Its association counts until it
         ends, however long its C-ECHO or release takes, so a loaded server never gets more than
         O(parallel) associations at work from this host. A server that takes more than 0.5 s to
