@@ -169,8 +169,8 @@ class Bench:
         self.n1 = SMOKE_PEERS if smoke else FULL_PEERS
         self.s2 = _sizes(smoke, blackhole is not None)
         self.measures = measures(self.n1, self.s2, ctx.delay_ms)
-        self.samples: Dict[str, Dict[str, List[float]]] = {v.name: {m.key: [] for m in self.measures}
-                                                          for v in variants}
+        self.samples: Dict[str, Dict[str, List[float]]] = {
+            v.name: {m.key: [] for m in self.measures} for v in variants}
         self.outcomes: Dict[str, List[str]] = {v.name: [] for v in variants}
         servers, counts = servers_for(ctx, self.n1)
         pairs = spread(servers, counts)

@@ -33,6 +33,7 @@ except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom
     evt = None
 
 TESTED = "2.0, 3.0"
+VERSION = _pynetdicom_dep.PYNETDICOM_VERSION
 SPEED_TRICKS = os.environ.get("DICOM_NETWORK_STOCK_PYNETDICOM") != "1"
 
 
@@ -46,7 +47,7 @@ def check_supported() -> None:
     missing = [getattr(owner, "__name__", "?") + "." + name for owner, name in needs if not hasattr(owner, name)]
     if missing:
         raise UnsupportedPynetdicom("unsupported pynetdicom %s (it has no %s); tested: %s" % (
-            _pynetdicom_dep.PYNETDICOM_VERSION, ", ".join(missing), TESTED))
+            VERSION, ", ".join(missing), TESTED))
 
 
 class HookedSocket(AssociationSocket):  # type: ignore[misc,valid-type]
@@ -189,4 +190,3 @@ def quiet_standard_logging(debug: bool) -> Callable[[], None]:
         return lambda: None
     previous, config.LOG_HANDLER_LEVEL = config.LOG_HANDLER_LEVEL, "none"
     return lambda: setattr(config, "LOG_HANDLER_LEVEL", previous)
-

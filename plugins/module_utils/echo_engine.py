@@ -444,6 +444,7 @@ def _echo_one(run: _PeerRun) -> None:
     threading.current_thread()._dn_run = run  # type: ignore[attr-defined]  # for _DebugLogRouter
     run.started = time.monotonic()
     run.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    run.debug("dicom.network echo on pynetdicom %s" % compat.VERSION)
     if run.obs.tls_setup_error is not None:
         return
     run.enter("resolve", run.request.connect_timeout)

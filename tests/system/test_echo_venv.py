@@ -176,9 +176,11 @@ def test_offline_install_picks_pynetdicom_by_python_and_the_echo_runs_in_the_ven
         assert got["installed"]["pydicom"].startswith(pydicom), got["installed"]
         (result,) = got["echo"]["results"]
         assert (result["outcome"], result["ok"]) == ("success", True), result
-        # pynetdicom announces its own version in the A-ASSOCIATE-RQ: this echo ran on the venv's one.
+        # The engine's debug log names the pynetdicom it ran on: the venv's one. The A-ASSOCIATE-RQ
+        # announces the collection's own implementation version name.
+        assert result["debug"][0] == "dicom.network echo on pynetdicom " + got["installed"]["pynetdicom"], result
         ours = [line for line in result["debug"] if "Our Implementation Version Name" in line]
-        assert ours and ours[0].split()[-1] == "PYNETDICOM_" + got["installed"]["pynetdicom"].replace(".", ""), ours
+        assert ours and ours[0].split()[-1] == "DICOMNET_0_1", ours
         # The offline source: the wheelhouse sits in the venv and pip sees only it.
         assert sorted(p.name for p in (venv / "wheelhouse").glob("*.whl")) == \
             sorted(p.name for p in Path(WHEELHOUSE).glob("*.whl"))
