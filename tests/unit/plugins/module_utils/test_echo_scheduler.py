@@ -65,6 +65,14 @@ class Harness:
         self.clock.now = T0 + offset
         return self.scheduler.tick()
 
+    def stall_each_start(self, runs, phase, steps):
+        """Tick every 0.6 s; each run started goes silent in ``phase`` from its start on."""
+        for step in range(steps):
+            self.at(step * 0.6)
+            for run in runs[:len(self.started)]:
+                if run.phase_since is None:
+                    waiting(run, phase, step * 0.6, timeout=100.0)
+
 
 def waiting(run, phase, since, timeout=3.0, answered=False, transport=None):
     """Put ``run`` in ``phase`` since ``since`` (seconds after T0), as its thread would."""
@@ -123,11 +131,7 @@ def test_a_peer_that_has_answered_is_slow_not_silent_and_keeps_its_slot():
 def test_silent_peers_never_hold_more_than_four_times_parallel_open():
     runs = make_runs(10)
     harness = Harness(runs, parallel=1)
-    for step in range(10):
-        harness.at(step * 0.6)
-        for run in runs[:len(harness.started)]:
-            if run.phase_since is None:
-                waiting(run, "associate", step * 0.6, timeout=100.0)
+    harness.stall_each_start(runs, "associate", 10)
     assert harness.started == ["p0", "p1", "p2", "p3"]
     done(runs[0])
     harness.at(6.1)
@@ -137,11 +141,7 @@ def test_silent_peers_never_hold_more_than_four_times_parallel_open():
 def test_hung_name_lookups_hold_no_connection_and_do_not_count_against_the_open_limit():
     runs = make_runs(8)
     harness = Harness(runs, parallel=1)
-    for step in range(8):
-        harness.at(step * 0.6)
-        for run in runs[:len(harness.started)]:
-            if run.phase_since is None:
-                waiting(run, "resolve", step * 0.6, timeout=100.0)
+    harness.stall_each_start(runs, "resolve", 8)
     assert len(harness.started) == 8
 
 
