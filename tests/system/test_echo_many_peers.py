@@ -70,8 +70,10 @@ def test_eighty_peers_of_four_kinds_each_get_their_own_result_in_order(pynetdico
 def test_silent_peers_at_parallel_100_open_no_more_than_256(hostile_factory):
     silent = [hostile_factory("silent", hold_max=10.0, max_connections=200) for _index in range(2)]
     entries = [peer_entry(silent[index % 2], name="silent-%03d" % index) for index in range(300)]
-    results = echo(entries, parallel=100, connect_timeout=3, acse_timeout=3, dimse_timeout=3)
-    assert all(r["outcome"] == "timeout" for r in results), results[0]
+    # 6 s: time to start 256 threads on a loaded 2-core machine (pynetdicom 2.0 ran ~190 in 3 s).
+    results = echo(entries, parallel=100, connect_timeout=6, acse_timeout=6, dimse_timeout=6)
+    assert all(r["outcome"] == "timeout" for r in results), [(r["outcome"], r["phase"], r["message"]) for r in results
+                                                             if r["outcome"] != "timeout"][:3]
     assert 200 < most_at_once(results) <= 256
 
 

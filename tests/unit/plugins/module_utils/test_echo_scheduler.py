@@ -53,12 +53,14 @@ class Harness:
         self.clock = FakeClock()
         self.started = []
         self.refuse = False
+        self.start_takes = 0.0  # seconds each thread start takes on the fake clock
         self.scheduler = echo_engine._Scheduler(runs, parallel, self.start, self.clock)
 
     def start(self, run):
         if self.refuse:
             return False
         self.started.append(run.spec.name)
+        self.clock.now += self.start_takes
         return True
 
     def at(self, offset):
@@ -104,6 +106,21 @@ def test_starts_in_input_order_and_never_more_than_parallel_at_work():
     for run in runs[3:]:
         done(run)
     assert harness.at(0.4) is False
+
+
+def test_slow_thread_starts_yield_to_the_deadlines_after_one_tick(sockets):
+    """Hundreds of threads competing for the GIL make each start slow: a tick stops starting after
+    the watchdog's tick and says so, so the next tick (with the deadlines) comes right away."""
+    runs = make_runs(6)
+    ours, _peer = sockets()
+    harness = Harness(runs, parallel=6)
+    harness.start_takes = 0.015
+    harness.at(0.0)
+    assert harness.started == ["p0", "p1"] and harness.scheduler.behind
+    waiting(runs[0], "associate", -3.0, timeout=3.0, transport=ours)
+    harness.scheduler.tick()
+    assert runs[0].obs.timed_out_phase == "associate"
+    assert harness.started == ["p0", "p1", "p2", "p3"]
 
 
 def test_a_peer_silent_for_half_a_second_stops_counting_so_the_next_starts():
