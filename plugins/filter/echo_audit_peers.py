@@ -132,7 +132,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import (
     AuditInventoryError,
     check_echo_options,
     check_peer_tls,

@@ -247,13 +247,13 @@ from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import 
 # In an Ansible worker, before the report code below is compiled there (see _worker_heap).
 freeze_inherited_heap()
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     AuditMatrixError,
     build_packed,
     results_from_journal,
     unpack_report,
 )
-from ansible_collections.dicom.network.plugins.module_utils.audit_report import build_view, view_limit
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, view_limit
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import type_name
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data, stored_value
 

@@ -61,8 +61,8 @@ from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import 
 # In an Ansible worker, before the report code below is compiled there (see _worker_heap).
 freeze_inherited_heap()
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import AuditMatrixError
-from ansible_collections.dicom.network.plugins.module_utils.audit_report import export
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import AuditMatrixError
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import export
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 

@@ -124,8 +124,8 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import AuditMatrixError
-from ansible_collections.dicom.network.plugins.module_utils.audit_publish import AuditPublishError, plan_publish
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import AuditMatrixError
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import AuditPublishError, plan_publish
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 

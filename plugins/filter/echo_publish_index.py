@@ -76,7 +76,7 @@ from typing import Any, Callable, Dict
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_publish import AuditPublishError, index_view
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import AuditPublishError, index_view
 from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 

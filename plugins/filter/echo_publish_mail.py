@@ -88,8 +88,8 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from ansible.errors import AnsibleFilterError
 from ansible.plugins.loader import module_loader
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import AuditMatrixError
-from ansible_collections.dicom.network.plugins.module_utils.audit_publish import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import AuditMatrixError
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import (
     AuditPublishError,
     check_mail,
     mail_message,

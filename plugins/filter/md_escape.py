@@ -38,7 +38,7 @@ _value:
 
 from typing import Callable, Dict
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_report import markdown_escape
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import markdown_escape
 
 
 class FilterModule:

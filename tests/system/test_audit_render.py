@@ -29,8 +29,8 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import resolve_host
-from tests.unit.plugins.module_utils.test_audit_matrix import module_result
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_host
+from tests.unit.plugins.plugin_utils.test_audit_matrix import module_result
 
 pytestmark = [pytest.mark.ansible]
 

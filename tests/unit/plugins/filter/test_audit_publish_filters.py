@@ -8,7 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 # Documentation and ansible-doc of these filters are checked with the others in test_echo_audit_filters.
 from tests.unit.plugins.filter.test_echo_audit_filters import function
-from tests.unit.plugins.module_utils.test_audit_matrix import report_of, small_runs
+from tests.unit.plugins.plugin_utils.test_audit_matrix import report_of, small_runs
 
 
 def test_history_filter_errors_are_filter_errors():

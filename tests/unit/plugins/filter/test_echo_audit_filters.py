@@ -12,8 +12,8 @@ from ansible.errors import AnsibleFilterError
 import json
 import re
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import unpack_report
-from tests.unit.plugins.module_utils.test_audit_matrix import REGISTRY, registered, report_of, small_runs, split
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import unpack_report
+from tests.unit.plugins.plugin_utils.test_audit_matrix import REGISTRY, registered, report_of, small_runs, split
 
 FILTERS = ("echo_audit_peers", "echo_matrix", "echo_matrix_view", "echo_matrix_export", "md_escape",
            "echo_publish_history", "echo_publish_index", "echo_publish_mail")

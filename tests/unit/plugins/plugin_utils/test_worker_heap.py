@@ -57,7 +57,7 @@ def _import_filter_in_child(queue, filter_name) -> None:
         del sys.modules[name]  # as in a worker, which compiles the filter and the report code anew
     inherited = [{"host": index} for index in range(1000)]  # stands for the controller's heap
     before = gc.get_freeze_count()
-    recorder = _RecordFreezeAtImport("ansible_collections.dicom.network.plugins.module_utils.audit_matrix")
+    recorder = _RecordFreezeAtImport("ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix")
     sys.meta_path.insert(0, recorder)
     try:
         importlib.import_module("ansible_collections.dicom.network.plugins.filter." + filter_name)

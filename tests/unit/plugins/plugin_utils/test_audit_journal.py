@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     AuditMatrixError,
     build_report,
     partial_reasons,
     results_from_journal,
 )
-from tests.unit.plugins.module_utils.test_audit_matrix import plan, registered, report_of, small_runs
+from tests.unit.plugins.plugin_utils.test_audit_matrix import plan, registered, report_of, small_runs
 
 
 def journal_of(host, echo, echoed_from=None):

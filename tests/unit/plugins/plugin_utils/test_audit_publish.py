@@ -7,7 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_publish import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import (
     CHART_HEIGHT,
     CHART_WIDTH,
     FORMATS,
@@ -29,7 +29,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_publish import
     run_entry,
     stamp_of,
 )
-from tests.unit.plugins.module_utils.test_audit_matrix import report_of, small_runs
+from tests.unit.plugins.plugin_utils.test_audit_matrix import report_of, small_runs
 
 ALL = ["json", "html", "md", "csv", "junit"]
 

@@ -1,4 +1,4 @@
-"""Inventory model -> per-host echo plans (plugins/module_utils/audit_inventory.py)."""
+"""Inventory model -> per-host echo plans (plugins/plugin_utils/audit_inventory.py)."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import (
     AuditInventoryError,
     check_echo_options,
     check_peer_tls,

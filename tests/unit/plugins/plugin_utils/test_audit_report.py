@@ -1,4 +1,4 @@
-"""Views, exports and escapers of the echo audit reports (plugins/module_utils/audit_report.py)."""
+"""Views, exports and escapers of the echo audit reports (plugins/plugin_utils/audit_report.py)."""
 from __future__ import annotations
 
 import copy
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import resolve_host
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_host
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     DIFF_KINDS,
     NOT_RUN,
     OUTCOME_ORDER,
@@ -23,7 +23,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import 
     build_packed,
     build_report,
 )
-from ansible_collections.dicom.network.plugins.module_utils.audit_report import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import (
     CSV_HEADER,
     HTML_BLOCK_ROWS,
     SYMBOLS,
@@ -36,7 +36,7 @@ from ansible_collections.dicom.network.plugins.module_utils.audit_report import 
     load_report,
     markdown_escape,
 )
-from tests.unit.plugins.module_utils.test_audit_matrix import plan, registered, report_of, small_runs, split
+from tests.unit.plugins.plugin_utils.test_audit_matrix import plan, registered, report_of, small_runs, split
 
 
 def test_every_outcome_has_its_own_symbol():

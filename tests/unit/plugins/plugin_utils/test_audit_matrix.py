@@ -1,4 +1,4 @@
-"""Matrix, summary and baseline diff (plugins/module_utils/audit_matrix.py)."""
+"""Matrix, summary and baseline diff (plugins/plugin_utils/audit_matrix.py)."""
 from __future__ import annotations
 
 import copy
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_inventory import resolve_host
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_host
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     DIFF_KINDS,
     NOT_RUN,
     NOT_RUN_REASONS,

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import (
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     C_COLUMN,
     C_ROW,
     C_RTT,

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.dicom.network.plugins.module_utils.audit_matrix import clean_text, parse_report
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import clean_text, parse_report
 
 HISTORY_SCHEMA_VERSION = 1
 HISTORY_KIND = "dicom.network.echo_audit publish history"
