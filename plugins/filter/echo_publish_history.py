@@ -126,7 +126,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import AuditMatrixError
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import AuditPublishError, plan_publish
-from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 
 def echo_publish_history(history: Any, report: Any, formats: Sequence[str], directory: str, keep: int = 30,
@@ -134,9 +133,9 @@ def echo_publish_history(history: Any, report: Any, formats: Sequence[str], dire
                          host: Optional[str] = None) -> Dict[str, Any]:
     """Filter glue: the publication plan, bad input as AnsibleFilterError."""
     try:
-        return plan_publish(native_data(history), native_data(report), native_data(formats), native_data(directory),
-                            native_data(keep), native_data(dir_mode), native_data(file_mode), native_data(base_url),
-                            native_data(host))
+        return plan_publish(history, report, formats, directory,
+                            keep, dir_mode, file_mode, base_url,
+                            host)
     except (AuditPublishError, AuditMatrixError) as error:
         raise AnsibleFilterError("dicom.network.echo_publish_history: %s" % error) from None
 

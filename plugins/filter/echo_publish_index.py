@@ -77,13 +77,12 @@ from typing import Any, Callable, Dict
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import AuditPublishError, index_view
-from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 
 def echo_publish_index(history: Any, title: str = "DICOM echo audit") -> Dict[str, Any]:
     """Filter glue: presentation data for index.html."""
     try:
-        return index_view(native_data(history), native_data(title))
+        return index_view(history, title)
     except AuditPublishError as error:
         raise AnsibleFilterError("dicom.network.echo_publish_index: the input is not a publish history: %s"
                                  % error) from None

@@ -94,7 +94,6 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import
     check_mail,
     mail_message,
 )
-from ansible_collections.dicom.network.plugins.plugin_utils._native import native_data
 
 MAIL_MODULE = "community.general.mail"
 
@@ -104,10 +103,10 @@ def echo_publish_mail(report: Any, to: Sequence[str], sender: str, secure: str =
                       links: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Filter glue: refuse unusable settings and a missing community.general, then compose the message."""
     try:
-        check_mail(native_data(to), native_data(sender), native_data(secure), bool(password_set))
+        check_mail(to, sender, secure, bool(password_set))
     except AuditPublishError as error:
         raise AnsibleFilterError("dicom.network.echo_publish_mail: %s" % error) from None
-    report = native_data(report)
+    report = report
     if report is None:
         # The role's check before any echo; composing a message needs no mail module.
         # The plugin loader knows every place a collection can come from (collections paths, the playbook's
@@ -120,7 +119,7 @@ def echo_publish_mail(report: Any, to: Sequence[str], sender: str, secure: str =
                 % MAIL_MODULE)
         return {}
     try:
-        return mail_message(report, native_data(subject), native_data(markdown), native_data(links))
+        return mail_message(report, subject, markdown, links)
     except (AuditPublishError, AuditMatrixError) as error:
         raise AnsibleFilterError("dicom.network.echo_publish_mail: %s" % error) from None
 

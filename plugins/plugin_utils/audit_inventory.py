@@ -442,3 +442,20 @@ def resolve_host(
         "checks": sum(len(call["peers"]) for call in calls),
         "only_matched": sorted(matched),
     }
+
+
+def resolve_hosts(hosts, *, only=None, echo_options=None, tls=None, inventory_hosts=None):
+    """Temporary: every host's plan and every problem (replaced by the full version)."""
+    plans, errors = {}, []
+    for host, inputs in hosts.items():
+        try:
+            plan = resolve_host(host, inputs.get("dicom_aes"), inputs.get("dicom_local_aes"), inputs.get("peer_lists"),
+                                inputs.get("dicom_bind_address"), only)
+            check_echo_options(echo_options or {}, host)
+            check_peer_tls(plan, tls)
+            plan["echo_via"] = inputs.get("dicom_echo_via")
+            plans[host] = plan
+        except AuditInventoryError as error:
+            if str(error) not in errors:
+                errors.append(str(error))
+    return plans, errors

@@ -368,18 +368,44 @@ def _plan(host: str, plan: Any, plain: Callable[[Any], Any]) -> Mapping[str, Any
     return plan
 
 
-def _items_by_calling(echo: Any, plain: Callable[[Any], Any]) -> Dict[str, Mapping[str, Any]]:
-    """The loop items of the registered echo task, keyed by the calling AE they ran for."""
+def _items_by_calling(echo: Any, plain: Callable[[Any], Any], calls: Sequence[Any] = ()) -> Dict[str, Mapping[str, Any]]:
+    """The echo call results of a host, keyed by the calling AE they ran for.
+
+    The role makes one call per host, each peer carrying its calling AE title: that call's results
+    are split by calling AE here. A loop item that names its calling AE (a string, or a call) is
+    that AE's call, as journals of older runs have it.
+    """
     items: Dict[str, Mapping[str, Any]] = {}
     results = plain(echo.get("results")) if isinstance(echo, Mapping) else None
     if not isinstance(results, list):
         return items
+    by_title = {}
+    for call in calls:
+        call = plain(call)
+        if isinstance(call, Mapping) and isinstance(call.get("calling"), str):
+            by_title.setdefault(str(call.get("calling_ae_title") or "").strip(), call["calling"])
     for item in results:
         item = plain(item)
-        if isinstance(item, Mapping):
-            call = plain(item.get("item"))
-            if isinstance(call, Mapping) and isinstance(call.get("calling"), str):
-                items[call["calling"]] = item
+        if not isinstance(item, Mapping):
+            continue
+        call = plain(item.get("item"))
+        if isinstance(call, str):
+            items[call] = item
+        elif isinstance(call, Mapping) and isinstance(call.get("calling"), str):
+            items[call["calling"]] = item
+        else:
+            answers = plain(item.get("results"))
+            if not isinstance(answers, list):
+                # Failed or unreachable before any peer: the same reason for every calling AE.
+                items.update((calling, item) for calling in by_title.values())
+                continue
+            split: Dict[str, List[Any]] = {calling: [] for calling in by_title.values()}
+            for answer in answers:
+                title = str(answer.get("calling_ae_title") or "").strip() if isinstance(answer, Mapping) else ""
+                if title in by_title:
+                    split[by_title[title]].append(answer)
+            for calling, answered in split.items():
+                items[calling] = dict(item, results=answered)
     return items
 
 
@@ -456,7 +482,7 @@ def collect(
         failure = clean_text(setup_failures.get(host), 300)
         if failure:
             echo = None
-        items = _items_by_calling(echo, plain)
+        items = _items_by_calling(echo, plain, plain(plan["calls"]))
         aes = plain(plan["aes"])
         for call in plain(plan["calls"]):
             call = plain(call)

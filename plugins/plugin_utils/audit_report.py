@@ -744,3 +744,22 @@ def export(report: Any, fmt: str) -> str:
         raise AuditMatrixError("format must be one of %s, got %r" % (", ".join(EXPORTS), fmt))
     with paused_gc():
         return {"json": _json_text, "csv": _csv_text, "junit": _junit_text}[fmt](load_report(report))
+
+
+def render_reports(report: Any, formats: Sequence[str], templates_dir: str, markdown_max_columns: int = 30,
+                   failures_limit: int = 200) -> Dict[str, str]:
+    """Every format's text (temporary: through the role's current templates)."""
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["dicom.network.echo_matrix_view"] = lambda value, view, **options: build_view(value, view, **options)
+    env.filters["dicom.network.md_escape"] = markdown_escape
+    context = {"_echo_audit_collected": {"report": report}, "echo_audit_markdown_max_columns": markdown_max_columns,
+               "echo_audit_report_max_failures": failures_limit}
+    texts = {}
+    for fmt in formats:
+        if fmt in ("html", "md"):
+            texts[fmt] = env.get_template("report.%s.j2" % fmt).render(context)
+        else:
+            texts[fmt] = export(report, fmt)
+    return texts

@@ -27,6 +27,20 @@ JOURNAL_MODE = 0o640
 _TOO_OLD_PYTHON = re.compile(r"SyntaxError: (future feature annotations is not defined|invalid syntax)")
 
 
+# Never written to a file on the controller, wherever they appear in a plan or a result.
+SECRET_KEYS = frozenset(("key_password",))
+
+
+def without_secrets(value: Any) -> Any:
+    """``value`` with every secret replaced by asterisks, for the files a run leaves on the controller."""
+    if isinstance(value, Mapping):
+        return {key: ("********" if key in SECRET_KEYS and item is not None else without_secrets(item))
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_secrets(item) for item in value]
+    return value
+
+
 class JournalError(Exception):
     """The journal path given to the echo action is not usable."""
 
@@ -46,6 +60,7 @@ def unrunnable_module_message(result: Mapping[str, Any], interpreter: Optional[s
 def journal_record(host: str, echoed_from: str, item: Any, result: Mapping[str, Any]) -> Dict[str, Any]:
     """The journal entry of one echo call: which host and loop item it was, and what came back."""
     kept = {key: value for key, value in result.items() if key != "invocation" and not key.startswith("_ansible")}
+    kept = without_secrets(kept)
     return {"schema": JOURNAL_SCHEMA, "host": host, "echoed_from": echoed_from, "item": item, "result": kept}
 
 

@@ -27,14 +27,15 @@ def _tasks(tasks):
             yield from _tasks(task.get(section))
 
 
-WRITERS = ("ansible.builtin.template", "ansible.builtin.copy", "dicom.network.report_files")
+WRITERS = ("ansible.builtin.template", "ansible.builtin.copy")
 
 
 def test_report_files_are_written_0640():
     writers = [task for path in sorted((ROLE / "tasks").glob("*.yml")) for task in _tasks(load("tasks/" + path.name))
                if any(name in task for name in WRITERS)]
-    # Reports with latest.* and the saved baseline, the journal's plan, the published copies, at least.
-    assert len(writers) >= 4
+    # The published copies and pages; the reports themselves are written 0640 by the report action
+    # (tests/unit/plugins/plugin_utils/test_audit_run.py).
+    assert len(writers) >= 2
     for task in writers:
         module = next(task[name] for name in WRITERS if name in task)
         # Published copies (tasks/publish.yml) take a configurable mode whose default is 0640 too.

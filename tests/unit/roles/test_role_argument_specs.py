@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator, Set
 import pytest
 import yaml
 
-from tests.unit.plugins.filter.test_echo_audit_filters import descriptions_are_text
+from tests.unit.plugins.filter.test_audit_publish_filters import descriptions_are_text
 
 ROLES_DIR = Path(__file__).resolve().parents[3] / "roles"
 ROLES = sorted(path.name for path in ROLES_DIR.iterdir() if (path / "tasks").is_dir())

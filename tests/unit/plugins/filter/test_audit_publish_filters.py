@@ -1,14 +1,51 @@
 """The publish filter plugins: errors without tracebacks, and the glue around audit_publish.py."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
-# Documentation and ansible-doc of these filters are checked with the others in test_echo_audit_filters.
-from tests.unit.plugins.filter.test_echo_audit_filters import function
 from tests.unit.plugins.plugin_utils.test_audit_matrix import report_of, small_runs
+
+FILTERS = ("echo_publish_history", "echo_publish_index", "echo_publish_mail")
+
+
+def descriptions_are_text(node, where=""):
+    """A description item like ``- Do this: that`` is a YAML mapping, which ansible-doc cannot show."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("description", "short_description"):
+                for item in value if isinstance(value, list) else [value]:
+                    assert isinstance(item, str), "%s.%s: %r is not text (quote it)" % (where, key, item)
+            else:
+                descriptions_are_text(value, "%s.%s" % (where, key))
+    elif isinstance(node, list):
+        for value in node:
+            descriptions_are_text(value, where)
+
+
+def plugin(name):
+    return importlib.import_module("ansible_collections.dicom.network.plugins.filter.%s" % name)
+
+
+def function(name):
+    return plugin(name).FilterModule().filters()[name]
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_documentation_is_complete(name):
+    module = plugin(name)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["name"] == name
+    assert doc["short_description"] and doc["description"] and doc["version_added"]
+    for option in doc["options"].values():
+        assert option.get("description") and option.get("type")
+    assert yaml.safe_load(module.EXAMPLES)
+    assert yaml.safe_load(module.RETURN)["_value"]["description"]
+    descriptions_are_text(doc, name)
 
 
 def test_history_filter_errors_are_filter_errors():

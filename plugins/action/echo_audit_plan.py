@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of dicom.network.echo_audit_plan: checks the audit's options and every source host's
+inventory on the controller, once, and starts the run's journal."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.dicom.network.plugins.modules.echo_audit_plan import ARGUMENT_SPEC
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
+    check_options,
+    check_report_dir,
+    interrupted_journals,
+    read_baseline,
+    start_journal,
+    utc_now,
+)
+
+_PEER_LISTS = re.compile(r"^dicom_peers(_.+)?$")
+_HOST_VARIABLES = ("dicom_aes", "dicom_local_aes", "dicom_bind_address", "dicom_echo_via")
+ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu")
+
+
+def plain(value):
+    """Dicts, lists and strings of what ansible-core hands over (each value read, and so templated, once)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        check_mode = bool(self._task.check_mode)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = plain(args)
+        options, errors = check_options(args)
+        hostvars = task_vars["hostvars"]
+        hosts = list(task_vars.get("ansible_play_hosts_all") or [])
+        batch = set(task_vars.get("ansible_play_batch") or hosts)
+        apart = [host for host in hosts if host not in batch]
+        if apart:
+            errors.append("%s did not get here with the other source hosts (another serial batch, or failed before the "
+                          "role): the audit builds one matrix of every host of the play, so run it without serial"
+                          % ", ".join(apart[:10]))
+        inputs = {}
+        for host in hosts:
+            variables = hostvars[host]
+            names = [name for name in variables if _PEER_LISTS.match(name)]
+            inputs[host] = {name: plain(variables[name]) for name in _HOST_VARIABLES if name in variables}
+            inputs[host]["peer_lists"] = {name: plain(variables[name]) for name in names}
+        inventory = set(task_vars.get("groups", {}).get("all", [])) | {"localhost"}
+        echo_options = {name: args.get(name) for name in ECHO_OPTIONS}
+        plans, problems = resolve_hosts(inputs, only=options["only_peers"], echo_options=echo_options,
+                                        tls=args.get("tls"), inventory_hosts=sorted(inventory))
+        errors.extend(problems)
+        errors.extend(read_baseline(options)[1])
+        if not errors:
+            errors.extend(check_report_dir(options, check_mode))
+        if errors:
+            result.update(failed=True, changed=False, errors=errors,
+                          msg="the audit stops before any echo: %s" % " | ".join(errors))
+            return result
+
+        run = {"started_at": utc_now(), "options": options, "check_mode": check_mode}
+        earlier = interrupted_journals(options["report_dir"]) if options["journal"] else []
+        run["journal"] = start_journal(options, run, plans, check_mode)
+        for plan in plans.values():
+            # One module call per host: each peer carries the calling AE title it is echoed as.
+            plan["echo_peers"] = [dict(peer, calling_ae_title=call["calling_ae_title"])
+                                  for call in plan["calls"] for peer in call["peers"]]
+        if earlier:
+            result["warnings"] = ["%d interrupted audit run(s) left a journal in %s: unless an audit is still running "
+                                  "there, report them with the playbook dicom.network.recover "
+                                  "(-e echo_audit_report_dir=%s)" % (len(earlier), options["report_dir"],
+                                                                      options["report_dir"])]
+        result.update(changed=False, run=run, plans=plans)
+        return result
