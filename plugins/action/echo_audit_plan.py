@@ -6,6 +6,7 @@ inventory on the controller, once, and starts the run's journal."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 
@@ -80,16 +81,17 @@ class ActionModule(ActionBase):
             return result
 
         run = {"started_at": utc_now(), "options": options, "check_mode": check_mode}
-        earlier = interrupted_journals(options["report_dir"]) if options["journal"] else []
+        earlier = interrupted_journals(options["report_dir"], planned_only=True) if options["journal"] else []
         run["journal"] = start_journal(options, run, plans, check_mode)
         for plan in plans.values():
             # One module call per host: each peer carries the calling AE title it is echoed as.
             plan["echo_peers"] = [dict(peer, calling_ae_title=call["calling_ae_title"])
                                   for call in plan["calls"] for peer in call["peers"]]
         if earlier:
-            result["warnings"] = ["%d interrupted audit run(s) left a journal in %s: unless an audit is still running "
-                                  "there, report them with the playbook dicom.network.recover "
+            result["warnings"] = ["%d interrupted audit run(s) left a journal in %s (%s): unless an audit is still "
+                                  "running there, report them with the playbook dicom.network.recover "
                                   "(-e echo_audit_report_dir=%s)" % (len(earlier), options["report_dir"],
+                                                                      ", ".join(os.path.basename(path) for path in earlier),
                                                                       options["report_dir"])]
         result.update(changed=False, run=run, plans=plans)
         return result

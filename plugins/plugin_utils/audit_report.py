@@ -750,7 +750,7 @@ def render_reports(report: Any, formats: Sequence[str], templates_dir: str, mark
                    failures_limit: int = 200) -> Dict[str, str]:
     """Every format's text (temporary: through the role's current templates)."""
     import jinja2
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), keep_trailing_newline=True,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["dicom.network.echo_matrix_view"] = lambda value, view, **options: build_view(value, view, **options)
     env.filters["dicom.network.md_escape"] = markdown_escape

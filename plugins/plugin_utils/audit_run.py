@@ -211,14 +211,18 @@ def check_report_dir(options: Mapping[str, Any], check_mode: bool) -> List[str]:
     return []
 
 
-def interrupted_journals(report_dir: str) -> List[str]:
-    """Journal directories of earlier runs that never wrote their reports, oldest first."""
+def interrupted_journals(report_dir: str, planned_only: bool = False) -> List[str]:
+    """Journal directories of earlier runs that never wrote their reports, oldest first.
+
+    ``planned_only`` leaves out those without a plan: their audit stopped before it echoed anything.
+    """
     try:
         names = sorted(os.listdir(report_dir))
     except OSError:
         return []
-    return [os.path.join(report_dir, name) for name in names
-            if name.startswith(JOURNAL_PREFIX) and os.path.isdir(os.path.join(report_dir, name))]
+    paths = [os.path.join(report_dir, name) for name in names
+             if name.startswith(JOURNAL_PREFIX) and os.path.isdir(os.path.join(report_dir, name))]
+    return [path for path in paths if not planned_only or os.path.isfile(os.path.join(path, PLAN_FILE))]
 
 
 def start_journal(options: Mapping[str, Any], run: Mapping[str, Any], plans: Mapping[str, Any],
@@ -353,17 +357,17 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
     baseline_path = None
     if options["baseline_save"] and not interrupted:
         if "json" not in options["report_formats"]:
-            notes.append("baseline not saved: echo_audit_report_formats has no json")
+            notes.append("Baseline not saved: echo_audit_report_formats has no json.")
         elif partial and not options["baseline_save_partial"]:
-            notes.append("baseline %s kept as it was: this run is partial (%s); set echo_audit_baseline_save_partial=true "
-                         "to save it anyway" % (options["baseline_save_path"], "; ".join(partial)))
+            notes.append("Baseline %s kept as it was: this run is partial (%s). Set echo_audit_baseline_save_partial=true "
+                         "to save a partial run." % (options["baseline_save_path"], "; ".join(partial)))
         else:
             baseline_path = options["baseline_save_path"]
             if baseline_text is None:
-                notes.append("no baseline yet: this run is saved as the baseline %s" % baseline_path)
+                notes.append("No baseline yet at %s: this run is saved as the baseline for the next runs." % baseline_path)
     if protected:
-        notes.append("latest.* kept as it was: it is the baseline and this run is partial (%s); set "
-                     "echo_audit_baseline_save_partial=true to overwrite it" % "; ".join(partial))
+        notes.append("latest.* kept as it was: it is the baseline (%s) and this run is partial (%s). Set "
+                     "echo_audit_baseline_save_partial=true to overwrite it anyway." % (options["baseline"], "; ".join(partial)))
     written = write_run_reports(report, options, templates_dir, name, latest, baseline_path, check_mode)
     shown = report_paths(options, "latest" if latest else name)
     extensions = ",".join(FORMAT_EXTENSIONS[fmt] for fmt in options["report_formats"])
