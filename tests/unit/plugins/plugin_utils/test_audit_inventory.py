@@ -7,11 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import TLS_KEYS
+
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import (
     AuditInventoryError,
     check_echo_options,
     check_peer_tls,
     resolve_host,
+    resolve_hosts,
     validate_registry,
 )
 
@@ -275,3 +278,276 @@ def test_echo_options_are_checked_as_the_module_would(options, fragments):
 
 def test_echo_options_left_to_the_module_defaults_pass():
     check_echo_options({"connect_timeout": None, "acse_timeout": "2.5", "parallel": "16", "max_pdu": 0}, "probe-a")
+
+
+# ---------------------------------------------------------------------------- every host of the play at once
+
+def source(local="ct1", peers=(), registry=REGISTRY, **extra):
+    """One host's variables as the action gathers them."""
+    spec = {"dicom_aes": registry, "dicom_local_aes": local, "peer_lists": {"dicom_peers": list(peers)}}
+    spec.update(extra)
+    return spec
+
+
+def test_resolve_hosts_gives_every_plan_with_its_probe():
+    plans, errors = resolve_hosts({"h1": source("ct1", ["archive"]), "h2": source("mr1", ["mwl"], dicom_echo_via="probe")},
+                                  inventory_hosts=["h1", "h2", "probe"])
+    assert errors == []
+    assert plans["h1"] == dict(resolve_host("h1", REGISTRY, "ct1", {"dicom_peers": ["archive"]}), echo_via=None)
+    assert plans["h2"]["echo_via"] == "probe" and plans["h2"]["checks"] == 1
+
+
+def test_a_registry_mistake_is_said_once_for_every_host_sharing_the_registry():
+    registry = dict(REGISTRY, broken={"ae_title": "BROKEN", "host": "192.0.2.99", "port": 0})
+    hosts = {name: source(local, ["archive"], registry) for name, local in (("h1", "ct1"), ("h2", "mr1"), ("h3", "ws1"))}
+    plans, errors = resolve_hosts(hosts)
+    assert errors == ["dicom_aes.broken: port must be an integer between 1 and 65535, got 0"]
+    # The hosts that do not use the broken entry are resolved all the same (the action stops on errors anyway).
+    assert sorted(plans) == ["h1", "h2", "h3"]
+
+
+def test_a_peer_of_a_broken_registry_entry_is_not_blamed_on_the_host():
+    registry = dict(REGISTRY, broken={"ae_title": "BROKEN", "host": "192.0.2.99"})
+    plans, errors = resolve_hosts({"h1": source("ct1", ["broken"], registry), "h2": source("mr1", ["archive"], registry)},
+                                  only="broken,archive")
+    assert errors == ["dicom_aes.broken: has host but no port: give both host and port (where the AE listens), "
+                      "or neither for an AE that only calls"]
+    assert sorted(plans) == ["h2"]
+
+
+def test_two_registries_each_mistake_names_the_hosts_that_have_it():
+    other = dict(REGISTRY, extra={"ae_title": "EXTRA", "port": 104}, mwl=dict(REGISTRY["mwl"], expect="accept"))
+    hosts = {"ws1": source("ws1", ["archive"]), "ws2": source("ct1", ["archive"]),
+             "ws3": source("ct1", ["archive"], other), "ws4": source("mr1", ["archive"], other),
+             "ws5": source("mr1", ["archive"], registry=None)}
+    plans, errors = resolve_hosts(hosts)
+    assert errors == [
+        "dicom_aes.extra of ws3, ws4: has port but no host: give both host and port (where the AE listens), or "
+        "neither for an AE that only calls",
+        "dicom_aes.mwl of ws3, ws4: unknown key(s) expect; valid keys are ae_title, host, port, site, kind, description, tls",
+        "dicom_aes of ws5: is not defined: define the AE registry, usually in group_vars/all (see inventory.example)",
+    ]
+    assert sorted(plans) == ["ws1", "ws2", "ws3", "ws4"]
+
+
+def test_a_mistake_every_registry_shares_is_said_plainly():
+    a = dict(REGISTRY, bad={"ae_title": "A\\B", "host": "h", "port": 1})
+    b = dict(a, extra={"ae_title": "EXTRA", "host": "h", "port": 2})
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"], a), "h2": source("ct1", ["archive"], b)})
+    assert errors == ["dicom_aes.bad: ae_title must not contain a backslash (got 'A\\B')"]
+
+
+def test_no_registry_at_all_is_one_line():
+    _plans, errors = resolve_hosts({"h1": {"dicom_local_aes": "ct1"}, "h2": source("ct1", ["archive"], registry=None)})
+    assert errors == ["dicom_aes: is not defined: define the AE registry, usually in group_vars/all (see inventory.example)"]
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"], registry=["archive"])})
+    assert errors == ["dicom_aes: must be a dictionary of name: AE, got list"]
+
+
+def test_every_mistake_of_every_host_is_listed():
+    hosts = {
+        "h1": source("ct9", ["archiv", {"name": "mwl", "expect": "accepted"}, "printer"], dicom_bind_address="10.0.0.1 x"),
+        "h2": source("mr1", [{"name": "mwl", "local_aes": ["ct1"]}, 42]),
+        "h3": source("ws1", ["archive"]),
+        "h4": {"dicom_aes": REGISTRY, "peer_lists": {"dicom_peers": "archive", "dicom_peers_x": [{"name": "mwl", "local_aes": "ct1"}]}},
+    }
+    plans, errors = resolve_hosts(hosts)
+    assert errors == [
+        "host h1: dicom_local_aes[0] (ct9): unknown AE 'ct9', not in dicom_aes (did you mean ct1?)",
+        "host h1: dicom_bind_address: address must not contain spaces or control characters, got '10.0.0.1 x'",
+        "host h1: dicom_peers[0] (archiv): unknown AE 'archiv', not in dicom_aes (did you mean archive, archive_tls?)",
+        "host h1: dicom_peers[1] (mwl): expect must be one of accept, reject, blocked, got 'accepted'",
+        "host h2: dicom_peers[0] (mwl): local_aes names 'ct1', which is not in this host's dicom_local_aes (mr1)",
+        "host h2: dicom_peers[1]: must be a registry name or a dictionary, got int",
+        "host h4: dicom_local_aes: is not defined or empty: list the registry names this host speaks as (the calling AE titles)",
+        "host h4: dicom_peers: must be a list of peers, got str",
+    ]
+    assert list(plans) == ["h3"]
+
+
+def test_the_same_mistake_of_several_hosts_is_one_line_naming_them():
+    group_list = {"dicom_peers_modalities": ["archive", "RIS_MWL"]}
+    hosts = {name: dict(source(local), peer_lists=group_list) for name, local in (("ct", "ct1"), ("mr", "mr1"))}
+    hosts["ws"] = source("ws1", ["archive"])
+    plans, errors = resolve_hosts(hosts)
+    assert errors == ["hosts ct, mr: dicom_peers_modalities[1] (RIS_MWL): unknown AE 'RIS_MWL', not in dicom_aes "
+                      "(did you mean mwl (AE title RIS_MWL)?)"]
+    assert list(plans) == ["ws"]
+
+
+@pytest.mark.parametrize("reference, hint", [
+    ("WS1", "(did you mean ws1 (AE title WS1)?)"),
+    ("ris_mwl", "(did you mean mwl (AE title RIS_MWL)?)"),
+    ("pacs_archive", "(did you mean archive (AE title PACS_ARCHIVE), archive_tls (AE title PACS_ARCHIVE)?)"),
+    ("mr2", "(did you mean mr1?)"),
+    ("gateway", None),
+])
+def test_did_you_mean_names_the_entry_whose_ae_title_was_written(reference, hint):
+    _plans, errors = resolve_hosts({"h1": source("ct1", [reference])})
+    (line,) = errors
+    assert line.startswith("host h1: dicom_peers[0] (%s): unknown AE '%s', not in dicom_aes" % (reference, reference))
+    assert line.endswith(hint) if hint else line.endswith("not in dicom_aes")
+    _plans, errors = resolve_hosts({"h1": source([reference], ["archive"])})
+    assert errors == ["host h1: dicom_local_aes[0] (%s): %s" % (reference, line.split(": ", 2)[2])]
+
+
+CALLING_ONLY = dict(REGISTRY, scu={"ae_title": "WS_SCU", "site": "B", "kind": "workstation"})
+
+
+def test_a_calling_only_ae_is_a_row():
+    plans, errors = resolve_hosts({"ws-scu": source("scu", ["archive", "mwl"], CALLING_ONLY)})
+    assert errors == []
+    the_plan = plans["ws-scu"]
+    assert [(call["calling_ae_title"], [peer["name"] for peer in call["peers"]]) for call in the_plan["calls"]] == [
+        ("WS_SCU", ["archive", "mwl"])]
+    assert the_plan["aes"]["scu"] == {"name": "scu", "ae_title": "WS_SCU", "host": None, "port": None, "site": "B",
+                                      "kind": "workstation", "description": None, "inline": False}
+    # Its AE title may be another entry's too: it has no address to clash on.
+    registry = dict(CALLING_ONLY, scu2={"ae_title": "WS_SCU"})
+    assert validate_registry(registry)["scu2"]["host"] is None
+
+
+def test_a_calling_only_ae_is_never_a_peer():
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive", {"name": "scu", "expect": "blocked"}], CALLING_ONLY)})
+    assert errors == ["host h1: dicom_peers[1] (scu): dicom_aes.scu has no host and port, so it can only call: it cannot "
+                      "be a peer. Give it host and port if it listens, or remove it from dicom_peers"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"ae_title": "X", "host": "192.0.2.5"}, "has host but no port: give both host and port (where the AE listens), "
+                                             "or neither for an AE that only calls"),
+    ({"ae_title": "X", "port": 104}, "has port but no host: give both host and port (where the AE listens), "
+                                     "or neither for an AE that only calls"),
+    ({"ae_title": "X", "host": "192.0.2.5", "port": ""}, "has host but no port"),
+])
+def test_host_and_port_go_together(entry, message):
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"], dict(REGISTRY, half=entry))})
+    (line,) = errors
+    assert line.startswith("dicom_aes.half: " + message)
+
+
+def test_an_inline_peer_needs_host_and_port():
+    _plans, errors = resolve_hosts({"h1": source("ct1", [{"ae_title": "VENDOR"}])})
+    assert errors == ["host h1: dicom_peers[0]: host is required"]
+
+
+@pytest.mark.parametrize("only", ["archive, RIS_MWL", " archive,,RIS_MWL ,", ["archive", "RIS_MWL"], ("archive", " RIS_MWL")])
+def test_only_peers_as_a_list_or_comma_separated_text(only):
+    plans, errors = resolve_hosts({"h1": source("ct1", ["archive", "mwl", "printer"]), "h2": source("mr1", ["printer"])},
+                                  only=only)
+    assert errors == []
+    assert names(plans["h1"]["calls"][0]) == ["archive", "mwl"] and plans["h1"]["only_matched"] == ["RIS_MWL", "archive"]
+    assert plans["h2"]["checks"] == 0
+
+
+def test_an_only_peers_entry_that_selects_nothing():
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive", "mwl"]), "h2": source("mr1", ["printer"])},
+                                   only="archive,ris_mwl,gateway")
+    assert errors == [
+        "echo_audit_only_peers: ris_mwl is not a peer (registry name or AE title) of any host in this play "
+        "(did you mean RIS_MWL?)",
+        "echo_audit_only_peers: gateway is not a peer (registry name or AE title) of any host in this play",
+    ]
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"])}, only=["archive", 5])
+    assert errors == ["echo_audit_only_peers[1]: must be a registry name or AE title, got 5"]
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"])}, only={"archive": 1})
+    assert errors == ["echo_audit_only_peers: must be a list of registry names or AE titles, or one text like "
+                      "archive,mwl; got dict"]
+
+
+@pytest.mark.parametrize("via, message", [
+    ("probe-c", "probe-c is not a host of the inventory (did you mean probe-a, probe-b?): name the probe host that "
+                "runs this source's echoes (delegate_to), or leave dicom_echo_via out"),
+    ("elsewhere", "elsewhere is not a host of the inventory: name the probe host that runs this source's echoes "
+                  "(delegate_to), or leave dicom_echo_via out"),
+    (["probe-a"], "must be the name of an inventory host (the probe that runs this source's echoes), got a list"),
+    ("", "must be the name of an inventory host (the probe that runs this source's echoes), got ''"),
+])
+def test_echo_via_must_be_an_inventory_host(via, message):
+    plans, errors = resolve_hosts({"ct-appl": source("ct1", ["archive"], dicom_echo_via=via), "h2": source("mr1", ["mwl"])},
+                                  inventory_hosts=["ct-appl", "h2", "probe-a", "probe-b"])
+    assert errors == ["host ct-appl: dicom_echo_via: " + message]
+    assert list(plans) == ["h2"]
+
+
+def test_nothing_to_check():
+    hosts = {"h1": source("ct1", []), "h2": {"dicom_aes": REGISTRY, "dicom_local_aes": "mr1"},
+             "h3": source("ct1", ["ct1"])}
+    plans, errors = resolve_hosts(hosts)
+    assert errors == ["Nothing to check: no host in this play (h1, h2, h3) has a peer. Give the source hosts dicom_peers "
+                      "or dicom_peers_* lists (see inventory.example)"]
+    assert sorted(plans) == ["h1", "h2", "h3"]
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"]), "h2": source("mr1", ["mwl"])}, only="printer")
+    assert errors == ["echo_audit_only_peers: printer is not a peer (registry name or AE title) of any host in this play",
+                      ]
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"]), "h2": source("mr1", ["printer"])}, only="PRINT_A")
+    assert errors == []
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"]), "h2": source("ct1", ["printer"])}, only="ct1")
+    assert errors[0].startswith("echo_audit_only_peers: ct1 is not a peer")
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["ct1", "archive"])}, only="ct1")
+    assert errors == ["Nothing to check: no host in this play (h1) has a peer matching echo_audit_only_peers. Give the "
+                      "source hosts dicom_peers or dicom_peers_* lists (see inventory.example)"]
+
+
+def test_echo_options_and_tls_mistakes_are_said_once():
+    registry = dict(REGISTRY, half={"ae_title": "HALF", "host": "h", "port": 2762, "tls": {"ca_file": "/etc/ca.pem"}})
+    hosts = {name: source(local, ["half", "archive"], registry) for name, local in (("h1", "ct1"), ("h2", "mr1"), ("h3", "ws1"))}
+    hosts["h4"] = source("ct1", [{"name": "vendor", "ae_title": "V", "host": "203.0.113.5", "port": 2762,
+                                  "tls": {"verify": False}}])
+    plans, errors = resolve_hosts(hosts, echo_options={"connect_timeout": 0, "parallel": 16, "count": 1001}, tls=None)
+    assert errors == [
+        "echo_audit_connect_timeout: must be a positive number of seconds, got 0",
+        "echo_audit_count: must be between 1 and 1000, got 1001",
+        "dicom_aes.half.tls sets ca_file but TLS is off for this peer: add enabled: true to use TLS, or enabled: false "
+        "to keep it plain (or enable TLS for every peer with echo_audit_tls)",
+        "host h4: dicom_peers[0] (vendor).tls sets verify but TLS is off for this peer: add enabled: true to use TLS, "
+        "or enabled: false to keep it plain (or enable TLS for every peer with echo_audit_tls)",
+    ]
+    assert plans == {}
+    plans, errors = resolve_hosts(hosts, tls={"enabled": True})
+    assert errors == [] and sorted(plans) == ["h1", "h2", "h3", "h4"]
+    _plans, errors = resolve_hosts(hosts, tls="yes")
+    assert errors == ["echo_audit_tls: must be a dictionary, got str"]
+    _plans, errors = resolve_hosts(hosts, tls={"enabled": True, "cafile": "/x"})
+    assert errors == ["echo_audit_tls has unknown key(s) cafile; valid keys are " + ", ".join(TLS_KEYS)]
+
+
+def test_dicom_local_aes_as_comma_separated_text():
+    plans, errors = resolve_hosts({"h1": source("ct1, mr1", ["archive"])})
+    assert errors == [] and [call["calling"] for call in plans["h1"]["calls"]] == ["ct1", "mr1"]
+
+
+def test_error_lines_are_one_line_each_without_python_objects():
+    hosts = {"h1": source(["ct1", {"x": 1}], [{"name": "mwl", "expect": ["accept"]}, object()], dicom_echo_via=3),
+             "h2": source("ct1", ["archive"], registry={"a": {"ae_title": "A", "host": "h", "port": {"x": 1}}, 7: {}}),
+             "h3": "not a dictionary"}
+    _plans, errors = resolve_hosts(hosts, only=[object()], echo_options={"parallel": object()}, tls=[])
+    assert len(errors) >= 8
+    for line in errors:
+        assert "\n" not in line and "object at 0x" not in line and "Traceback" not in line, line
+
+
+_hosts = st.dictionaries(st.sampled_from(["h1", "h2", "h3"]),
+                         st.builds(lambda local, lists: {"dicom_aes": REGISTRY, "dicom_local_aes": local, "peer_lists": lists},
+                                   st.lists(st.sampled_from(["ct1", "mr1", "ws1", "scu"]), min_size=1, max_size=3, unique=True),
+                                   st.dictionaries(st.sampled_from(["dicom_peers", "dicom_peers_a"]),
+                                                   st.lists(_entries, max_size=5), max_size=2)),
+                         min_size=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hosts=_hosts)
+def test_property_resolve_hosts_agrees_with_resolve_host(hosts):
+    """Each host gets resolve_host's plan, or resolve_host fails on a mistake resolve_hosts lists."""
+    plans, errors = resolve_hosts(hosts)
+    for name, spec in hosts.items():
+        try:
+            expected = resolve_host(name, REGISTRY, spec["dicom_local_aes"], spec["peer_lists"])
+        except AuditInventoryError as error:
+            assert name not in plans
+            assert any(line.endswith(": %s: %s" % (error.entry, error.problem)) and name in line for line in errors)
+            continue
+        assert plans[name] == dict(expected, echo_via=None)
+    if all(name in plans for name in hosts):
+        checks = sum(plan["checks"] for plan in plans.values())
+        assert (errors == []) == (checks > 0)

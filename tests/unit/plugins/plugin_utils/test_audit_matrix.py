@@ -122,6 +122,23 @@ def test_rows_and_columns_grouped_by_site_then_kind():
     assert report["rows"][2]["description"] == "<script>alert(1)</script>", "escaping is the renderers' job"
 
 
+def test_a_calling_only_ae_is_a_row_without_host_and_port():
+    # A workstation that never listens: a registry entry without host and port, only ever a row.
+    registry = dict(REGISTRY, scu={"ae_title": "WS_SCU", "site": "Site B", "kind": "workstation"})
+    the_plan = resolve_host("ws-scu", registry, ["scu"], {"dicom_peers": ["archive", {"name": "mwl", "expect": "reject"}]})
+    assert the_plan["aes"]["scu"]["host"] is None and the_plan["aes"]["scu"]["port"] is None
+    runs = dict(small_runs(), **{"ws-scu": {"plan": the_plan, "echo": registered(the_plan, {"mwl": "rejected"})}})
+    plans, results = split(runs)
+    report = build_report(plans, results, "2025-01-02T03:04:05Z")
+    (row,) = [row for row in report["rows"] if row["source_host"] == "ws-scu"]
+    assert (row["calling_ae_title"], row["ae_host"], row["ae_port"], row["site"]) == ("WS_SCU", "", None, "Site B")
+    assert "WS_SCU" not in [column["ae_title"] for column in report["columns"]]
+    assert cell(report, "ws-scu", "archive")["ok"] is True and cell(report, "ws-scu", "mwl")["ok"] is True
+    assert report["summary"]["source_hosts"] == 4
+    packed = build_packed(plans, results, "2025-01-02T03:04:05Z")
+    assert unpack_report(json.loads(json.dumps(packed))) == json.loads(json.dumps(report))
+
+
 def test_cells_follow_row_then_column_order():
     report = report_of(small_runs())
     rows = [row["id"] for row in report["rows"]]
