@@ -75,16 +75,17 @@ class ActionModule(ActionBase):
         options, errors = check_options(dict(args, baseline="", baseline_save=False))
         if errors:
             raise AuditRunError(" | ".join(errors))
-        journals = interrupted_journals(options["report_dir"])
+        journals = interrupted_journals(options["report_dir"], planned_only=True)
         lines, reports, changed = [], [], False
+        for journal in interrupted_journals(options["report_dir"]):
+            if journal not in journals:
+                lines.append("%s has no plan.json: that audit stopped before it echoed anything, so there is nothing to "
+                             "report. Remove the directory once no audit is running." % journal)
         if not journals:
-            lines.append("No interrupted audit run (.journal-*) in %s: nothing to recover." % options["report_dir"])
+            lines.append("No interrupted audit run (.journal-* with a plan.json) in %s: nothing to recover."
+                         % options["report_dir"])
         for journal in journals:
-            try:
-                document, entries = read_journal(journal)
-            except AuditRunError as error:
-                lines.append(str(error))
-                continue
+            document, entries = read_journal(journal)
             name = "%s-%s-interrupted" % (options["report_prefix"], os.path.basename(journal)[len(".journal-"):])
             outcome = report_run(document, entries, options, TEMPLATES, check_mode=bool(self._task.check_mode),
                                  interrupted="the audit started at %s was stopped before its report was written"

@@ -245,7 +245,7 @@ def test_a_source_that_cannot_run_python_is_echoed_by_its_probe(tmp_path):
                               {"ct-appliance": dict(sources["ct-appliance"], dicom_echo_via="no-such-probe")})
         refused_run = run(audit_command(bad, report_dir), tmp_path)
         assert refused_run.returncode != 0
-        assert "dicom_echo_via of ct-appliance: no-such-probe is not a host of the inventory" in refused_run.stdout
+        assert "host ct-appliance: dicom_echo_via: no-such-probe is not a host of the inventory" in refused_run.stdout
         assert "Echo every peer" not in refused_run.stdout, "the bad inventory must stop the play before any echo"
     finally:
         stop_all(procs)
