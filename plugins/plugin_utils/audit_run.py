@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     AuditMatrixError,
+    baseline_cells,
     build_packed,
     parse_report,
     results_from_journal,
@@ -82,11 +83,11 @@ def string_list(value: Any, name: str, errors: List[str]) -> List[str]:
 def _whole_number(value: Any, name: str, errors: List[str]) -> int:
     # -e gives text: digits in text count as a number. A negative limit would drop the last lines.
     if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
-        errors.append("%s must be a whole number >= 0, got %r" % (name, value))
+        errors.append("%s must be a whole number >= 0, got %s" % (name, value))
         return 0
     number = int(value)
     if number < 0:
-        errors.append("%s must be a whole number >= 0, got %r" % (name, value))
+        errors.append("%s must be a whole number >= 0, got %s" % (name, value))
     return number
 
 
@@ -125,7 +126,7 @@ def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Di
     if isinstance(mode, int) and not isinstance(mode, bool):
         mode = "%04o" % mode if mode < 0o1000 else str(mode)
     if not isinstance(mode, str) or not _OCTAL_MODE.fullmatch(mode):
-        errors.append('echo_audit_report_dir_mode must be an octal mode in quotes like "0750", got %r' % (mode,))
+        errors.append('echo_audit_report_dir_mode must be an octal mode in quotes like "0750", got %s' % (mode,))
         mode = "0750"
     options["report_dir_mode"] = int(mode, 8)
     prefix = raw.get("report_prefix")
@@ -170,14 +171,15 @@ def read_baseline(options: Mapping[str, Any]) -> Tuple[Optional[str], List[str]]
             text = stream.read()
     except (OSError, UnicodeDecodeError) as error:
         return None, ["echo_audit_baseline: %s cannot be read (%s)" % (path, getattr(error, "strerror", None) or error)]
+    fix = ("point echo_audit_baseline at a JSON report such as latest.json, or remove the file%s"
+           % (" so that this run saves the first baseline" if options["baseline_save"] else ""))
+    if not text.strip():
+        return None, ["echo_audit_baseline: %s is empty, not a report of dicom.network.echo_audit (a copy that "
+                      "failed, or a full disk?): %s" % (path, fix)]
     try:
-        if not text.strip():
-            raise AuditMatrixError("it is empty")
-        parse_report(text, path)
+        baseline_cells(parse_report(text, path), path)
     except AuditMatrixError as error:
-        return None, ["echo_audit_baseline: %s is not a report of dicom.network.echo_audit (%s): point it at a JSON "
-                      "report such as latest.json, or remove the file%s"
-                      % (path, error, " so that this run saves the first baseline" if options["baseline_save"] else "")]
+        return None, ["echo_audit_baseline: %s; %s" % (error, fix)]
     return text, []
 
 

@@ -81,36 +81,34 @@ def plans(registry=None, hosts=None, group_vars=None) -> Dict[str, Dict[str, Any
 
 def fake_echo(the_plans, outcomes: Optional[Dict[str, str]] = None, unreachable=("probe-down",),
               failed_calls=()) -> Dict[str, Any]:
-    """Registered results of echo.yml's loop per host; ``outcomes`` maps "CALLING>peer" to an outcome."""
+    """What the echo action journals per host (its one call's result); ``outcomes`` maps "CALLING>peer" to an outcome."""
     outcomes = outcomes or {}
     fakes = {}
     for host, the_plan in the_plans.items():
-        items: List[Dict[str, Any]] = []
-        for call in the_plan["calls"]:
-            if not call["peers"]:
-                continue
-            if host in unreachable:
-                items.append({"item": call, "unreachable": True, "changed": False,
-                              "msg": "Failed to connect to the host via ssh: <b>no route</b>"})
-            elif call["calling"] in failed_calls:
-                items.append({"item": call, "failed": False, "failed_when_result": False,
-                              "msg": "tls.ca_file: file /etc/x.pem does not exist"})
-            else:
-                results = []
-                for spec in call["peers"]:
-                    outcome = outcomes.get("%s>%s" % (call["calling_ae_title"], spec["name"]))
-                    if outcome is None:
-                        outcome = {"accept": "success", "reject": "rejected", "blocked": "timeout"}[spec["expect"]]
-                    result = module_result(spec, call["calling_ae_title"], outcome)
-                    result["peer"]["implementation_version_name"] = XSS_VERSION
-                    if spec["name"] == "mwl":
-                        result["message"] = FORMULA_MESSAGE
-                    if spec["name"] == "evil":
-                        result["message"] = XSS_MESSAGE
-                    results.append(result)
-                items.append({"item": call, "changed": False, "results": results, "msg": "done"})
-        fakes[host] = {"changed": False, "msg": "All items completed", "results": items,
-                       **({"unreachable": True} if host in unreachable else {})}
+        calls = [call for call in the_plan["calls"] if call["peers"]]
+        if not calls:
+            continue
+        if host in unreachable:
+            fakes[host] = {"unreachable": True, "changed": False,
+                           "msg": "Failed to connect to the host via ssh: <b>no route</b>"}
+            continue
+        if any(call["calling"] in failed_calls for call in calls):
+            fakes[host] = {"failed": True, "changed": False, "msg": "tls.ca_file: file /etc/x.pem does not exist"}
+            continue
+        results = []
+        for call in calls:
+            for spec in call["peers"]:
+                outcome = outcomes.get("%s>%s" % (call["calling_ae_title"], spec["name"]))
+                if outcome is None:
+                    outcome = {"accept": "success", "reject": "rejected", "blocked": "timeout"}[spec["expect"]]
+                result = module_result(spec, call["calling_ae_title"], outcome)
+                result["peer"]["implementation_version_name"] = XSS_VERSION
+                if spec["name"] == "mwl":
+                    result["message"] = FORMULA_MESSAGE
+                if spec["name"] == "evil":
+                    result["message"] = XSS_MESSAGE
+                results.append(result)
+        fakes[host] = {"changed": False, "results": results, "msg": "done"}
     return fakes
 
 
@@ -119,22 +117,27 @@ PLAYBOOK = """
   hosts: dicom_sources
   gather_facts: false
   tasks:
-    - name: Preflight
+    - name: Plan
       ansible.builtin.include_role:
         name: dicom.network.echo_audit
-        tasks_from: preflight.yml
+        tasks_from: plan.yml
 
-    - name: What echo.yml registers, with the module's answers replaced by the fixture
-      ansible.builtin.set_fact:
-        __echo_audit_echo: "{{ lookup('ansible.builtin.file', fake_results ~ '/' ~ inventory_hostname ~ '.json') | from_json }}"
+    - name: What the echo action journals, with the module's answers replaced by the fixture
+      ansible.builtin.copy:
+        content: >-
+          {{ {'schema': 1, 'host': inventory_hostname, 'echoed_from': inventory_hostname, 'item': none,
+              'result': _fake} | to_json }}
+        dest: "{{ __echo_audit_plan.run.journal }}/{{ inventory_hostname }}.json"
+        mode: "0640"
+      vars:
+        _fake: "{{ lookup('ansible.builtin.file', fake_results ~ '/' ~ inventory_hostname ~ '.json') | from_json }}"
+      delegate_to: localhost
+      when: _fake is not none
 
     - name: Matrix, reports, verdict
       ansible.builtin.include_role:
         name: dicom.network.echo_audit
-        tasks_from: "{{ step }}"
-      loop: [collect.yml, report.yml, verdict.yml]
-      loop_control:
-        loop_var: step
+        tasks_from: report.yml
 """
 
 
@@ -502,7 +505,7 @@ def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path)
     # A registry entry with TLS settings but TLS off would fail each of its hosts' calls: stopped here.
     half_tls = dict(REGISTRY, archive=dict(REGISTRY["archive"], tls={"ca_file": "/etc/dicom/ca.pem"}))
     tls_off = run(tmp_path / "tls-off", {}, inventory=write_inventory(tmp_path / "tls-off.yml", registry=half_tls))
-    assert tls_off.rc != 0 and "peer archive: dicom_aes.archive.tls sets ca_file but TLS is off" in tls_off.output, \
+    assert tls_off.rc != 0 and "dicom_aes.archive.tls sets ca_file but TLS is off" in tls_off.output, \
         tls_off.output[-2000:]
     assert not (tmp_path / "tls-off" / "reports").exists()
 
@@ -546,9 +549,9 @@ def test_example_inventory_resolves_for_every_source_host(tmp_path):
   tasks:
     - ansible.builtin.include_role:
         name: dicom.network.echo_audit
-        tasks_from: preflight.yml
+        tasks_from: plan.yml
     - ansible.builtin.copy:
-        content: "{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars, '_echo_audit_plan'))) | to_json }}"
+        content: "{{ __echo_audit_plan.plans | to_json }}"
         dest: "{{ plans_out }}"
         mode: "0600"
       run_once: true
