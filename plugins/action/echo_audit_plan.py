@@ -52,6 +52,11 @@ class ActionModule(ActionBase):
         check_mode = bool(self._task.check_mode)
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         args = plain(args)
+        if args["unmatched_hosts_pattern"]:
+            result.update(failed=True, changed=False, msg=(
+                "no host of the inventory matches echo_audit_hosts=%s: put the source hosts in the group dicom_sources, "
+                "or set echo_audit_hosts to their group or pattern" % args["unmatched_hosts_pattern"]))
+            return result
         options, errors = check_options(args)
         hostvars = task_vars["hostvars"]
         hosts = list(task_vars.get("ansible_play_hosts_all") or [])

@@ -30,7 +30,7 @@ options:
     type: raw
     required: true
   report:
-    description: The run's report from P(dicom.network.echo_matrix#filter), as a dictionary or as JSON text.
+    description: The run's JSON report, as a dictionary or as JSON text, or the RV(dicom.network.echo_audit_report#module:head) of M(dicom.network.echo_audit_report).
     type: raw
     required: true
   formats:

@@ -23,7 +23,7 @@ description:
 options:
   _input:
     description:
-      - A report of P(dicom.network.echo_matrix#filter) (dictionary or JSON text), or V(null) to check the settings only.
+      - A JSON report of the C(dicom.network.echo_audit) role (dictionary or JSON text, or the RV(dicom.network.echo_audit_report#module:head) of M(dicom.network.echo_audit_report)), or V(null) to check the settings only.
     type: raw
     required: true
   to:

@@ -18,7 +18,7 @@ description:
   - Every problem is collected and the task fails once with all of them, each naming the variable and the host or
     registry entry it belongs to (a mistake in C(dicom_aes) is said once, not once per host).
   - Starts the run's journal on the controller (C(<report_dir>/.journal-<run>/), or a temporary directory in check
-    mode or with O(journal=false)): C(plan.json) holds every host's plan without secrets, and the echo action adds
+    mode or with O(journal=false)). C(plan.json) holds every host's plan without secrets, and the echo action adds
     each host's results to it as they come back, so that an interrupted run can still be reported.
   - The options are the role's variables without their C(echo_audit_) prefix; see the role's documentation
     (C(ansible-doc -t role dicom.network.echo_audit)) for each one.
@@ -45,30 +45,101 @@ attributes:
     platforms: posix
     description: The controller.
 options:
-  report_dir: {description: echo_audit_report_dir, type: str, required: true}
-  report_dir_mode: {description: echo_audit_report_dir_mode, type: raw, default: "0750"}
-  report_prefix: {description: echo_audit_report_prefix, type: str, default: echo-audit}
-  report_formats: {description: echo_audit_report_formats (a list, or comma-separated text), type: raw, required: true}
-  title: {description: echo_audit_title, type: str, default: DICOM echo audit}
-  baseline: {description: echo_audit_baseline, type: str, default: ""}
-  baseline_scope: {description: echo_audit_baseline_scope, type: str, choices: [all, run], default: all}
-  baseline_save: {description: echo_audit_baseline_save, type: raw, default: false}
-  baseline_save_partial: {description: echo_audit_baseline_save_partial, type: raw, default: false}
-  journal: {description: echo_audit_journal, type: raw, default: true}
-  only_peers: {description: echo_audit_only_peers (a list, or comma-separated text), type: raw}
-  limit: {description: What narrows the run to fewer source hosts (C(--limit), C(echo_audit_hosts)); the run is then partial., type: str}
-  markdown_max_columns: {description: echo_audit_markdown_max_columns, type: raw, default: 30}
-  report_max_failures: {description: echo_audit_report_max_failures, type: raw, default: 200}
-  console_max_lines: {description: echo_audit_console_max_lines, type: raw, default: 20}
-  fail_on_unexpected: {description: echo_audit_fail_on_unexpected, type: raw, default: true}
-  fail_on_regression: {description: echo_audit_fail_on_regression, type: raw, default: false}
-  connect_timeout: {description: echo_audit_connect_timeout, type: raw}
-  acse_timeout: {description: echo_audit_acse_timeout, type: raw}
-  dimse_timeout: {description: echo_audit_dimse_timeout, type: raw}
-  parallel: {description: echo_audit_parallel, type: raw}
-  count: {description: echo_audit_count, type: raw}
-  max_pdu: {description: echo_audit_max_pdu, type: raw}
-  tls: {description: echo_audit_tls, type: raw}
+  report_dir:
+    description: C(echo_audit_report_dir), the directory on the controller for the reports; created when missing.
+    type: str
+    required: true
+  report_dir_mode:
+    description: C(echo_audit_report_dir_mode), the mode of a report directory this step creates, a quoted octal mode such as V("0750").
+    type: raw
+    default: "0750"
+  report_prefix:
+    description: C(echo_audit_report_prefix), the file name prefix of the reports.
+    type: str
+    default: echo-audit
+  report_formats:
+    description: C(echo_audit_report_formats), the report formats, a list or comma-separated text of V(json), V(html), V(md), V(csv) and V(junit).
+    type: raw
+    required: true
+  title:
+    description: C(echo_audit_title), the title of the reports.
+    type: str
+    default: DICOM echo audit
+  baseline:
+    description: C(echo_audit_baseline), a JSON report of an earlier run to compare with; empty for none.
+    type: str
+    default: ""
+  baseline_scope:
+    description: C(echo_audit_baseline_scope), V(all) or V(run), which pairs of the baseline are compared.
+    type: str
+    default: all
+    choices: [all, run]
+  baseline_save:
+    description: C(echo_audit_baseline_save), save this run's JSON report as the baseline.
+    type: raw
+    default: false
+  baseline_save_partial:
+    description: C(echo_audit_baseline_save_partial), save it even when the run is partial.
+    type: raw
+    default: false
+  journal:
+    description: C(echo_audit_journal), keep the journal in the report directory, so that an interrupted run can be recovered.
+    type: raw
+    default: true
+  only_peers:
+    description: C(echo_audit_only_peers), check only these peers (registry names or AE titles), a list or comma-separated text.
+    type: raw
+  limit:
+    description: What narrows the run to fewer source hosts than a full audit (C(--limit), C(echo_audit_hosts)); the run is then partial.
+    type: str
+  markdown_max_columns:
+    description: C(echo_audit_markdown_max_columns), the widest matrix drawn in the Markdown report.
+    type: raw
+    default: 30
+  report_max_failures:
+    description: C(echo_audit_report_max_failures), the most failures listed in the HTML and Markdown reports.
+    type: raw
+    default: 200
+  console_max_lines:
+    description: C(echo_audit_console_max_lines), the most failure lines in the summary.
+    type: raw
+    default: 20
+  fail_on_unexpected:
+    description: C(echo_audit_fail_on_unexpected), the verdict fails when a check is not as expected.
+    type: raw
+    default: true
+  fail_on_regression:
+    description: C(echo_audit_fail_on_regression), the verdict fails on new failures since the baseline.
+    type: raw
+    default: false
+  connect_timeout:
+    description: C(echo_audit_connect_timeout), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:connect_timeout), before any echo.
+    type: raw
+  acse_timeout:
+    description: C(echo_audit_acse_timeout), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:acse_timeout), before any echo.
+    type: raw
+  dimse_timeout:
+    description: C(echo_audit_dimse_timeout), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:dimse_timeout), before any echo.
+    type: raw
+  parallel:
+    description: C(echo_audit_parallel), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:parallel), before any echo.
+    type: raw
+  count:
+    description: C(echo_audit_count), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:count), before any echo.
+    type: raw
+  max_pdu:
+    description: C(echo_audit_max_pdu), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:max_pdu), before any echo.
+    type: raw
+  tls:
+    description: C(echo_audit_tls), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:tls), before any echo.
+    type: raw
+  unmatched_hosts_pattern:
+    description:
+      - Set by the collection's playbooks when their host pattern (C(echo_audit_hosts), default C(dicom_sources))
+        matches no host of the inventory; the step then fails with a message that names the pattern, instead of
+        an audit of nothing that would exit 0.
+    type: str
+    default: ""
 seealso:
   - module: dicom.network.echo
   - module: dicom.network.echo_audit_report
@@ -129,6 +200,7 @@ ARGUMENT_SPEC = dict(
     count=dict(type="raw"),
     max_pdu=dict(type="raw"),
     tls=dict(type="raw"),
+    unmatched_hosts_pattern=dict(type="str", default=""),
 )
 
 

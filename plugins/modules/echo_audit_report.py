@@ -20,7 +20,7 @@ description:
   - A run that is partial (limited hosts or peers, checks that did not run) never replaces the baseline unless
     C(baseline_save_partial) says so, nor a C(latest.json) that is the baseline.
   - Returns the summary lines, the counts, the verdict and the paths as data, and publishes them with C(set_stats)
-    (key C(echo_audit)) for AWX and ansible-runner. It does not fail on the verdict: the role shows the summary and
+    (key C(echo_audit)) for AWX and ansible-runner. It does not fail on the verdict; the role shows the summary and
     fails there.
   - With O(recover=true), reports every journal that interrupted runs left in O(report_dir) instead, as
     C(<prefix>-<run>-interrupted.<extension>), and removes those journals.

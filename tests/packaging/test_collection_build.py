@@ -116,8 +116,9 @@ def test_the_demo_audit_runs_from_the_installed_tarball(built_collection, tmp_pa
     exit_code = re.search(r"ansible-playbook exit code (\d+)", completed.stdout)
     assert exit_code and int(exit_code.group(1)) != 0, completed.stdout[-2000:]
     # ... and it is the role's verdict that fails the play, nothing else.
-    failures = [line for line in completed.stdout.splitlines() if "FAILED!" in line]
-    assert len(failures) == 1 and "DICOM echo audit: %d checks" % summary["total"] in failures[0], failures
+    lines = completed.stdout.splitlines()
+    failures = [index for index, line in enumerate(lines) if "FAILED!" in line]
+    assert len(failures) == 1 and "DICOM echo audit: %d checks" % summary["total"] in lines[failures[0] + 2], failures
     # The role that ran is the installed one: ansible names the failing task's file.
     assert str(built_collection.installed / "roles" / "echo_audit" / "tasks") in output
     assert str(REPO_ROOT / "roles") not in output
