@@ -156,9 +156,11 @@ def run_module(args: Dict[str, Any], timeout: float = 120) -> subprocess.Complet
 
 def run_playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra_args: Optional[List[str]] = None,
                  hosts: str = "localhost", inventory: Optional[str] = None, timeout: float = 240,
-                 env: Optional[Dict[str, str]] = None, capture: Sequence[str] = ("echo_result",)
-                 ) -> Dict[str, Any]:
+                 env: Optional[Dict[str, str]] = None, capture: Sequence[str] = ("echo_result",),
+                 ansible_bin: Optional[Path] = None) -> Dict[str, Any]:
     """Run ``tasks`` through ansible-playbook; return rc, output and the registered ``capture`` variables.
+
+    ``ansible_bin``: the bin directory of another ansible-core (tests/versions), else this venv's.
 
     The registered values are written to a file by an ``always`` section, so they are there even
     when a task fails (the json stdout callback lives outside ansible-core since 2.19).
@@ -186,7 +188,7 @@ def run_playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra_args: Option
     if captured.exists():
         captured.unlink()
     completed = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory_path), str(playbook)] + (extra_args or []),
+        [str((ansible_bin or ANSIBLE_BIN) / "ansible-playbook"), "-i", str(inventory_path), str(playbook)] + (extra_args or []),
         cwd=str(tmp_path), env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
     if not captured.exists():
         raise AssertionError("ansible-playbook captured nothing (rc %d):\n%s\n%s"
