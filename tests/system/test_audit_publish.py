@@ -340,8 +340,8 @@ def test_a_corrupt_history_stops_publishing_before_anything_changes(network, pub
 
 
 def test_a_failed_publish_still_shows_the_result_and_the_local_reports(network):
-    """The summary used to come after publishing: a publish directory that is a file ended the play
-    before the operator saw what the audit found or where the reports are."""
+    """A publish directory that is a file once ended the play before the operator saw what the audit found
+    or where the reports are: the summary still comes last, with the reason publishing failed."""
     not_a_directory = network.workdir / "publish-is-a-file"
     not_a_directory.write_text("a file where the publish directory should be")
     run = audit(network, "publish-fails", {"echo_audit_publish_host": "localhost",
@@ -351,8 +351,9 @@ def test_a_failed_publish_still_shows_the_result_and_the_local_reports(network):
     assert run.rc != 0
     assert "DICOM echo audit: 2 checks, 1 ok, 1 failed, 0 not run" in run.output, run.output[-3000:]
     assert "reports: %s/latest.{json}" % run.reports in run.output, run.output[-3000:]
-    shown = run.output.index("DICOM echo audit: 2 checks")
-    assert shown < run.output.index("publish-is-a-file", shown), run.output[-3000:]
+    shown = run.output.rindex("DICOM echo audit: 2 checks")
+    assert "publishing failed: " in run.output[shown:] and "publish-is-a-file" in run.output[shown:], run.output[-3000:]
+    assert run.output.index("PLAY RECAP") > shown
     assert json.loads((run.reports / "latest.json").read_text())["summary"]["total"] == 2
     assert not_a_directory.read_text() == "a file where the publish directory should be"
 

@@ -137,7 +137,10 @@ PLAYBOOK = """
     - name: Matrix, reports, verdict
       ansible.builtin.include_role:
         name: dicom.network.echo_audit
-        tasks_from: report.yml
+        tasks_from: "{{ step }}"
+      loop: [report.yml, show.yml]
+      loop_control:
+        loop_var: step
 """
 
 
