@@ -38,9 +38,9 @@ finally:
 def ensure_pynetdicom(module) -> None:
     """Fail the module with the standard missing-library message when pynetdicom is absent."""
     if not HAS_PYNETDICOM:
-        from ansible.module_utils.basic import missing_required_lib
-
         module.fail_json(
-            msg=missing_required_lib("pynetdicom (>= 2.0)"),
+            msg="pynetdicom is not installed for this host's Python (%s): install it with the dicom.network.echo_venv "
+                "role (in an audit: echo_audit_install_venv: true), or point ansible_python_interpreter at a Python "
+                "that has pynetdicom 2.0 or newer" % sys.executable,
             exception=PYNETDICOM_IMPORT_ERROR,
         )

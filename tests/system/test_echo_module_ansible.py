@@ -87,7 +87,8 @@ def test_missing_pynetdicom_gives_the_standard_message(tmp_path, pynetdicom_peer
         inventory="localhost ansible_connection=local ansible_python_interpreter=%s\n" % (bare / "bin" / "python"))
     result = document["echo_result"]
     assert result["failed"] is True
-    assert "Failed to import the required Python library (pynetdicom" in result["msg"]
+    assert result["msg"].startswith("pynetdicom is not installed for this host's Python (")
+    assert "echo_audit_install_venv: true" in result["msg"]
     assert "Traceback" not in result["msg"]
 
 
