@@ -12,17 +12,14 @@ import sys
 
 import pytest
 
-from ansible_collections.dicom.network.plugins.filter.echo_matrix_view import FilterModule
+from ansible_collections.dicom.network.plugins.filter.echo_matrix import FilterModule
 from ansible_collections.dicom.network.plugins.plugin_utils._worker_heap import outside_inherited_heap
-
-_REPORT = {"schema_version": 1, "rows": [], "columns": [], "cells": [], "sites": [],
-           "summary": {"total": 0, "ok": 0, "failed": 0, "not_run": 0, "by_outcome": {}, "source_hosts": 0}}
 
 
 def _summary_in_child(queue) -> None:
     inherited = [{"host": index} for index in range(1000)]  # stands for the controller's heap
     before = gc.get_freeze_count()
-    view = FilterModule().filters()["echo_matrix_view"](_REPORT, "summary")
+    view = FilterModule().filters()["echo_matrix"]({}, with_summary=True)["summary"]
     queue.put((before, gc.get_freeze_count(), view["summary"]["total"], len(inherited)))
 
 
@@ -66,7 +63,7 @@ def _import_filter_in_child(queue, filter_name) -> None:
     queue.put((before, recorder.frozen_then, len(inherited)))
 
 
-@pytest.mark.parametrize("filter_name", ["echo_matrix", "echo_matrix_view", "echo_matrix_export"])
+@pytest.mark.parametrize("filter_name", ["echo_matrix"])
 def test_importing_a_report_filter_in_a_forked_worker_freezes_before_the_report_code_loads(filter_name):
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
@@ -81,7 +78,7 @@ def test_importing_a_report_filter_in_a_forked_worker_freezes_before_the_report_
 
 def test_in_the_controller_process_the_collector_is_left_alone():
     frozen = gc.get_freeze_count()
-    view = FilterModule().filters()["echo_matrix_view"](_REPORT, "summary")
+    view = FilterModule().filters()["echo_matrix"]({}, with_summary=True)["summary"]
     assert view["summary"]["total"] == 0
     assert gc.get_freeze_count() == frozen
 
