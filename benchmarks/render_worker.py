@@ -1,6 +1,7 @@
 """Scenario 4's in-process part, run in a fresh interpreter: the same N x M audit as the Ansible
-path (benchmarks/synthetic.py), through the collection's filter functions and the role's HTML
-template rendered with plain Jinja2 -- where the rendering time goes without Ansible.
+path (benchmarks/synthetic.py), through the collection's filter functions for the matrix and
+plugin_utils/audit_report.render_reports for the reports (the HTML page alone, then every format)
+-- where the rendering time goes without Ansible.
 
     python -m benchmarks.render_worker IN.json OUT.json      IN: {"rows": N, "columns": M, "dir": ...}
 
@@ -19,8 +20,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List
 
-import yaml
-
 from benchmarks.synthetic import audit_inventory, registered_echo
 from benchmarks.workers import REPO_ROOT, ensure_collection_path
 
@@ -28,30 +27,19 @@ ROLE = REPO_ROOT / "roles" / "echo_audit"
 
 
 def collection_filters() -> Dict[str, Any]:
+    """The filters the matrix is built with (the report filters are on their way out)."""
     filters: Dict[str, Any] = {}
-    for path in sorted((REPO_ROOT / "plugins" / "filter").glob("*.py")):
-        module = importlib.import_module("ansible_collections.dicom.network.plugins.filter.%s" % path.stem)
+    for name in ("echo_audit_peers", "echo_matrix"):
+        module = importlib.import_module("ansible_collections.dicom.network.plugins.filter.%s" % name)
         if hasattr(module, "FilterModule"):
-            for name, function in module.FilterModule().filters().items():
-                filters["dicom.network.%s" % name] = function
+            for filter_name, function in module.FilterModule().filters().items():
+                filters["dicom.network.%s" % filter_name] = function
     return filters
 
 
-def render_html(report: Any, filters: Dict[str, Any]) -> str:
-    import jinja2
-    env = jinja2.Environment(autoescape=False, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters.update(filters)
-    source = (ROLE / "templates" / "report.html.j2").read_text()
-    if source.startswith("#jinja2:"):
-        # Ansible reads this header as Environment overrides (here: trim_blocks, lstrip_blocks).
-        source = source.split("\n", 1)[1]
-    variables: Dict[str, Any] = {}
-    for name in ("defaults/main.yml", "vars/main.yml"):
-        path = ROLE / name
-        if path.exists():
-            variables.update(yaml.safe_load(path.read_text()) or {})
-    variables.update(_echo_audit_collected={"report": report}, _echo_audit_generated_at="2025-01-01T00:00:00Z")
-    return env.from_string(source).render(**variables)
+def render(report: Any, formats: List[str]) -> Dict[str, str]:
+    from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import render_reports
+    return render_reports(report, formats, str(ROLE / "templates"))
 
 
 def main(argv: List[str]) -> int:
@@ -73,16 +61,21 @@ def main(argv: List[str]) -> int:
         parameters = inspect.signature(matrix).parameters
         t0 = time.monotonic()
         if "results" in parameters:
-            # As the role keeps it between its tasks: JSON text, packed where the filter can.
+            # Packed where the filter can, as the report action holds it (not as JSON text).
             report = matrix(plans, results=results, generated_at="2025-01-01T00:00:00Z",
-                            **{name: True for name in ("as_json", "packed") if name in parameters})
+                            **{name: True for name in ("packed",) if name in parameters})
         else:  # the earlier interface: {host: {plan, echo}}
             report = matrix({h: {"plan": plans[h], "echo": results[h]} for h in plans},
                             generated_at="2025-01-01T00:00:00Z")
         result["matrix_s"] = time.monotonic() - t0
         t0 = time.monotonic()
-        html = render_html(report, filters)
+        html = render(report, ["html"])["html"]
         result["html_s"] = time.monotonic() - t0
+        result["formats_s"] = {}
+        for fmt in ("json", "md", "csv", "junit"):
+            t0 = time.monotonic()
+            render(report, [fmt])
+            result["formats_s"][fmt] = time.monotonic() - t0
         path = out_dir / "inprocess-report.html"
         path.write_text(html)
         result.update(available=True, html_bytes=path.stat().st_size, html_path=str(path),

@@ -77,9 +77,9 @@ def run(ctx: Context) -> None:
 
     res = ctx.worker_module("benchmarks.render_worker", {"rows": n, "columns": n, "dir": str(wd)}, timeout=1800)
     if res.get("available"):
-        ctx.row(scenario=label, condition="-", what="plain Python: echo_matrix filter + HTML template (Jinja2)",
+        ctx.row(scenario=label, condition="-", what="plain Python: echo_matrix filter + render_reports (HTML)",
                 wall_s=res["matrix_s"] + res["html_s"], echoes=res["cells"],
-                notes="matrix %.2f s, HTML template (incl. its view) %.2f s; HTML %.2f MB"
+                notes="matrix %.2f s, HTML page (sections + template) %.2f s; HTML %.2f MB"
                 % (res["matrix_s"], res["html_s"], res["html_bytes"] / 1e6), data=res)
     else:
         ctx.note("scenario 4: the plain-Python breakdown is unavailable (%s)" % res.get("reason"))
