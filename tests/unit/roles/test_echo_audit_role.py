@@ -13,13 +13,6 @@ def load(relative):
     return yaml.safe_load((ROLE / relative).read_text())
 
 
-def test_templates_declare_trim_and_lstrip_blocks():
-    for path in (ROLE / "templates").glob("*.j2"):
-        text = path.read_text()
-        if "{%" in text:
-            assert text.startswith("#jinja2: trim_blocks: True, lstrip_blocks: True\n"), path.name
-
-
 def _tasks(tasks):
     for task in tasks or []:
         yield task
