@@ -502,12 +502,32 @@ def _console(ctx: _Report, limit: int) -> List[str]:
     if report.get("partial_reasons"):
         lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
     lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
-    for packed in ctx.failures[:limit]:
+    # Checks that did not run for one reason (a host unreachable, pynetdicom missing) are one line per
+    # source and calling AE, not one per peer.
+    shown: List[List[Any]] = []
+    not_run: Dict[Tuple[str, str, str], List[Any]] = {}
+    for packed in ctx.failures:
         cell = ctx.failure(packed)
-        lines.append("NOT OK %s as %s -> %s (%s): %s, expected %s: %s" % (
-            cell["source_host"], cell["calling_ae_title"], cell["called_ae_title"], cell["peer"],
-            cell["outcome"], cell["expect"], cell["message"]))
-    hidden = max(0, len(ctx.failures) - limit) + max(0, len(regressions) - limit)
+        if cell["outcome"] == NOT_RUN:
+            key = (cell["source_host"], cell["calling_ae_title"], cell["message"])
+            if key not in not_run:
+                not_run[key] = [cell, []]
+                shown.append(not_run[key])
+            not_run[key][1].append(cell["called_ae_title"])
+        else:
+            shown.append([cell, None])
+    for cell, peers in shown[:limit]:
+        if peers is None:
+            lines.append("NOT OK %s as %s -> %s (%s): %s, expected %s: %s" % (
+                cell["source_host"], cell["calling_ae_title"], cell["called_ae_title"], cell["peer"],
+                cell["outcome"], cell["expect"], cell["message"]))
+        else:
+            lines.append("NOT RUN %s as %s -> %s: %s" % (
+                cell["source_host"], cell["calling_ae_title"],
+                peers[0] if len(peers) == 1 else "%d peers (%s)" % (len(peers), ", ".join(peers[:5])
+                                                                  + (", ..." if len(peers) > 5 else "")),
+                cell["message"]))
+    hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit)
     if hidden:
         lines.append("... %d more line(s) in the reports" % hidden)
     return lines

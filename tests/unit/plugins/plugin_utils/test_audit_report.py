@@ -112,14 +112,18 @@ def test_summary_view_and_console():
     assert view["console"][1] == "PARTIAL report: 2 check(s) did not run"
     assert view["partial_reasons"] == ["2 check(s) did not run"]
     assert view["console"][2].startswith("NOT OK probe-a as CT1 -> MWL (mwl): rejected, expected accept")
-    assert view["console"][-1] == "... 2 more line(s) in the reports"
+    # The two checks that did not run for one reason are one line.
+    assert view["console"][-1] == "... 1 more line(s) in the reports"
+    whole = build_view(report_of(small_runs()), "summary", console_limit=20)["console"]
+    not_run = [line for line in whole if line.startswith("NOT RUN ")]
+    assert len(not_run) == 1 and " -> 2 peers (" in not_run[0], whole
     assert sorted(view) == ["baseline_counts", "console", "generated_at", "only_peers", "partial_reasons",
                             "source_hosts_text", "started_at", "summary", "title"]
 
 
 def test_console_limit_is_a_whole_number_from_zero():
     report = report_of(small_runs())
-    assert build_view(report, "summary", console_limit="0")["console"][-1] == "... 3 more line(s) in the reports"
+    assert build_view(report, "summary", console_limit="0")["console"][-1] == "... 2 more line(s) in the reports"
     for bad in (-1, "-1", "many", 2.5, True, None):
         with pytest.raises(AuditMatrixError, match="^console_limit must be a whole number >= 0, got "):
             build_view(report, "summary", console_limit=bad)
