@@ -351,9 +351,10 @@ def test_audit(version, network, tmp_path_factory):
     assert not missing, "ansible-core %s wrote no %s report (exit %d); failed:\n%s" % (
         version, ", ".join(missing), completed.returncode, failed_tasks(completed))
     assert "Traceback" not in completed.stdout + completed.stderr
-    # 4: the offline source host is unreachable (ansible-playbook's code for it); the play also fails on the
-    # check that is not as expected (the printer is off).
-    assert completed.returncode == 4, failed_tasks(completed)
+    # The play fails on the check that is not as expected (the printer is off), and the offline source host is
+    # unreachable: 4 from 2.17 on. ansible-core 2.15 and 2.16 do not template ignore_unreachable per host, so
+    # there every unreachable host counts as ignored (the first host's rule for all) and the code is 2.
+    assert completed.returncode == unreachable_rc(version), failed_tasks(completed)
     assert "fatal: [offline]: UNREACHABLE!" in completed.stdout
 
     report = json.loads(paths["json"].read_text())
@@ -460,7 +461,7 @@ def test_second_run_diffs_against_the_baseline(version, network):
     paths = latest_paths(report_dir)
     report = json.loads(paths["json"].read_text())
     assert report["generated_at"] != json.loads(saved)["generated_at"], failed_tasks(completed)
-    assert completed.returncode == 4, failed_tasks(completed)
+    assert completed.returncode == unreachable_rc(version), failed_tasks(completed)
     assert baseline.read_bytes() == saved, "echo_audit_baseline_save is off: the baseline stays"
     counts = report["baseline"]["counts"]
     assert {kind: counts[kind] for kind in ("broke", "fixed", "appeared", "disappeared")} == \
@@ -474,6 +475,11 @@ def test_second_run_diffs_against_the_baseline(version, network):
     assert len(list(report_dir.glob("echo-audit-*.json"))) == 2
     record(version, "baseline", files=normalised_reports(workdir, paths))
     SUMMARY[version]["baseline_s"] = round(wall, 1)
+
+
+def unreachable_rc(version: str) -> int:
+    """ansible-playbook's exit code for an audit with a failing check and an unreachable source host."""
+    return 2 if version in ("2.15", "2.16") else 4
 
 
 @pytest.mark.parametrize("version", FULL)
