@@ -93,10 +93,10 @@ class ActionModule(ActionBase):
             plan["echo_peers"] = [dict(peer, calling_ae_title=call["calling_ae_title"])
                                   for call in plan["calls"] for peer in call["peers"]]
         if earlier:
+            names = ", ".join(os.path.basename(path) for path in earlier)
             result["warnings"] = ["%d interrupted audit run(s) left a journal in %s (%s): unless an audit is still "
                                   "running there, report them with the playbook dicom.network.recover "
-                                  "(-e echo_audit_report_dir=%s)" % (len(earlier), options["report_dir"],
-                                                                      ", ".join(os.path.basename(path) for path in earlier),
-                                                                      options["report_dir"])]
+                                  "(-e echo_audit_report_dir=%s)"
+                                  % (len(earlier), options["report_dir"], names, options["report_dir"])]
         result.update(changed=False, run=run, plans=plans)
         return result

@@ -30,7 +30,9 @@ options:
     type: raw
     required: true
   report:
-    description: The run's JSON report, as a dictionary or as JSON text, or the RV(dicom.network.echo_audit_report#module:head) of M(dicom.network.echo_audit_report).
+    description:
+      - The run's JSON report, as a dictionary or as JSON text, or the RV(dicom.network.echo_audit_report#module:head)
+        of M(dicom.network.echo_audit_report).
     type: raw
     required: true
   formats:

@@ -23,7 +23,9 @@ description:
 options:
   _input:
     description:
-      - A JSON report of the C(dicom.network.echo_audit) role (dictionary or JSON text, or the RV(dicom.network.echo_audit_report#module:head) of M(dicom.network.echo_audit_report)), or V(null) to check the settings only.
+      - A JSON report of the C(dicom.network.echo_audit) role (dictionary or JSON text, or the
+        RV(dicom.network.echo_audit_report#module:head) of M(dicom.network.echo_audit_report)), or V(null) to check
+        the settings only.
     type: raw
     required: true
   to:
@@ -106,7 +108,6 @@ def echo_publish_mail(report: Any, to: Sequence[str], sender: str, secure: str =
         check_mail(to, sender, secure, bool(password_set))
     except AuditPublishError as error:
         raise AnsibleFilterError("dicom.network.echo_publish_mail: %s" % error) from None
-    report = report
     if report is None:
         # The role's check before any echo; composing a message needs no mail module.
         # The plugin loader knows every place a collection can come from (collections paths, the playbook's

@@ -522,11 +522,10 @@ def _console(ctx: _Report, limit: int) -> List[str]:
                 cell["source_host"], cell["calling_ae_title"], cell["called_ae_title"], cell["peer"],
                 cell["outcome"], cell["expect"], cell["message"]))
         else:
+            named = ", ".join(peers[:5]) + (", ..." if len(peers) > 5 else "")
             lines.append("NOT RUN %s as %s -> %s: %s" % (
                 cell["source_host"], cell["calling_ae_title"],
-                peers[0] if len(peers) == 1 else "%d peers (%s)" % (len(peers), ", ".join(peers[:5])
-                                                                  + (", ..." if len(peers) > 5 else "")),
-                cell["message"]))
+                peers[0] if len(peers) == 1 else "%d peers (%s)" % (len(peers), named), cell["message"]))
     hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit)
     if hidden:
         lines.append("... %d more line(s) in the reports" % hidden)

@@ -282,9 +282,12 @@ def test_echo_options_left_to_the_module_defaults_pass():
 
 # ---------------------------------------------------------------------------- every host of the play at once
 
-def source(local="ct1", peers=(), registry=REGISTRY, **extra):
-    """One host's variables as the action gathers them."""
-    spec = {"dicom_aes": registry, "dicom_local_aes": local, "peer_lists": {"dicom_peers": list(peers)}}
+_SHARED = object()
+
+
+def source(local="ct1", peers=(), registry=_SHARED, **extra):
+    """One host's variables as the action gathers them (the shared REGISTRY unless told otherwise)."""
+    spec = {"dicom_aes": REGISTRY if registry is _SHARED else registry, "dicom_local_aes": local, "peer_lists": {"dicom_peers": list(peers)}}
     spec.update(extra)
     return spec
 
