@@ -104,6 +104,10 @@ options:
     description: C(echo_audit_console_max_lines), the most failure lines in the summary.
     type: raw
     default: 20
+  publish_keep:
+    description: C(echo_audit_publish_keep), the runs kept on the publish host, checked here before any echo.
+    type: raw
+    default: 30
   fail_on_unexpected:
     description: C(echo_audit_fail_on_unexpected), the verdict fails when a check is not as expected.
     type: raw
@@ -191,6 +195,7 @@ ARGUMENT_SPEC = dict(
     markdown_max_columns=dict(type="raw", default=30),
     report_max_failures=dict(type="raw", default=200),
     console_max_lines=dict(type="raw", default=20),
+    publish_keep=dict(type="raw", default=30),
     fail_on_unexpected=dict(type="raw", default=True),
     fail_on_regression=dict(type="raw", default=False),
     connect_timeout=dict(type="raw"),

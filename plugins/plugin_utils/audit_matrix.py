@@ -363,8 +363,8 @@ def _plan(host: str, plan: Any, plain: Callable[[Any], Any]) -> Mapping[str, Any
     plan = plain(plan)
     if not isinstance(plan, Mapping) or not isinstance(plain(plan.get("calls")), list) \
             or not isinstance(plain(plan.get("aes")), Mapping):
-        raise AuditMatrixError("host %s: no peer plan was gathered (the role's preflight must run on every "
-                               "source host before the report)" % host)
+        raise AuditMatrixError("host %s: no peer plan was gathered (the plan step, dicom.network.echo_audit_plan, "
+                               "must run before the report)" % host)
     return plan
 
 

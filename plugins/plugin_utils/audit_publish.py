@@ -103,10 +103,10 @@ def files_of(stamp: str, formats: Sequence[str]) -> Dict[str, str]:
 
 
 def run_entry(report: Any, formats: Any) -> Dict[str, Any]:
-    """The history entry of a report of dicom.network.echo_matrix (its dictionary or JSON text)."""
+    """The history entry of a report of the dicom.network.echo_audit role (its dictionary or JSON text)."""
     report = parse_report(report, "report")
     if not isinstance(report, Mapping) or not isinstance(report.get("summary"), Mapping):
-        raise AuditPublishError("the report is not a report of dicom.network.echo_matrix (no summary)")
+        raise AuditPublishError("the report is not a report of the dicom.network.echo_audit role (no summary)")
     summary = report["summary"]
     counts = {}
     for key in _COUNTS:
@@ -371,7 +371,7 @@ def mail_message(report: Any, subject: Any = "", markdown: Any = "", links: Opti
     """Subject and body of the run's e-mail: a summary line, the links, then the Markdown report."""
     entry_report = parse_report(report, "report")
     if not isinstance(entry_report, Mapping) or not isinstance(entry_report.get("summary"), Mapping):
-        raise AuditPublishError("the report is not a report of dicom.network.echo_matrix (no summary)")
+        raise AuditPublishError("the report is not a report of the dicom.network.echo_audit role (no summary)")
     summary = entry_report["summary"]
     counts = {key: summary.get(key) for key in _COUNTS}
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in counts.values()):

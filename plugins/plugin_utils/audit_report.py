@@ -10,7 +10,7 @@ Pure functions, free of Ansible (jinja2 and markupsafe are ansible-core's own re
   (summary, legend, baseline diff, probes, failures, matrix): each is built by one function of
   ``SECTIONS`` into plain data, and each template (``report.html.j2``, ``report.md.j2`` of the
   role) presents it in one ``{% block %}``: loops and escaping only, autoescape for HTML and
-  :func:`markdown_escape` (the ``md_escape`` filter) for Markdown. A new section is one builder
+  :func:`markdown_escape` (the templates' ``md_escape`` filter) for Markdown. A new section is one builder
   here and one block per template.
 * The machine formats are one document each, written with their format's library: ``json``,
   ``csv`` (every field made formula-safe by :func:`csv_field`), ``xml.sax.saxutils``.
@@ -174,7 +174,7 @@ def load_report(report: Any) -> Mapping[str, Any]:
         report = parse_report(report, "report")
     if not isinstance(report, Mapping) or any(key not in report for key in _REPORT_KEYS) \
             or ("cells" not in report and "packed_cells" not in report):
-        raise AuditMatrixError("not a report of dicom.network.echo_matrix (it needs %s)"
+        raise AuditMatrixError("not a report of the dicom.network.echo_audit role (it needs %s)"
                                % ", ".join(_REPORT_KEYS[:3] + ("cells",) + _REPORT_KEYS[3:]))
     return report
 
@@ -192,7 +192,7 @@ class _Report:
         try:
             self.matrix: Matrix = matrix_of(report)
         except (KeyError, IndexError) as error:
-            raise AuditMatrixError("not a report of dicom.network.echo_matrix (a cell names no row or column: %s)"
+            raise AuditMatrixError("not a report of the dicom.network.echo_audit role (a cell names no row or column: %s)"
                                    % error) from None
         self.rows, self.columns, self.variants = self.matrix.rows, self.matrix.columns, self.matrix.variants
         bad = {index for index, variant in enumerate(self.variants) if not variant[V_OK]}

@@ -45,7 +45,8 @@ from ansible_collections.dicom.network.plugins.plugin_utils.controller_files imp
 from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import without_secrets
 
 FORMAT_EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml"}
-COUNT_OPTIONS = ("markdown_max_columns", "report_max_failures", "console_max_lines")
+# Their defaults, the role's, for callers that do not give them (recover).
+COUNT_OPTIONS = {"markdown_max_columns": 30, "report_max_failures": 200, "console_max_lines": 20, "publish_keep": 30}
 BASELINE_SCOPES = ("all", "run")
 REPORT_MODE = 0o640
 JOURNAL_MODE = 0o750
@@ -120,8 +121,9 @@ def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Di
     elif not formats:
         errors.append("echo_audit_report_formats is empty: name at least one of %s" % ", ".join(FORMAT_EXTENSIONS))
     options["report_formats"] = [fmt for fmt in FORMAT_EXTENSIONS if fmt in formats]
-    for name in COUNT_OPTIONS:
-        options[name] = _whole_number(raw.get(name), "echo_audit_" + name, errors)
+    for name, default in COUNT_OPTIONS.items():
+        value = raw.get(name)
+        options[name] = _whole_number(default if value is None else value, "echo_audit_" + name, errors)
     mode = raw.get("report_dir_mode", "0750")
     if isinstance(mode, int) and not isinstance(mode, bool):
         mode = "%04o" % mode if mode < 0o1000 else str(mode)

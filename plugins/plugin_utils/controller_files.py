@@ -1,26 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dicom.network contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Text files written on the controller: checked arguments, what would change, and one atomic writer.
+"""Files written on the controller: what a write would change, and one atomic writer.
 
-Used by the dicom.network.report_files action (the audit reports) and by the echo action's journal
-(echo_controller.write_journal). Free of Ansible imports, so that it is unit-tested as plain Python.
+Used by the audit's report step (audit_run.write_run_reports: the reports, latest.* and the baseline,
+all or none) and by the echo action's journal (echo_controller.write_journal). Free of Ansible
+imports, so that it is unit-tested as plain Python.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
-DEFAULT_MODE = "0640"
-_OCTAL_MODE = re.compile(r"(?:0[oO])?([0-7]{3,4})")
-_FILE_KEYS = ("dest", "content", "exclusive")
+from typing import List, Optional, Sequence, Tuple
 
 
 class ControllerFileError(Exception):
@@ -67,111 +62,6 @@ class FilePlan:
             return "updated"
         return "mode_changed" if self.mode_changed else "unchanged"
 
-    def summary(self) -> Dict[str, Any]:
-        """The entry of this file in the action's RV(files)."""
-        return {"dest": self.dest, "status": self.status, "changed": self.changed, "mode": format_mode(self.mode),
-                "size": len(self.data)}
-
-
-def parse_mode(value: Any) -> int:
-    """The permission bits of a quoted octal mode such as ``"0640"``."""
-    # An unquoted YAML 0640 arrives as the number 416 and 640 as 640 (= 0o1200): refuse numbers
-    # rather than guess which one was meant.
-    match = _OCTAL_MODE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if not match:
-        raise ControllerFileError('mode: %r is not a quoted octal mode such as "0640" (symbolic modes such as '
-                                  'u=rw,g=r are not supported)' % (value,))
-    return int(match.group(1), 8)
-
-
-def format_mode(mode: int) -> str:
-    return "%04o" % mode
-
-
-def _describe(value: Any) -> str:
-    """What a value is, in the words of a playbook (ansible-core 2.19 wraps dicts and lists in its own types)."""
-    if value is None:
-        return "missing"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "a dict"
-    if isinstance(value, (list, tuple, set)):
-        return "a list"
-    return "a %s" % type(value).__name__
-
-
-def _dests(entry: Mapping, where: str) -> List[str]:
-    if entry.get("dest") is None:
-        raise ControllerFileError("%s: dest is missing" % where)
-    dest = entry["dest"]
-    dests = dest if isinstance(dest, (list, tuple)) else [dest]
-    if not dests:
-        raise ControllerFileError("%s.dest: the list of paths is empty" % where)
-    for path in dests:
-        if not isinstance(path, str) or not path:
-            raise ControllerFileError("%s.dest: %r is not a path" % (where, path))
-        if "\0" in path or not os.path.isabs(path):
-            raise ControllerFileError("%s.dest: %r is not an absolute path on the controller" % (where, path))
-        if path.endswith(os.sep):
-            raise ControllerFileError("%s.dest: %s names a directory, not a file" % (where, path))
-    return list(dests)
-
-
-def check_files(files: Any) -> List[FileSpec]:
-    """The files to write, one per destination, in the order given.
-
-    Each entry is ``{"dest": path or list of paths, "content": text}``; the text is written as UTF-8.
-    A path given twice with the same content is written once; with different content it is refused.
-    """
-    if not isinstance(files, (list, tuple)):
-        raise ControllerFileError("files: expected a list of {dest, content}, got %s" % _describe(files))
-    # Keyed by the normalized path, so that a/b and a//b are one file.
-    specs: Dict[str, FileSpec] = {}
-    for index, entry in enumerate(files):
-        where = "files[%d]" % index
-        if not isinstance(entry, Mapping):
-            raise ControllerFileError("%s: expected {dest, content}, got %s" % (where, _describe(entry)))
-        unknown = sorted(str(key) for key in entry if key not in _FILE_KEYS)
-        if unknown:
-            raise ControllerFileError("%s: unknown key(s) %s (expected dest, content and exclusive)" % (where, ", ".join(unknown)))
-        dests = _dests(entry, where)
-        exclusive = _exclusive(entry, dests, where)
-        content = entry.get("content")
-        if not isinstance(content, str):
-            raise ControllerFileError("%s (%s): content is %s, not a string: render it to text first (for example "
-                                      "with ansible.builtin.to_json or lookup('ansible.builtin.template', ...))"
-                                      % (where, dests[0], _describe(content)))
-        try:
-            data = content.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ControllerFileError("%s (%s): content cannot be written as UTF-8: %s" % (where, dests[0], exc)) from None
-        for dest in dests:
-            known = specs.get(os.path.normpath(dest))
-            if known is None:
-                specs[os.path.normpath(dest)] = FileSpec(dest, data, os.path.normpath(dest) in exclusive)
-            elif known.data != data:
-                raise ControllerFileError("%s: %s is given twice with different content" % (where, dest))
-            elif os.path.normpath(dest) in exclusive and not known.exclusive:
-                specs[os.path.normpath(dest)] = FileSpec(dest, data, True)
-    return list(specs.values())
-
-
-def _exclusive(entry: Mapping, dests: List[str], where: str) -> set:
-    """The normalized paths of ``entry``'s ``exclusive`` list, each one of its destinations."""
-    exclusive = entry.get("exclusive")
-    if exclusive is None:
-        return set()
-    paths = exclusive if isinstance(exclusive, (list, tuple)) else [exclusive]
-    known = {os.path.normpath(dest) for dest in dests}
-    for path in paths:
-        if not isinstance(path, str) or os.path.normpath(path) not in known:
-            raise ControllerFileError("%s.exclusive: %r is not one of this entry's dest paths" % (where, path))
-    return {os.path.normpath(path) for path in paths}
 
 
 def _same_content(path: str, data: bytes) -> bool:
@@ -397,43 +287,3 @@ def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None
                 _discard(temporary)
     for directory in sorted({os.path.dirname(plan.dest) or "." for plan, temporary in staged if temporary}):
         _sync_directory(directory)
-
-
-def plan_diff(plan: FilePlan, max_size: int) -> List[Dict[str, Any]]:
-    """The entries of the task's diff for one file, in the form Ansible's callbacks print.
-
-    Content larger than ``max_size`` bytes (0: no limit) is not diffed, only named, as Ansible's own
-    file modules do with MAX_FILE_SIZE_FOR_DIFF.
-    """
-    entries: List[Dict[str, Any]] = []
-    if plan.content_changed:
-        entry: Dict[str, Any] = {"before_header": plan.dest if plan.exists else "%s (absent)" % plan.dest,
-                                 "after_header": plan.dest}
-        before = _before_text(plan, max_size, entry)
-        if max_size > 0 and len(plan.data) > max_size:
-            entry["src_larger"] = max_size
-        elif before is not None:
-            # check_files encoded str content strictly: it decodes.
-            entry["before"], entry["after"] = before, plan.data.decode("utf-8")
-        entries.append(entry)
-    if plan.mode_changed and plan.before_mode is not None:
-        entries.append({"before": {"path": plan.dest, "mode": format_mode(plan.before_mode)},
-                        "after": {"path": plan.dest, "mode": format_mode(plan.mode)}})
-    return entries
-
-
-def _before_text(plan: FilePlan, max_size: int, entry: Dict[str, Any]) -> Optional[str]:
-    """The current content for the diff, or None with the reason in ``entry``."""
-    if not plan.exists or plan.before_mode is None:  # absent, or a symlink about to be replaced
-        return ""
-    try:
-        if max_size > 0 and os.path.getsize(plan.dest) > max_size:
-            entry["dst_larger"] = max_size
-            return None
-        with open(plan.dest, "rb") as stream:
-            return stream.read().decode("utf-8")
-    except UnicodeDecodeError:
-        entry["dst_binary"] = True
-    except OSError as exc:
-        entry["prepared"] = "diff skipped: cannot read %s (%s)\n" % (plan.dest, exc.strerror or exc)
-    return None

@@ -484,9 +484,9 @@ def test_bad_input():
     for formats in (["pdf"], "json", ["json", "xml"]):
         with pytest.raises(AuditMatrixError, match="formats must be a list of json, html, md, csv, junit"):
             render_reports(report, formats, TEMPLATES_DIR)
-    with pytest.raises(AuditMatrixError, match="not a report of dicom.network.echo_matrix"):
+    with pytest.raises(AuditMatrixError, match="not a report of the dicom.network.echo_audit role"):
         render({"rows": []}, "html")
-    with pytest.raises(AuditMatrixError, match="not a report of dicom.network.echo_matrix"):
+    with pytest.raises(AuditMatrixError, match="not a report of the dicom.network.echo_audit role"):
         build_view({"rows": []})
     with pytest.raises(AuditMatrixError, match="invalid JSON"):
         render("{", "csv")

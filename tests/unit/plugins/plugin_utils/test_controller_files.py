@@ -1,5 +1,5 @@
-"""Files written on the controller (plugins/plugin_utils/controller_files.py): argument checks, mode
-parsing, what a write would change, the atomic write and the diff, on real files in tmp_path."""
+"""Files written on the controller (plugins/plugin_utils/controller_files.py): what a write would change
+and the atomic write, on real files in tmp_path."""
 from __future__ import annotations
 
 import errno
@@ -15,63 +15,9 @@ from ansible_collections.dicom.network.plugins.plugin_utils.controller_files imp
     apply_plan,
     apply_plans,
     atomic_write,
-    check_files,
-    parse_mode,
-    plan_diff,
     plan_file,
 )
 from tests.locked_dir import read_only_directory
-
-
-@pytest.mark.parametrize("text, mode", [("0640", 0o640), ("640", 0o640), ("0o600", 0o600), (" 0750 ", 0o750),
-                                        ("2750", 0o2750)])
-def test_quoted_octal_modes_are_read(text, mode):
-    assert parse_mode(text) == mode
-
-
-@pytest.mark.parametrize("value", [416, 640, True, None, "", "u=rw,g=r", "0648", "64", "06400", "0x1a0", "rw-r-----"])
-def test_other_modes_are_refused_naming_the_option(value):
-    with pytest.raises(ControllerFileError, match=r'^mode: .* is not a quoted octal mode such as "0640"'):
-        parse_mode(value)
-
-
-def test_files_are_expanded_per_destination_in_order_and_encoded_as_utf8():
-    specs = check_files([{"dest": ["/r/a.json", "/r/latest.json"], "content": "{\"é\": 1}\n"},
-                         {"dest": "/r/b.html", "content": ""}])
-    assert specs == [FileSpec("/r/a.json", '{"é": 1}\n'.encode("utf-8")),
-                     FileSpec("/r/latest.json", '{"é": 1}\n'.encode("utf-8")), FileSpec("/r/b.html", b"")]
-
-
-def test_a_path_given_twice_with_the_same_content_is_written_once():
-    # The audit's baseline may be latest.json itself.
-    specs = check_files([{"dest": ["/r/latest.json", "/r//latest.json"], "content": "x"},
-                         {"dest": "/r/latest.json", "content": "x"}])
-    assert [spec.dest for spec in specs] == ["/r/latest.json"]
-
-
-@pytest.mark.parametrize("files, message", [
-    ("/r/a.json", r"^files: expected a list of \{dest, content\}, got a string"),
-    ([["/r/a.json", "x"]], r"^files\[0\]: expected \{dest, content\}, got a list"),
-    ([{"dest": "/r/a", "content": "x", "owner": "root"}], r"^files\[0\]: unknown key\(s\) owner"),
-    ([{"content": "x"}], r"^files\[0\]: dest is missing"),
-    ([{"dest": [], "content": "x"}], r"^files\[0\]\.dest: the list of paths is empty"),
-    ([{"dest": ["/r/a", 3], "content": "x"}], r"^files\[0\]\.dest: 3 is not a path"),
-    ([{"dest": "reports/a.json", "content": "x"}], r"^files\[0\]\.dest: 'reports/a.json' is not an absolute path"),
-    ([{"dest": "/r/sub/", "content": "x"}], r"^files\[0\]\.dest: /r/sub/ names a directory"),
-    ([{"dest": "/r/a.json", "content": {"k": 1}}], r"^files\[0\] \(/r/a\.json\): content is a dict, not a string"),
-    ([{"dest": "/r/a.json"}], r"^files\[0\] \(/r/a\.json\): content is missing, not a string"),
-    ([{"dest": "/r/a.json", "content": 12}], r"^files\[0\] \(/r/a\.json\): content is a number, not a string"),
-    ([{"dest": "/r/a.json", "content": "\udcff"}], r"^files\[0\] \(/r/a\.json\): content cannot be written as UTF-8"),
-    ([{"dest": "/r/a", "content": "x"}, {"dest": ["/r/b", "/r/a"], "content": "y"}],
-     r"^files\[1\]: /r/a is given twice with different content"),
-    ([{"dest": ["/r/a", "/r/latest"], "content": "x", "exclusive": ["/r/b"]}],
-     r"^files\[0\]\.exclusive: '/r/b' is not one of this entry's dest paths"),
-    ([{"dest": "/r/a", "content": "x", "exclusive": [True]}],
-     r"^files\[0\]\.exclusive: True is not one of this entry's dest paths"),
-])
-def test_bad_files_are_refused_naming_the_entry_and_destination(files, message):
-    with pytest.raises(ControllerFileError, match=message):
-        check_files(files)
 
 
 def _spec(path: Path, text: str = "new\n") -> FileSpec:
@@ -207,50 +153,9 @@ def test_an_existing_file_keeps_its_owner_and_group(tmp_path):
     assert (dest.stat().st_uid, dest.stat().st_gid) == (65534, 65534)
 
 
-def test_the_diff_shows_content_and_mode_changes(tmp_path):
-    dest = tmp_path / "latest.md"
-    dest.write_text("a\nb\n")
-    dest.chmod(0o644)
-    (content, mode) = plan_diff(plan_file(_spec(dest, "a\nc\n"), 0o640), max_size=1000)
-    assert content == {"before_header": str(dest), "after_header": str(dest), "before": "a\nb\n", "after": "a\nc\n"}
-    assert mode == {"before": {"path": str(dest), "mode": "0644"}, "after": {"path": str(dest), "mode": "0640"}}
-    (created,) = plan_diff(plan_file(_spec(tmp_path / "new.md", "x\n"), 0o640), max_size=1000)
-    assert (created["before_header"], created["before"], created["after"]) == ("%s/new.md (absent)" % tmp_path, "", "x\n")
-
-
-def test_the_diff_skips_large_files_and_names_the_limit(tmp_path):
-    dest = tmp_path / "latest.json"
-    dest.write_text("x" * 50)
-    dest.chmod(0o640)
-    (entry,) = plan_diff(plan_file(_spec(dest, "y" * 20), 0o640), max_size=30)
-    assert entry["dst_larger"] == 30 and "src_larger" not in entry and "before" not in entry
-    (entry,) = plan_diff(plan_file(_spec(dest, "y" * 40), 0o640), max_size=30)
-    assert entry["src_larger"] == 30 and "after" not in entry
-    (entry,) = plan_diff(plan_file(_spec(dest, "y" * 40), 0o640), max_size=0)  # 0: no limit
-    assert entry["after"] == "y" * 40
-
-
-def test_a_binary_file_is_not_diffed(tmp_path):
-    dest = tmp_path / "latest.csv"
-    dest.write_bytes(b"\xff\xfe")
-    dest.chmod(0o640)
-    (entry,) = plan_diff(plan_file(_spec(dest), 0o640), max_size=1000)
-    assert entry.get("dst_binary") is True and "before" not in entry
-
-
-def test_an_unchanged_file_has_no_diff(tmp_path):
-    dest = tmp_path / "latest.csv"
-    dest.write_text("new\n")
-    dest.chmod(0o640)
-    assert plan_diff(plan_file(_spec(dest), 0o640), max_size=1000) == []
-
-
 # ------------------------------------------------------------------ exclusive: a run's own file
 def _exclusive_spec(path: Path, text: str = "this run\n") -> FileSpec:
-    (spec,) = [spec for spec in check_files([{"dest": [str(path), str(path.parent / "latest")], "content": text,
-                                              "exclusive": [str(path)]}]) if spec.dest == str(path)]
-    assert spec.exclusive
-    return spec
+    return FileSpec(str(path), text.encode("utf-8"), exclusive=True)
 
 
 def test_an_exclusive_file_is_created_and_then_unchanged(tmp_path):
