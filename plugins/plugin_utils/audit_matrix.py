@@ -4,8 +4,8 @@
 """The echo audit matrix: per-host echo results in, one report document out.
 
 Pure functions, free of Ansible. The input is what the ``echo_audit`` role gathers for every
-source host: the plan resolved by :mod:`audit_inventory` and the registered result of its
-``dicom.network.echo`` loop (which may say the host was unreachable or the task failed).
+source host: the plan resolved by :mod:`audit_inventory` and what its ``dicom.network.echo``
+call wrote into the run's journal (which may say the host was unreachable or the task failed).
 Every planned (source host, calling AE, peer) becomes exactly one cell; a check that did not
 run becomes a ``not_run`` cell that says why, so nothing is silently dropped.
 
@@ -16,7 +16,7 @@ whatever a peer sent are untrusted, and the renderers escape them again for thei
 A 300 x 300 matrix has 90,000 cells of 27 fields, 72 MB as JSON, most of it repeated: every
 cell names its row and column again, and the fields a peer answered (outcome, message,
 implementation, address...) take a few hundred distinct values. :func:`build_packed` therefore
-builds the *packed* form the role passes between its tasks (about 8 times smaller, as fast to
+builds the *packed* form the report step renders from (about 8 times smaller, as fast to
 read): the report's top-level keys, the distinct answers once in ``variants``, and per cell
 ``[row, column, variant, rtt, timings, started_at]`` in ``packed_cells``. :func:`cells_of`
 gives the cells of either form, :func:`build_report` the report itself.
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import OUTCOMES
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import type_name
@@ -58,10 +58,6 @@ C_ROW, C_COLUMN, C_VARIANT, C_RTT, C_TIMINGS, C_STARTED_AT = range(6)
 
 class AuditMatrixError(ValueError):
     """The gathered results or the baseline cannot be turned into a report; says which and why."""
-
-
-def _as_is(value: Any) -> Any:
-    return value
 
 
 @contextmanager
@@ -359,16 +355,15 @@ class _Columns:
         return columns
 
 
-def _plan(host: str, plan: Any, plain: Callable[[Any], Any]) -> Mapping[str, Any]:
-    plan = plain(plan)
-    if not isinstance(plan, Mapping) or not isinstance(plain(plan.get("calls")), list) \
-            or not isinstance(plain(plan.get("aes")), Mapping):
+def _plan(host: str, plan: Any) -> Mapping[str, Any]:
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("calls"), list) \
+            or not isinstance(plan.get("aes"), Mapping):
         raise AuditMatrixError("host %s: no peer plan was gathered (the plan step, dicom.network.echo_audit_plan, "
                                "must run before the report)" % host)
     return plan
 
 
-def _items_by_calling(echo: Any, plain: Callable[[Any], Any], calls: Sequence[Any] = ()) -> Dict[str, Mapping[str, Any]]:
+def _items_by_calling(echo: Any, calls: Sequence[Any] = ()) -> Dict[str, Mapping[str, Any]]:
     """The echo call results of a host, keyed by the calling AE they ran for.
 
     The role makes one call per host, each peer carrying its calling AE title: that call's results
@@ -376,25 +371,23 @@ def _items_by_calling(echo: Any, plain: Callable[[Any], Any], calls: Sequence[An
     that AE's call, as journals of older runs have it.
     """
     items: Dict[str, Mapping[str, Any]] = {}
-    results = plain(echo.get("results")) if isinstance(echo, Mapping) else None
+    results = echo.get("results") if isinstance(echo, Mapping) else None
     if not isinstance(results, list):
         return items
     by_title = {}
     for call in calls:
-        call = plain(call)
         if isinstance(call, Mapping) and isinstance(call.get("calling"), str):
             by_title.setdefault(str(call.get("calling_ae_title") or "").strip(), call["calling"])
     for item in results:
-        item = plain(item)
         if not isinstance(item, Mapping):
             continue
-        call = plain(item.get("item"))
+        call = item.get("item")
         if isinstance(call, str):
             items[call] = item
         elif isinstance(call, Mapping) and isinstance(call.get("calling"), str):
             items[call["calling"]] = item
         else:
-            answers = plain(item.get("results"))
+            answers = item.get("results")
             if not isinstance(answers, list):
                 # Failed or unreachable before any peer: the same reason for every calling AE.
                 items.update((calling, item) for calling in by_title.values())
@@ -442,32 +435,21 @@ class Matrix:
 def collect(
     plans: Mapping[str, Any], results: Optional[Mapping[str, Any]] = None,
     missing: Optional[Tuple[str, str]] = None, setup_failures: Optional[Mapping[str, Any]] = None,
-    plain: Optional[Callable[[Any], Any]] = None,
 ) -> Matrix:
     """The matrix of every planned check, sorted by site, kind and AE title.
 
-    ``plans`` maps each source host to its plan, ``results`` to the registered result of its echo
-    loop (missing or ``None`` when the task never ran there). ``missing`` is the (reason, message)
+    ``plans`` maps each source host to its plan, ``results`` to its echo results as
+    :func:`results_from_journal` gives them (missing or ``None`` when the task never ran there). ``missing`` is the (reason, message)
     of hosts without any result, when the caller knows why (an interrupted play). ``setup_failures``
     maps hosts whose preparation failed (no pynetdicom virtualenv) to the reason their echo never ran.
-    ``plain`` is applied to the containers down to each call of a plan and each loop item of a
-    result, before they are read: the filter's way to read ansible-core's lazy containers without
-    templating every value. Only what the filter receives, and what that holds, comes wrapped (a
-    host's plan or result read from hostvars); below that is the stored data. A lazy container
-    deeper down would still be read right, only slower; 90,000 calls of ``plain`` per cell level
-    would cost more than they could save.
     """
-    plain = plain or _as_is
-    plans = plain(plans)
     if not isinstance(plans, Mapping):
         raise AuditMatrixError("plans must be a dictionary of source host: plan, got %s" % type_name(plans))
-    results = plain(results)
     if results is None:
         results = {}
     if not isinstance(results, Mapping):
         raise AuditMatrixError("results must be a dictionary of source host: registered echo result, got %s"
                                % type_name(results))
-    setup_failures = plain(setup_failures)
     if not isinstance(setup_failures, Mapping):
         setup_failures = {}
     rows: List[Dict[str, Any]] = []
@@ -477,17 +459,16 @@ def collect(
     pending: List[List[Any]] = []
     for host in sorted(plans, key=str):
         source = clean_text(host, 255) or ""
-        plan = _plan(source, plans[host], plain)
-        echo = plain(results.get(host))
+        plan = _plan(source, plans[host])
+        echo = results.get(host)
         failure = clean_text(setup_failures.get(host), 300)
         if failure:
             echo = None
-        items = _items_by_calling(echo, plain, plain(plan["calls"]))
-        aes = plain(plan["aes"])
-        for call in plain(plan["calls"]):
-            call = plain(call)
+        items = _items_by_calling(echo, plan["calls"])
+        aes = plan["aes"]
+        for call in plan["calls"]:
             calling = call.get("calling")
-            meta = _ae_meta(plain(aes.get(calling)) or {"name": calling, "ae_title": call.get("calling_ae_title")})
+            meta = _ae_meta(aes.get(calling) or {"name": calling, "ae_title": call.get("calling_ae_title")})
             row = {"id": "%s/%s" % (source, meta["name"]), "source_host": source, "calling": meta["name"],
                    "calling_ae_title": meta["ae_title"], "site": meta["site"], "kind": meta["kind"],
                    "description": meta["description"], "ae_host": meta["host"], "ae_port": meta["port"]}
@@ -496,13 +477,13 @@ def collect(
             # Where the module really ran: the host itself, or the probe it was delegated to.
             echoed_from = clean_text(item.get("echoed_from"), 255) if item is not None else None
             row["echoed_from"] = echoed_from if echoed_from and echoed_from != source else None
-            planned = plain(call.get("peers")) or []
+            planned = call.get("peers") or []
             if not planned:
                 continue
             problem = ("setup_failed", failure) if failure else _call_problem(echo, item, source, missing)
             answers: Dict[str, Mapping[str, Any]] = {}
             if problem is None:
-                for result in plain(item["results"]):
+                for result in item["results"]:
                     if (isinstance(result, dict) or isinstance(result, Mapping)) and isinstance(result.get("name"), str):
                         answers.setdefault(result["name"], result)
                 if item.get("failed"):
@@ -658,11 +639,8 @@ def parse_report(baseline: Any, source: str = "baseline") -> Any:
     return baseline
 
 
-def baseline_cells(baseline: Any, source: str = "baseline",
-                   plain: Optional[Callable[[Any], Any]] = None) -> List[Dict[str, Any]]:
+def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, Any]]:
     """The cells of a previous JSON report, checked well enough to diff against."""
-    plain = plain or _as_is
-    baseline = plain(baseline)
     if not isinstance(baseline, Mapping):
         raise AuditMatrixError("%s: not a JSON report of dicom.network.echo_audit (expected an object, got %s)"
                                % (source, type_name(baseline)))
@@ -678,7 +656,7 @@ def baseline_cells(baseline: Any, source: str = "baseline",
             baseline = unpack_report(baseline)
         except (KeyError, IndexError, TypeError, AuditMatrixError) as error:
             raise AuditMatrixError("%s: not a packed report of dicom.network.echo_audit (%s)" % (source, error))
-    cells = plain(baseline.get("cells"))
+    cells = baseline.get("cells")
     if not isinstance(cells, list):
         raise AuditMatrixError("%s: cells must be a list" % source)
     checked = []
@@ -753,7 +731,6 @@ def _report_head(
     only_peers: Optional[Sequence[str]],
     limit: Optional[str],
     interrupted: Optional[str],
-    plain: Callable[[Any], Any],
 ) -> Dict[str, Any]:
     summary = _summarize(matrix)
     only_peers = sorted(clean_text(token, 120) for token in only_peers) if only_peers else None
@@ -778,8 +755,8 @@ def _report_head(
     }
     if baseline is not None and baseline != "":
         source = clean_text(baseline_source, 300) or "baseline"
-        baseline = plain(parse_report(baseline, source))
-        old = baseline_cells(baseline, source, plain)
+        baseline = parse_report(baseline, source)
+        old = baseline_cells(baseline, source)
         hosts = report["scope"]["source_hosts"] if baseline_scope == "run" else None
         peers = list(only_peers) if baseline_scope == "run" and only_peers else None
         # What the diff reads of a cell comes from its variant: taken once per distinct answer.
@@ -812,7 +789,6 @@ def build_packed(
     limit: Optional[str] = None,
     interrupted: Optional[str] = None,
     setup_failures: Optional[Mapping[str, Any]] = None,
-    plain: Optional[Callable[[Any], Any]] = None,
 ) -> Dict[str, Any]:
     """The report in its packed form: the keys of :func:`build_report` with ``packing``, ``variants`` and
     ``packed_cells`` instead of ``cells``.
@@ -821,17 +797,15 @@ def build_packed(
     ``only_peers``, of those peers); ``all`` reports every baseline pair missing now as disappeared.
     ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
     hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
-    ``plain`` gives the stored value of a lazy container (the filter passes Ansible's), one level deep.
     """
     if baseline_scope not in BASELINE_SCOPES:
         raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
-    plain = plain or _as_is
     interrupted = clean_text(interrupted, 300)
     missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
     with paused_gc():
-        matrix = collect(plans, results, missing, setup_failures, plain)
+        matrix = collect(plans, results, missing, setup_failures)
         report = _report_head(matrix, generated_at, started_at, title, baseline, baseline_source, baseline_scope,
-                              plain(only_peers), limit, interrupted, plain)
+                              only_peers, limit, interrupted)
     report.update(packing=PACKING, variants=matrix.variants, packed_cells=matrix.cells)
     return report
 
