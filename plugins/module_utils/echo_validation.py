@@ -276,7 +276,7 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
         raise EchoInputError("peers must not be empty")
 
     peers: List[PeerSpec] = []
-    seen_names: Dict[str, int] = {}
+    seen_names: Dict[Tuple[str, str], int] = {}
     for index, raw in enumerate(peers_param):
         label = "peers[%d]" % index
         if not isinstance(raw, Mapping):
@@ -299,16 +299,17 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
                            label + ".port")
         name = raw.get("name")
         name = ae_title if name in (None, "") else str(name)
-        if name in seen_names:
-            raise EchoInputError("%s.name %r is also used by peers[%d]; names must be unique"
-                                 % (label, name, seen_names[name]))
-        seen_names[name] = index
         expect = raw.get("expect") or "accept"
         if expect not in EXPECTATIONS:
             raise EchoInputError("%s.expect must be one of %s, got %r" % (label, ", ".join(EXPECTATIONS), expect))
         calling = module_calling
         if raw.get("calling_ae_title") is not None:
             calling = normalize_ae_title(raw["calling_ae_title"], label + ".calling_ae_title")
+        # A result is told apart by its peer name and calling AE: one peer may be echoed as several callers.
+        if (name, calling) in seen_names:
+            raise EchoInputError("%s.name %r is also used by peers[%d] with calling AE title %s; names must be unique "
+                                 "per calling AE" % (label, name, seen_names[(name, calling)], calling))
+        seen_names[(name, calling)] = index
         tls = merge_tls(module_tls, raw.get("tls"), label)
         peers.append(PeerSpec(index=index, name=name, ae_title=ae_title, host=host, port=port,
                               expect=expect, calling_ae_title=calling, tls=tls))

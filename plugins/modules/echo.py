@@ -83,7 +83,8 @@ options:
         type: raw
       name:
         description:
-          - A label for the peer in results and messages. Must be unique within one call.
+          - A label for the peer in results and messages. Must be unique within one call for each calling AE title
+            (one peer may be listed once per O(peers[].calling_ae_title)).
           - Defaults to O(peers[].ae_title).
         type: str
       expect:

@@ -249,3 +249,23 @@ def test_a_source_that_cannot_run_python_is_echoed_by_its_probe(tmp_path):
         assert "Echo every peer" not in refused_run.stdout, "the bad inventory must stop the play before any echo"
     finally:
         stop_all(procs)
+
+
+def test_a_host_with_two_calling_aes_one_of_them_calling_only_echoes_each_peer_as_both(tmp_path, pynetdicom_peers):
+    """One module call per host: each peer once per calling AE, told apart by its calling AE title. The
+    workstation's second AE only calls, so its registry entry has no host and port and it is never a column."""
+    accept = pynetdicom_peers["accept"]
+    aes = {"archive": {"ae_title": accept.ae_title, "host": accept.host, "port": accept.port},
+           "ws": {"ae_title": "WS_MAIN", "host": "127.0.0.1", "port": closed_port()},
+           "scu": {"ae_title": "WS_SCU_ONLY"}}
+    inventory = write_inventory(tmp_path / "inventory", aes,
+                                {"ws-1": {"dicom_local_aes": ["ws", "scu"], "dicom_peers": ["archive"]}})
+    report_dir = tmp_path / "reports"
+    completed = run(audit_command(inventory, report_dir, "-e", "echo_audit_report_formats=json,csv"), tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    report = json.loads((report_dir / "latest.json").read_text())
+    assert sorted((cell["calling_ae_title"], cell["called_ae_title"], cell["outcome"]) for cell in report["cells"]) == [
+        ("WS_MAIN", accept.ae_title, "success"), ("WS_SCU_ONLY", accept.ae_title, "success")]
+    assert [column["name"] for column in report["columns"]] == ["archive"]
+    assert sorted(os.listdir(report_dir)) == sorted(
+        [name for name in os.listdir(report_dir) if name.endswith((".json", ".csv"))])

@@ -69,7 +69,8 @@ def test_peer_tls_settings_without_tls_on_are_refused():
         ({"peers": [peer(host="")]}, "peers[0] (PACS).host must be a non-empty host name"),
         ({"peers": [peer(host="pacs server")]}, "must not contain spaces"),
         ({"peers": [peer(name="x"), peer(name="x")]}, "peers[1] (x).name 'x' is also used by peers[0]"),
-        ({"peers": [peer(), peer()]}, "names must be unique"),
+        ({"peers": [peer(), peer()]}, "names must be unique per calling AE"),
+        ({"peers": [peer(calling_ae_title="A"), peer(calling_ae_title="A")]}, "with calling AE title A"),
         ({"peers": [peer(expect="maybe")]}, "peers[0] (PACS).expect must be one of accept, reject, blocked"),
         ({"peers": [peer(count=2)]}, "unknown key(s) count"),
         ({"peers": [peer()], "count": 0}, "count must be between 1 and 1000, got 0"),
@@ -167,3 +168,8 @@ def test_ipv4_literals_are_written_the_way_the_resolver_reads_them(host, problem
         assert found is None
     else:
         assert problem in found
+
+
+def test_one_peer_may_be_echoed_as_several_calling_aes():
+    request = validate_request({"peers": [peer(calling_ae_title="WS1"), peer(calling_ae_title="SCU_ONLY")]})
+    assert [(p.name, p.calling_ae_title) for p in request.peers] == [("PACS", "WS1"), ("PACS", "SCU_ONLY")]
