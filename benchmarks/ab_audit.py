@@ -126,8 +126,8 @@ def scenario4_report_step(document: Dict[str, Any]) -> Dict[str, float]:
         if "s4_html_mb" not in out and "ansible-playbook" in (row.get("what") or "") and "HTML " in notes:
             out["s4_html_mb"] = float(notes.rsplit("HTML ", 1)[1].split()[0])
     if "s4_report" not in out:
-        raise RuntimeError("its scenario 4 gave no report step time (%s)" % "; ".join(
-            str(note) for note in document.get("notes", [])[-3:]) or "no note")
+        raise RuntimeError("its scenario 4 gave no report step time (%s)" % ("; ".join(
+            str(note) for note in document.get("notes", [])[-3:]) or "no note"))
     return out
 
 
