@@ -134,7 +134,8 @@ def run(ctx: Context) -> None:
         seconds, engine, wall = res["phases_s"], res["engine_s"], res["wall_s"]
         report = seconds["report"] + seconds["show"]
         overhead = wall - sum(engine) / forks - report
-        checks = "%d checks, %d ok" % (res["checks"]["total"], res["checks"]["ok"]) if res["checks"] else "no latest.json"
+        checks = ("%d checks, %d ok" % (res["checks"]["total"], res["checks"]["ok"]) if res["checks"]
+                  else "no latest.json")
         ctx.row(scenario="3 fleet audit", condition=condition,
                 what="echo_audit role, %d hosts x %d peers, forks %d" % (n_hosts, n_peers, forks),
                 wall_s=wall, echoes=len(res["outcomes"]), eps=len(res["outcomes"]) / wall,
