@@ -1,18 +1,15 @@
-"""Scenario 4's in-process part, run in a fresh interpreter: the same N x M audit as the Ansible
-path (benchmarks/synthetic.py), through the collection's filter functions for the matrix and
-plugin_utils/audit_report.render_reports for the reports (the HTML page alone, then every format)
--- where the rendering time goes without Ansible.
+"""Scenario 4's in-process part, run in a fresh interpreter: the report task's work without Ansible.
 
-    python -m benchmarks.render_worker IN.json OUT.json      IN: {"rows": N, "columns": M, "dir": ...}
+It reads the copy of the journal scenario 4 took before the report task ran (the plan action's
+plan.json, the synthetic echo records and the run's options) and times, with the collection's own
+``plugin_utils``: first what the report action does (``audit_run.read_journal`` and ``report_run``:
+matrix, every format, files, verdict), then, again, the matrix alone (``build_run_report``) and
+each format alone (``audit_report.render_reports``) -- where the report task's time goes.
 
-The role is being written while these benchmarks are; when its filters' interfaces change, this
-part reports ``unavailable`` with the reason instead of failing the scenario (the Ansible path,
-which goes through the role's own task files, is the measurement that counts).
+    python -m benchmarks.render_worker IN.json OUT.json      IN: {"journal": DIR, "dir": DIR}
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import sys
 import time
@@ -20,26 +17,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, List
 
-from benchmarks.synthetic import audit_inventory, registered_echo
 from benchmarks.workers import REPO_ROOT, ensure_collection_path
 
-ROLE = REPO_ROOT / "roles" / "echo_audit"
-
-
-def collection_filters() -> Dict[str, Any]:
-    """The filters the matrix is built with (the report filters are on their way out)."""
-    filters: Dict[str, Any] = {}
-    for name in ("echo_audit_peers", "echo_matrix"):
-        module = importlib.import_module("ansible_collections.dicom.network.plugins.filter.%s" % name)
-        if hasattr(module, "FilterModule"):
-            for filter_name, function in module.FilterModule().filters().items():
-                filters["dicom.network.%s" % filter_name] = function
-    return filters
-
-
-def render(report: Any, formats: List[str]) -> Dict[str, str]:
-    from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import render_reports
-    return render_reports(report, formats, str(ROLE / "templates"))
+TEMPLATES = str(REPO_ROOT / "roles" / "echo_audit" / "templates")
 
 
 def main(argv: List[str]) -> int:
@@ -48,39 +28,31 @@ def main(argv: List[str]) -> int:
     ensure_collection_path()
     result: Dict[str, Any] = {"available": False}
     try:
-        filters = collection_filters()
-        inventory = audit_inventory(int(spec["rows"]), int(spec["columns"]))
-        registry = inventory["all"]["vars"]["dicom_aes"]
-        group = inventory["all"]["children"]["dicom_sources"]
-        peers_filter = filters["dicom.network.echo_audit_peers"]
-        plans = {host: peers_filter(registry, host=host, local_aes=hv["dicom_local_aes"],
-                                    peer_lists=dict(group["vars"]))
-                 for host, hv in group["hosts"].items()}
-        results = {host: registered_echo(plan, host) for host, plan in plans.items()}
-        matrix = filters["dicom.network.echo_matrix"]
-        parameters = inspect.signature(matrix).parameters
+        from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import render_reports
+        from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
+            build_run_report, read_journal, report_run)
+        journal = Path(spec["journal"])
+        options = json.loads(Path(str(journal) + ".options.json").read_text())
+        options["report_dir"] = str(out_dir / "inprocess-reports")
+        Path(options["report_dir"]).mkdir(mode=0o750)
+        # First, cold as in the action (imports aside): read the journal and do what the action does.
         t0 = time.monotonic()
-        if "results" in parameters:
-            # Packed where the filter can, as the report action holds it (not as JSON text).
-            report = matrix(plans, results=results, generated_at="2025-01-01T00:00:00Z",
-                            **{name: True for name in ("packed",) if name in parameters})
-        else:  # the earlier interface: {host: {plan, echo}}
-            report = matrix({h: {"plan": plans[h], "echo": results[h]} for h in plans},
-                            generated_at="2025-01-01T00:00:00Z")
+        document, entries = read_journal(str(journal))
+        outcome = report_run(document, entries, options, TEMPLATES)
+        result["report_run_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        report = build_run_report(document, entries, options, "2025-01-01T00:00:00Z")
         result["matrix_s"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        html = render(report, ["html"])["html"]
-        result["html_s"] = time.monotonic() - t0
         result["formats_s"] = {}
-        for fmt in ("json", "md", "csv", "junit"):
+        for fmt in ["html"] + [f for f in options["report_formats"] if f != "html"]:
             t0 = time.monotonic()
-            render(report, [fmt])
+            text = render_reports(report, [fmt], TEMPLATES, markdown_max_columns=options["markdown_max_columns"],
+                                  failures_limit=options["report_max_failures"])[fmt]
             result["formats_s"][fmt] = time.monotonic() - t0
-        path = out_dir / "inprocess-report.html"
-        path.write_text(html)
-        result.update(available=True, html_bytes=path.stat().st_size, html_path=str(path),
-                      cells=int(spec["rows"]) * int(spec["columns"]))
-    except Exception as exc:  # noqa: BLE001 - the role's interface moves; say why and go on
+            if fmt == "html":
+                result["html_bytes"] = len(text.encode("utf-8"))
+        result.update(available=True, cells=outcome["summary"]["total"], formats=options["report_formats"])
+    except Exception as exc:  # noqa: BLE001 - a breakdown only: say why and let the Ansible path count
         result["reason"] = "%s: %s" % (type(exc).__name__, str(exc)[:300])
         result["traceback"] = traceback.format_exc()[-2000:]
     Path(argv[1]).write_text(json.dumps(result))

@@ -2,32 +2,40 @@
 
 50 source hosts (local connection, each bound to its own 127.0.1.x source address through
 ``dicom_bind_address``) x 40 peers on the shared servers, every report format. The wall time is
-split by the role's task files: preflight, echo (with the engine time the module reports), the
-report rendering (collect.yml: the matrix; report.yml: view, templates, copies, stats) and the
-verdict. Skipped, with the reason, while the role or its filters are not there yet.
+split by the role's task files (``phase_split``): the plan task (plan.yml: options, inventory,
+journal), the echo task (echo.yml, with the engine time the module reports), the report task
+(report.yml: matrix, five formats, files) and the summary (show.yml). Skipped, with the reason,
+while the role or its action plugins are not there.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
-from benchmarks.ansible_runner import run_playbook
+from benchmarks.ansible_runner import AnsibleRun, run_playbook
 from benchmarks.common import REPO_ROOT, Context, Skip, percentile
 from benchmarks.fleet import spread
 from benchmarks.scenario1 import servers_for
+from tests.collection_path import ensure_collection_path
 
 ROLE = REPO_ROOT / "roles" / "echo_audit"
 PLAYBOOK = REPO_ROOT / "playbooks" / "audit.yml"
-NEEDED = [ROLE / "tasks" / "main.yml", PLAYBOOK, REPO_ROOT / "plugins" / "filter" / "echo_audit_peers.py",
-          REPO_ROOT / "plugins" / "filter" / "echo_matrix.py", REPO_ROOT / "plugins" / "filter" / "echo_matrix_view.py"]
-PHASE_FILES = ("preflight.yml", "echo.yml", "collect.yml", "report.yml", "verdict.yml")
+NEEDED = [ROLE / "tasks" / "main.yml", ROLE / "tasks" / "plan.yml", ROLE / "tasks" / "echo.yml",
+          ROLE / "tasks" / "report.yml", PLAYBOOK, REPO_ROOT / "plugins" / "action" / "echo_audit_plan.py",
+          REPO_ROOT / "plugins" / "action" / "echo_audit_report.py"]
+# The role's task files by phase. The second names are the layout before issue 18 (aef9bf1: a
+# preflight of asserts, the matrix in collect.yml, templates in report.yml/write_reports.yml, the
+# verdict in verdict.yml), so that benchmarks/ab_audit.py splits both sides the same way.
+PHASES = {"plan": ("plan.yml", "preflight.yml"), "echo": ("echo.yml",),
+          "report": ("report.yml", "collect.yml", "write_reports.yml"), "show": ("show.yml", "verdict.yml")}
+_PHASE_OF = {name: phase for phase, names in PHASES.items() for name in names}
 
 
 def require_role() -> None:
     missing = [str(p.relative_to(REPO_ROOT)) for p in NEEDED if not p.exists()]
     if missing:
-        raise Skip("the echo_audit role is not there yet (missing %s)" % ", ".join(missing))
+        raise Skip("the echo_audit role is not there (missing %s)" % ", ".join(missing))
 
 
 def fleet_inventory(n_hosts: int, peers: List[Dict], forks_note: str = "") -> Dict:
@@ -49,10 +57,68 @@ def fleet_inventory(n_hosts: int, peers: List[Dict], forks_note: str = "") -> Di
                   for name, hv in hosts.items()}}}}}
 
 
-def _phase(task: Dict) -> str:
+def task_file(task: Dict[str, Any]) -> str:
+    """The name of the role task file a timed task comes from ("other" for the playbook's own)."""
     path = (task.get("path") or "").split(":")[0]
-    base = Path(path).name
-    return base if base in PHASE_FILES else "other"
+    return Path(path).name if "/roles/echo_audit/tasks/" in path else "other"
+
+
+def phase_split(run_: AnsibleRun) -> Dict[str, Any]:
+    """Seconds per phase (first task start to last host result of the phase's task files) and per file."""
+    spans: Dict[str, List[float]] = {}
+    files: Dict[str, List[float]] = {}
+    for task in run_.tasks():
+        name = task_file(task)
+        for key, table in ((_PHASE_OF.get(name, "other"), spans), (name, files)):
+            span = table.setdefault(key, [task["start"], task["end"]])
+            span[0] = min(span[0], task["start"])
+            span[1] = max(span[1], task["end"])
+    seconds = {phase: round(span[1] - span[0], 3) for phase, span in spans.items()}
+    for phase in PHASES:
+        seconds.setdefault(phase, 0.0)
+    return {"phases_s": seconds, "files_s": {name: round(s[1] - s[0], 3) for name, s in files.items()}}
+
+
+def fleet_peers(ctx: Context, pairs, delay: float) -> List[Dict[str, Any]]:
+    """The audit's peers on the shared servers (through the delay proxy's routes when ``delay``)."""
+    peers = []
+    for server, title in pairs:
+        route = ctx.fleet.route(server, delay)
+        peers.append({"name": "%s_%s" % (server.kind, title.lower()), "ae_title": title, "host": route.host,
+                      "port": route.port, "site": "Site %s" % server.kind, "kind": "archive",
+                      "server": "%s:%d" % (server.kind, server.port)})
+    return peers
+
+
+def run_audit(ctx: Context, peers: List[Dict[str, Any]], n_hosts: int, forks: int, label: str = "scenario3",
+              collections_root: Optional[Path] = None) -> Dict[str, Any]:
+    """One ``playbooks/audit.yml`` run of the collection under ``collections_root`` (default this checkout):
+    the run, its phase split, the engine times and the reports' sizes. Raises when the playbook fails."""
+    wd = ctx.tmp("%s-" % label)
+    report_dir = wd / "reports"
+    extra_vars = {"echo_audit_report_dir": str(report_dir), "echo_audit_fail_on_unexpected": False}
+    if ctx.smoke:
+        extra_vars["echo_audit_report_formats"] = ["json", "html"]
+    # The playbook of the collection measured: before issue 18 it is another commit's.
+    root = collections_root if collections_root is not None else ensure_collection_path()
+    playbook = root / "ansible_collections" / "dicom" / "network" / "playbooks" / "audit.yml"
+    run_, peers_cpu = ctx.peers_cpu(run_playbook, wd, None, fleet_inventory(n_hosts, peers), playbook_path=playbook,
+                                    forks=forks, extra_vars=extra_vars, timeout=1200,
+                                    collections_root=collections_root)
+    if run_.rc != 0:
+        raise RuntimeError("audit playbook rc %d:\n%s" % (run_.rc, run_.output[-4000:]))
+    split = phase_split(run_)
+    digests = run_.echo_digests()
+    engine = [d["summary"]["duration_ms"] / 1000.0 for d in digests]
+    sizes = {p.name[len("latest."):]: p.stat().st_size for p in report_dir.glob("latest.*")}
+    try:
+        summary = json.loads((report_dir / "latest.json").read_text())["summary"]
+        checks = {"total": summary["total"], "ok": summary["ok"]}
+    except (OSError, ValueError, KeyError):
+        checks = None
+    return dict(split, run=run_, peers_cpu=peers_cpu, engine_s=engine, checks=checks, sizes=sizes,
+                latencies_ms=[t for d in digests for t in d["totals_ms"]],
+                outcomes=[o for d in digests for o in d["outcomes"]], wall_s=run_.wall_s)
 
 
 def run(ctx: Context) -> None:
@@ -64,55 +130,26 @@ def run(ctx: Context) -> None:
     for condition, delay in ctx.conditions():
         if delay:
             ctx.fleet.proxy(delay, [s for s, _t in pairs])
-        peers = []
-        for server, title in pairs:
-            route = ctx.fleet.route(server, delay)
-            peers.append({"name": "%s_%s" % (server.kind, title.lower()), "ae_title": title, "host": route.host,
-                          "port": route.port, "site": "Site %s" % server.kind, "kind": "archive",
-                          "server": "%s:%d" % (server.kind, server.port)})
-        wd = ctx.tmp("scenario3-")
-        report_dir = wd / "reports"
-        extra_vars = {"echo_audit_report_dir": str(report_dir), "echo_audit_fail_on_unexpected": False}
-        if ctx.smoke:
-            extra_vars["echo_audit_report_formats"] = ["json", "html"]
-        run_, peers_cpu = ctx.peers_cpu(run_playbook, wd, None, fleet_inventory(n_hosts, peers),
-                                        playbook_path=PLAYBOOK, forks=forks, extra_vars=extra_vars, timeout=1200)
-        if run_.rc != 0:
-            raise RuntimeError("audit playbook rc %d:\n%s" % (run_.rc, run_.output[-4000:]))
-        spans: Dict[str, List[float]] = {}
-        for task in run_.tasks():
-            span = spans.setdefault(_phase(task), [task["start"], task["end"]])
-            span[0] = min(span[0], task["start"])
-            span[1] = max(span[1], task["end"])
-        seconds = {phase: span[1] - span[0] for phase, span in spans.items()}
-        digests = run_.echo_digests()
-        engine = [d["summary"]["duration_ms"] / 1000.0 for d in digests]
-        latencies = [t for d in digests for t in d["totals_ms"]]
-        outcomes = [o for d in digests for o in d["outcomes"]]
-        render = seconds.get("collect.yml", 0.0) + seconds.get("report.yml", 0.0)
-        engine_share = sum(engine) / forks
-        overhead = run_.wall_s - engine_share - render
-        sizes = {p.suffix or p.name: p.stat().st_size for p in report_dir.glob("latest.*")}
-        try:
-            summary = json.loads((report_dir / "latest.json").read_text())["summary"]
-            checks = "%d checks, %d ok" % (summary["total"], summary["ok"])
-        except (OSError, ValueError, KeyError):
-            checks = "no latest.json"
+        res = run_audit(ctx, fleet_peers(ctx, pairs, delay), n_hosts, forks)
+        seconds, engine, wall = res["phases_s"], res["engine_s"], res["wall_s"]
+        report = seconds["report"] + seconds["show"]
+        overhead = wall - sum(engine) / forks - report
+        checks = ("%d checks, %d ok" % (res["checks"]["total"], res["checks"]["ok"]) if res["checks"]
+                  else "no latest.json")
         ctx.row(scenario="3 fleet audit", condition=condition,
                 what="echo_audit role, %d hosts x %d peers, forks %d" % (n_hosts, n_peers, forks),
-                wall_s=run_.wall_s, echoes=len(outcomes), eps=len(outcomes) / run_.wall_s,
-                p50_ms=percentile(latencies, 50), p95_ms=percentile(latencies, 95),
-                notes="%s; preflight %.1f s, echo tasks %.1f s (engine sum %.1f s, max %.2f s per host), "
-                      "rendering %.1f s (matrix %.1f, reports %.1f), verdict %.1f s; Ansible overhead %.1f s; "
-                      "reports %s; %s"
-                % (checks, seconds.get("preflight.yml", 0.0), seconds.get("echo.yml", 0.0), sum(engine),
-                   max(engine) if engine else 0.0, render, seconds.get("collect.yml", 0.0),
-                   seconds.get("report.yml", 0.0), seconds.get("verdict.yml", 0.0), overhead,
-                   ", ".join("%s %.0f kB" % (k.lstrip("."), v / 1024.0) for k, v in sorted(sizes.items())),
-                   peers_cpu),
-                data={"phases_s": seconds, "engine_s": engine, "ansible_overhead_s": overhead, "render_s": render})
+                wall_s=wall, echoes=len(res["outcomes"]), eps=len(res["outcomes"]) / wall,
+                p50_ms=percentile(res["latencies_ms"], 50), p95_ms=percentile(res["latencies_ms"], 95),
+                notes="%s; plan task %.1f s, echo task %.1f s (engine sum %.1f s, max %.2f s per host), report task "
+                      "%.1f s (matrix, %d formats, files), summary %.1f s; Ansible overhead %.1f s; reports %s; %s"
+                % (checks, seconds["plan"], seconds["echo"], sum(engine), max(engine) if engine else 0.0,
+                   seconds["report"], len(res["sizes"]), seconds["show"], overhead,
+                   ", ".join("%s %.0f kB" % (k, v / 1024.0) for k, v in sorted(res["sizes"].items())),
+                   res["peers_cpu"]),
+                data={"phases_s": seconds, "files_s": res["files_s"], "engine_s": engine,
+                      "ansible_overhead_s": overhead, "report_s": report, "sizes": res["sizes"]})
         tag = "loopback" if not delay else "proxy"
-        ctx.target("3 %s" % tag, "audit wall, %d x %d (%s)" % (n_hosts, n_peers, condition), run_.wall_s, 90.0,
+        ctx.target("3 %s" % tag, "audit wall, %d x %d (%s)" % (n_hosts, n_peers, condition), wall, 90.0,
                    False, " s")
-        ctx.target("3 %s" % tag, "report rendering share of the audit wall (%s)" % condition,
-                   100.0 * render / run_.wall_s, 10.0, False, "%")
+        ctx.target("3 %s" % tag, "report task + summary share of the audit wall (%s)" % condition,
+                   100.0 * report / wall, 10.0, False, "%")

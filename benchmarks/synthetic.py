@@ -1,12 +1,22 @@
-"""Synthetic dicom.network.echo results for report benchmarks, shaped exactly like the role's
-registered result of its looped echo task (one item per calling AE, each with the module's
-``results`` and ``summary``), derived from the plan the role's preflight computed -- so the
-benchmark follows the role's own data path without 90,000 real associations."""
+"""Synthetic dicom.network.echo results for report benchmarks, written where the role's echo task
+writes them: one journal file per source host in the journal the plan action started, in the echo
+action's own format (its ``journal_record``), derived from the plan in that journal's plan.json --
+so the report task reads what a real audit leaves, without 90,000 real associations.
+
+    python -m benchmarks.synthetic JOURNAL_DIR [COPY_DIR OPTIONS_JSON]   # scenario 4's stand-in for echo.yml
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
+import shutil
+import sys
 import zlib
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, Mapping, Optional
+
+from tests.collection_path import ensure_collection_path
 
 OUTCOMES = [("success", 0.92), ("rejected", 0.03), ("timeout", 0.02), ("refused", 0.01), ("aborted", 0.01),
             ("status_failure", 0.005), ("tls_error", 0.005)]
@@ -46,31 +56,51 @@ def module_result(spec: Mapping[str, Any], calling: str, rnd: random.Random) -> 
     }
 
 
-def registered_echo(plan: Mapping[str, Any], host: str) -> Dict[str, Any]:
-    """What ``register:`` holds after the role's echo loop ran on ``host`` with ``plan``."""
+def echo_result(plan: Mapping[str, Any], host: str) -> Dict[str, Any]:
+    """What the role's one dicom.network.echo call returns on ``host`` for its plan: every peer of every
+    calling AE (``echo_peers`` as the plan action builds them), with seeded synthetic outcomes."""
     rnd = random.Random(zlib.crc32(str(host).encode()))
-    items: List[Dict[str, Any]] = []
-    for call in plan.get("calls") or []:
-        if not call.get("peers"):
-            continue
-        results = [module_result(spec, call["calling_ae_title"], rnd) for spec in call["peers"]]
-        ok = sum(1 for r in results if r["ok"])
-        by_outcome: Dict[str, int] = {}
-        for r in results:
-            by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
-        items.append({"item": call, "ansible_loop_var": "item", "changed": False, "failed": False,
-                      "msg": "%d of %d peer(s) not as expected (synthetic)" % (len(results) - ok, len(results)),
-                      "results": results,
-                      "summary": {"total": len(results), "ok": ok, "failed": len(results) - ok,
-                                  "by_outcome": dict(sorted(by_outcome.items())), "duration_ms": 1000.0}})
-    return {"changed": False, "msg": "All items completed", "results": items, "skipped": False}
+    results = [module_result(spec, call["calling_ae_title"], rnd)
+               for call in plan.get("calls") or [] for spec in call.get("peers") or []]
+    ok = sum(1 for r in results if r["ok"])
+    by_outcome: Dict[str, int] = {}
+    for r in results:
+        by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
+    return {"changed": False, "failed": False,
+            "msg": "%d of %d peer(s) not as expected (synthetic)" % (len(results) - ok, len(results)),
+            "results": results,
+            "summary": {"total": len(results), "ok": ok, "failed": len(results) - ok,
+                        "by_outcome": dict(sorted(by_outcome.items())), "duration_ms": 1000.0}}
+
+
+def write_journal(journal: str, copy_to: Optional[str] = None, options: Optional[str] = None) -> Dict[str, Any]:
+    """Stand in for the echo task: one journal file per planned host in ``journal`` (the directory the
+    plan action started), written with the echo action's own ``journal_record`` and ``write_journal``
+    under the name the role gives it (sha1 of the host). ``copy_to``: also copy the whole journal
+    there, plan.json included, with ``options`` (the run's options as JSON text) in <copy_to>.options.json, for the
+    plain-Python path (the report task removes the journal)."""
+    ensure_collection_path()
+    from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import (
+        journal_record, write_journal as write_record)
+    with open(os.path.join(journal, "plan.json"), encoding="utf-8") as stream:
+        plans = json.load(stream)["plans"]
+    cells = 0
+    for host in sorted(plans):
+        record = journal_record(host, host, None, echo_result(plans[host], host))
+        cells += len(record["result"]["results"])
+        write_record(os.path.join(journal, "%s.json" % hashlib.sha1(host.encode("utf-8")).hexdigest()), record)
+    if copy_to:
+        shutil.copytree(journal, copy_to)
+        # Beside the copy, not in it: every other .json file there is read as an echo record.
+        with open(copy_to + ".options.json", "w", encoding="utf-8") as stream:
+            stream.write(options or "{}")
+    return {"hosts": len(plans), "cells": cells}
 
 
 def audit_inventory(n_rows: int, n_columns: int) -> Dict[str, Any]:
     """An inventory (YAML-able dict, local connection) of ``n_rows`` source hosts that each check
-    ``n_columns`` peers, for the role's preflight. Addresses are documentation ranges: nothing is
+    ``n_columns`` peers, for the role's plan task. Addresses are documentation ranges: nothing is
     ever contacted (the echo results are synthetic)."""
-    import sys
     sites = ["Site North", "Site South", "Site East"]
     registry: Dict[str, Dict[str, Any]] = {}
     for c in range(n_columns):
@@ -87,3 +117,7 @@ def audit_inventory(n_rows: int, n_columns: int) -> Dict[str, Any]:
                        "ansible_python_interpreter": sys.executable}
     return {"all": {"vars": {"dicom_aes": registry}, "children": {"dicom_sources": {
         "vars": {"dicom_peers_all": ["peer%03d" % c for c in range(n_columns)]}, "hosts": hosts}}}}
+
+
+if __name__ == "__main__":
+    print(json.dumps(write_journal(*sys.argv[1:4])))

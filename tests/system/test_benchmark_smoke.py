@@ -77,3 +77,34 @@ def test_ab_smoke_runs_and_prints_one_table(tmp_path):
         assert set(row["verdict"].values()) <= {"PASS", "MISS", "-"}, row
     judged = [row["key"] for row in document["rows"] if row["threshold"] != "-"]
     assert judged == ["s1_loopback", "s1_proxy", "s2_engine_ratio", "s2_module_ratio", "memory_mb"], judged
+
+
+def test_ab_audit_smoke_runs_and_prints_one_table(tmp_path):
+    """``benchmarks/ab_audit.py --smoke`` against HEAD: scenario 3 (2 hosts x 3 peers) and scenario 4
+    (10 x 10) for both variants, one table with issue 18's thresholds, no harness error."""
+    commit = _git_commit("HEAD")
+    if commit is None:
+        pytest.skip("benchmarks/ab_audit.py exports a commit with git archive: this is not a git checkout")
+    out = tmp_path / "ab-audit.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "ab_audit.py"), "--before", "HEAD",
+                           "--smoke", "--json", str(out)], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300, check=False)
+    report = "stdout:\n%s\nstderr:\n%s" % (done.stdout[-6000:], done.stderr[-3000:])
+    assert done.returncode == 0, report
+    header = "| measurement | before `%s` | after | after/before | threshold (issue 18) | verdict |" % commit[:7]
+    assert header in done.stdout, report
+    document = json.loads(out.read_text())
+    assert document["errors"] == [], report
+    assert document["scenario4_unmeasured"] == {}, report
+    assert document["before"]["commit"] == commit
+    keys = [row["key"] for row in document["rows"]]
+    assert keys == ["s3_wall", "s3_plan", "s3_echo", "s3_report", "s3_show", "s3_rest", "s4_report", "s4_playbook",
+                    "s4_html_mb", "s4_interactive"], keys
+    for row in document["rows"]:
+        assert "| %s |" % row["measurement"] in done.stdout, (row["measurement"], report)
+        expected = 0 if row["key"] == "s4_interactive" and not row["samples"]["after"] else 1
+        assert {variant: len(values) for variant, values in row["samples"].items()} == \
+            {"before": expected, "after": expected}, row
+        assert row["verdict"] in ("PASS", "MISS", "-"), row
+    judged = [row["key"] for row in document["rows"] if row["threshold"] != "-"]
+    assert judged == ["s3_wall", "s4_report"], judged
