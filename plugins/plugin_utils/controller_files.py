@@ -159,6 +159,23 @@ def _write_temporary(path: str, data: bytes, mode: int, sync: bool) -> str:
     return temporary
 
 
+def _link_temporary(source: str, path: str) -> Optional[str]:
+    """A new hidden name beside ``path`` for the complete temporary file ``source``, or None where links fail."""
+    directory = os.path.dirname(path) or "."
+    for _attempt in range(100):
+        temporary = os.path.join(directory, ".%s.%s.tmp" % (os.path.basename(path)[:64], os.urandom(6).hex()))
+        try:
+            os.link(source, temporary)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno in _NO_HARD_LINKS or exc.errno == errno.EXDEV:
+                return None
+            raise
+        return temporary
+    return None
+
+
 def _put_in_place(temporary: str, path: str, data: bytes, exclusive: bool) -> None:
     if exclusive:
         _link_new(temporary, path, data)
@@ -258,16 +275,25 @@ def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None
     Every new content goes to its temporary file first: a full disk or a quota fails there, before
     any file is replaced, and nothing changes (a set such as the reports' latest.* must never mix
     two runs). Then each is put in place by a rename or link, which needs no space. ``done``
-    collects the plans applied, for the error message of a failure in that second step.
+    collects the plans applied, for the error message of a failure in that second step. Plans that
+    share one content object (a report and its latest.* copy) share one file where the file system
+    allows hard links: the data is written and flushed once.
     """
     done = [] if done is None else done
     staged: List[Tuple[FilePlan, Optional[str]]] = []
+    written: dict = {}  # (id of a content object, mode) -> its first temporary file
     placed = 0  # staged[:placed] are in place, in order
     try:
         for plan in plans:
             try:
-                staged.append((plan, _write_temporary(plan.dest, plan.data, plan.mode, True)
-                               if plan.content_changed else None))
+                temporary = None
+                if plan.content_changed:
+                    first = written.get((id(plan.data), plan.mode))
+                    temporary = _link_temporary(first, plan.dest) if first else None
+                    if temporary is None:
+                        temporary = _write_temporary(plan.dest, plan.data, plan.mode, True)
+                    written.setdefault((id(plan.data), plan.mode), temporary)
+                staged.append((plan, temporary))
             except OSError as exc:
                 raise ControllerFileError("%s: cannot write it (%s); no file was changed"
                                           % (plan.dest, exc.strerror or exc)) from None

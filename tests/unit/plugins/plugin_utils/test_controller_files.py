@@ -256,3 +256,17 @@ def test_a_full_disk_changes_none_of_the_files_of_one_call(tmp_path, monkeypatch
     monkeypatch.setattr(os, "fdopen", real_fdopen)
     apply_plans(plans, done)
     assert [path.read_text() for path in paths] == ["this run\n"] * 3 and done == plans
+
+
+def test_files_of_one_content_object_share_one_written_file(tmp_path):
+    """A report and its latest.* copy: the data is written (and flushed) once, the second name is a hard link."""
+    data = b"report\n"
+    (tmp_path / "latest.json").write_bytes(b"previous run\n")
+    plans = [plan_file(FileSpec(str(tmp_path / "run.json"), data, exclusive=True), 0o640),
+             plan_file(FileSpec(str(tmp_path / "latest.json"), data), 0o640),
+             plan_file(FileSpec(str(tmp_path / "other.json"), bytes(bytearray(data))), 0o640)]
+    apply_plans(plans)
+    run, latest, other = (os.stat(tmp_path / name) for name in ("run.json", "latest.json", "other.json"))
+    assert (run.st_ino, run.st_nlink) == (latest.st_ino, 2) and other.st_ino != run.st_ino
+    assert (tmp_path / "latest.json").read_bytes() == data and stat.S_IMODE(latest.st_mode) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["latest.json", "other.json", "run.json"]  # no temporary file left
