@@ -32,7 +32,6 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     build_packed,
     parse_report,
     results_from_journal,
-    unpack_report,
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, render_reports
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
@@ -243,15 +242,12 @@ def start_journal(options: Mapping[str, Any], run: Mapping[str, Any], plans: Map
                 "only_peers": options["only_peers"], "limit": options["limit"], "kept": keep,
                 "plans": without_secrets(plans)}
     try:
-        write_text(os.path.join(directory, PLAN_FILE), json.dumps(document, default=str))
+        atomic_write(os.path.join(directory, PLAN_FILE), json.dumps(document, default=str).encode("utf-8"),
+                     REPORT_MODE, sync=False)
     except OSError:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return directory
-
-
-def write_text(path: str, text: str) -> None:
-    atomic_write(path, text.encode("utf-8"), REPORT_MODE, sync=False)
 
 
 def read_journal(directory: str) -> Tuple[Dict[str, Any], List[Any]]:
@@ -400,7 +396,3 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
         "name": name,
         "report": report,
     }
-
-
-def full_report(report: Mapping[str, Any]) -> Dict[str, Any]:
-    return unpack_report(report)
