@@ -269,3 +269,28 @@ def test_a_host_with_two_calling_aes_one_of_them_calling_only_echoes_each_peer_a
     assert [column["name"] for column in report["columns"]] == ["archive"]
     assert sorted(os.listdir(report_dir)) == sorted(
         [name for name in os.listdir(report_dir) if name.endswith((".json", ".csv"))])
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_passing_audit_of_two_hosts_is_short_and_ends_with_the_summary(tmp_path, pynetdicom_peers, quiet):
+    """The default callback, no ansible.cfg: about 30 lines, the summary last before the recap, also with
+    display_ok_hosts and display_skipped_hosts off; only the report step is changed."""
+    accept = pynetdicom_peers["accept"]
+    aes = {"archive": {"ae_title": accept.ae_title, "host": accept.host, "port": accept.port},
+           "ws_1": {"ae_title": "WS_1", "host": "127.0.0.1", "port": closed_port()},
+           "ws_2": {"ae_title": "WS_2", "host": "127.0.0.1", "port": closed_port()}}
+    sources = {"ws-1": {"dicom_local_aes": ["ws_1"], "dicom_peers": ["archive"]},
+               "ws-2": {"dicom_local_aes": ["ws_2"], "dicom_peers": ["archive"]}}
+    inventory = write_inventory(tmp_path / "inventory", aes, sources)
+    env = dict(ENV, ANSIBLE_DISPLAY_OK_HOSTS="0", ANSIBLE_DISPLAY_SKIPPED_HOSTS="0") if quiet else ENV
+    completed = subprocess.run(audit_command(inventory, tmp_path / "reports"), cwd=str(tmp_path), env=env,
+                               capture_output=True, text=True, timeout=300, check=False)
+    lines = completed.stdout.splitlines()
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert len(lines) <= 30, completed.stdout
+    recap = lines.index(next(line for line in lines if line.startswith("PLAY RECAP")))
+    assert lines[recap - 5].startswith("TASK [dicom.network.echo_audit : Show the result]"), completed.stdout
+    assert lines[recap - 3].strip().startswith('"msg": "DICOM echo audit: 2 checks, 2 ok, 0 failed, 0 not run')
+    assert "reports: %s/latest.{json,html,md,csv,junit.xml}" % (tmp_path / "reports") in lines[recap - 3]
+    changed = {line.split()[0]: line for line in lines[recap + 1:] if "changed=" in line}
+    assert "changed=2" in changed["ws-1"] and "changed=0" in changed["ws-2"], lines[recap:]
