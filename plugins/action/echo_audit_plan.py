@@ -87,7 +87,13 @@ class ActionModule(ActionBase):
 
         run = {"started_at": utc_now(), "options": options, "check_mode": check_mode}
         earlier = interrupted_journals(options["report_dir"], planned_only=True) if options["journal"] else []
-        run["journal"] = start_journal(options, run, plans, check_mode)
+        try:
+            run["journal"] = start_journal(options, run, plans, check_mode)
+        except OSError as error:
+            result.update(failed=True, changed=False, msg="the audit's journal cannot be started in %s: %s"
+                          % (options["report_dir"] if options["journal"] and not check_mode else "the temporary directory",
+                             error.strerror or error))
+            return result
         for plan in plans.values():
             # One module call per host: each peer carries the calling AE title it is echoed as.
             plan["echo_peers"] = [dict(peer, calling_ae_title=call["calling_ae_title"])

@@ -9,6 +9,7 @@ import os
 import shutil
 
 from ansible.plugins.action import ActionBase
+from jinja2 import TemplateError
 
 from ansible_collections.dicom.network.plugins.modules.echo_audit_report import ARGUMENT_SPEC
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
@@ -46,6 +47,10 @@ class ActionModule(ActionBase):
                 result.update(self._report(args, task_vars))
         except AuditRunError as error:
             result.update(failed=True, changed=False, msg=str(error))
+        except (OSError, TemplateError) as error:
+            # A report directory that vanished or a template that a user broke: said in one line, not a traceback.
+            result.update(failed=True, changed=False, msg="the reports could not be written: %s: %s"
+                          % (type(error).__name__, getattr(error, "strerror", None) or error))
         return result
 
     def _report(self, args, task_vars):
