@@ -192,6 +192,8 @@ ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d
 RUN_STAMP = re.compile(r"\d{8}T\d{6}(?:\.\d+)?Z(?:-\d+)?")
 # Numbers that are measured, not decided: "12.3 ms", "0.012 s", JUnit's time="0.012000".
 MEASURED = re.compile(r"\b\d+\.\d+(?=\s?(?:ms|s)\b)")
+# The round-trip times of a JUnit case or a Markdown cell, "rtt: 3.4 / 3.6 / 4.1 ms" (min / avg / max).
+RTT_TRIPLE = re.compile(r"\b\d+(?:\.\d+)? / \d+(?:\.\d+)? / \d+(?:\.\d+)?(?=\s?ms\b)")
 JUNIT_TIME = re.compile(r'\btime="[0-9.]+"')
 # Keys of the JSON report (and CSV columns) whose values are measurements.
 MEASURED_KEYS = {"rtt_ms", "timings_ms", "duration_ms", "generated_at", "started_at", "finished_at",
@@ -237,6 +239,7 @@ def normalise_text(text: str, workdir: Path, ansible_texts: List[str]) -> str:
     text = ISO_TIME.sub("<TIME>", text)
     text = RUN_STAMP.sub("<STAMP>", text)
     text = JUNIT_TIME.sub('time="<T>"', text)
+    text = RTT_TRIPLE.sub("<RTT>", text)
     return MEASURED.sub("<N>", text)
 
 
@@ -327,6 +330,10 @@ def test_normalising_keeps_what_a_version_could_get_wrong(tmp_path):
     assert normalise_html(page % ("x", "3.044"), tmp_path, []) != normalise_html(page % ("y", "3.044"), tmp_path, [])
     assert normalise_html(page.replace("[1, 2", "[1, 4") % ("x", "3.0"), tmp_path, []) != \
         normalise_html(page % ("x", "3.0"), tmp_path, [])
+    junit = '<failure message="x">rtt: 3.377 / 3.377 / 6.1 ms, outcome %s</failure>'
+    assert normalise_text(junit % "success", tmp_path, []) == normalise_text(junit.replace("3.377", "6.619") % "success",
+                                                                             tmp_path, [])
+    assert normalise_text(junit % "success", tmp_path, []) != normalise_text(junit % "refused", tmp_path, [])
 
 
 # ------------------------------------------------------------------------------- every version: audit
