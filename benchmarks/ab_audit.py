@@ -168,8 +168,8 @@ class Bench:
         self.s3 = (2, 3) if ctx.smoke else (50, 40)
         self.n4 = 10 if ctx.smoke else 300
         self.measures = measures(self.s3, self.n4)
-        self.samples: Dict[str, Dict[str, List[float]]] = {v.name: {m.key: [] for m in self.measures}
-                                                            for v in variants}
+        self.samples: Dict[str, Dict[str, List[float]]] = {
+            v.name: {m.key: [] for m in self.measures} for v in variants}
         self.s4_unmeasured: Dict[str, str] = {}
         self.unexpected: List[str] = []
         servers, counts = servers_for(ctx, self.s3[1])

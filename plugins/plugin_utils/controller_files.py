@@ -63,7 +63,6 @@ class FilePlan:
         return "mode_changed" if self.mode_changed else "unchanged"
 
 
-
 def _same_content(path: str, data: bytes) -> bool:
     with open(path, "rb") as stream:
         return stream.read() == data
