@@ -650,3 +650,14 @@ def test_html_at_300_by_300_stays_small_and_complete(tmp_path):
     sizes = {path.name: path.stat().st_size for path in result.report_dir.iterdir() if path.name.startswith("latest")}
     print("\n300x300: ansible-playbook %.1f s, report sizes %s, matrix built by the page in %s ms (headless Chromium)"
           % (result.seconds, sizes, build_ms))
+
+
+@pytest.mark.parametrize("playbook", ["dicom.network.audit", "dicom.network.verify"])
+def test_a_host_pattern_that_matches_no_host_fails_naming_it(tmp_path, playbook):
+    """An audit of nothing used to exit 0: an AWX schedule went green while auditing no host."""
+    result = run(tmp_path, {}, {"echo_audit_hosts": "dicom_nowhere"}, playbook=playbook,
+                 inventory=write_inventory(tmp_path / "inv.yml"))
+    assert result.rc == 2, result.output[-3000:]
+    assert "no host of the inventory matches echo_audit_hosts=dicom_nowhere: put the source hosts in the group " \
+           "dicom_sources, or set echo_audit_hosts to their group or pattern" in result.output
+    assert "Echo every peer" not in result.output and not (tmp_path / "reports").exists()
