@@ -294,3 +294,24 @@ def test_a_passing_audit_of_two_hosts_is_short_and_ends_with_the_summary(tmp_pat
     assert "reports: %s/latest.{json,html,md,csv,junit.xml}" % (tmp_path / "reports") in lines[recap - 3]
     changed = {line.split()[0]: line for line in lines[recap + 1:] if "changed=" in line}
     assert "changed=2" in changed["ws-1"] and "changed=0" in changed["ws-2"], lines[recap:]
+
+
+def test_the_report_is_written_when_no_source_host_can_be_reached(tmp_path, pynetdicom_peers):
+    """Every source host unreachable: the first stays in the play (ignored) to write a report whose every cell
+    is not_run; the others are counted as unreachable."""
+    accept = pynetdicom_peers["accept"]
+    aes = {"archive": {"ae_title": accept.ae_title, "host": accept.host, "port": accept.port},
+           "ws_1": {"ae_title": "WS_1"}, "ws_2": {"ae_title": "WS_2"}}
+    down = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": closed_port(),
+            "ansible_ssh_common_args": "-o ConnectTimeout=3 -o BatchMode=yes"}
+    sources = {"ws-1": dict(down, dicom_local_aes=["ws_1"], dicom_peers=["archive"]),
+               "ws-2": dict(down, dicom_local_aes=["ws_2"], dicom_peers=["archive"])}
+    report_dir = tmp_path / "reports"
+    completed = run(audit_command(write_inventory(tmp_path / "inventory", aes, sources), report_dir), tmp_path)
+    assert completed.returncode == 4, completed.stdout[-3000:]
+    assert "fatal: [ws-1]: UNREACHABLE!" in completed.stdout and "fatal: [ws-2]: UNREACHABLE!" in completed.stdout
+    report = json.loads((report_dir / "latest.json").read_text())
+    assert sorted((cell["source_host"], cell["outcome"], cell["not_run_reason"]) for cell in report["cells"]) == [
+        ("ws-1", "not_run", "unreachable"), ("ws-2", "not_run", "unreachable")]
+    assert "DICOM echo audit: 2 checks, 0 ok, 0 failed, 2 not run" in completed.stdout
+    assert not list(report_dir.glob(".journal-*")), "the journal is removed once its reports are written"
