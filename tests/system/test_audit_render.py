@@ -1,10 +1,9 @@
-"""The echo_audit role's preflight, matrix, reports, baseline and verdict through real ansible-playbook runs.
+"""The echo_audit role's plan step, matrix, reports, baseline and verdict through real ansible-playbook runs.
 
-The echo module itself is replaced by synthetic registered results (the lead's end-to-end test runs
-it against real peers): a test playbook runs the role's preflight.yml, sets each host's
-``_echo_audit_run`` from a fixture file exactly as echo.yml does, then collect.yml, report.yml and
-verdict.yml. Inventory strings and peer-sent strings carry HTML, Markdown, CSV-formula and
-XML-breaking payloads that must come out escaped for each format.
+The echo module itself is replaced by synthetic results (test_audit_e2e runs it against real peers): a
+test playbook runs the role's plan.yml, writes each host's result into the run's journal from a fixture
+file as the echo action would, then report.yml and show.yml. Inventory strings and peer-sent strings
+carry HTML, Markdown, CSV-formula and XML-breaking payloads that must come out escaped for each format.
 """
 from __future__ import annotations
 
@@ -72,7 +71,7 @@ def write_inventory(path: Path, registry=None, hosts=None, group_vars=None) -> P
 
 
 def plans(registry=None, hosts=None, group_vars=None) -> Dict[str, Dict[str, Any]]:
-    """The plans the role's preflight computes, from the same inventory data."""
+    """The plans the role's plan step computes, from the same inventory data."""
     group = GROUP_VARS if group_vars is None else group_vars
     return {name: resolve_host(name, registry or REGISTRY, hostvars["dicom_local_aes"],
                                dict(group, **{k: v for k, v in hostvars.items() if k.startswith("dicom_peers")}))
