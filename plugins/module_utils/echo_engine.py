@@ -408,6 +408,11 @@ def _associate_and_echo(run: _PeerRun) -> None:
         compat.guard_reactor(assoc)
         echo_started = time.monotonic()
         for message_id in range(1, request.count + 1):
+            if message_id > 1 and (run.obs.protocol_violation is not None or run.obs.peer_abort is not None
+                                   or run.obs.peer_closed_phase is not None or not assoc.is_established):
+                # The peer ended, or asked to end, the association after the last answer: the wake-up
+                # for the next send_c_echo() may already be spent, so it is not sent at all.
+                break
             run.enter("echo", request.dimse_timeout)
             sent = time.monotonic()
             run.expected_msg_id = message_id
