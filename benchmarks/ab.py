@@ -138,10 +138,12 @@ def export_commit(repo: Path, rev: str, dest: Path) -> Tuple[str, Path]:
     return commit, dest
 
 
-def checkout_state(repo: Path) -> str:
+def checkout_state(repo: Path, paths: Tuple[str, ...] = ("plugins",)) -> str:
+    """HEAD, and whether what the benchmark measures (``paths``) has uncommitted changes."""
     head = _git(repo, "rev-parse", "--short", "HEAD")
-    changed = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", "plugins")
-    return "HEAD %s%s" % (head, ", plugins/ with uncommitted changes" if changed else "")
+    changed = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *paths)
+    return "HEAD %s%s" % (head, ", with uncommitted changes under %s" % ", ".join(p + "/" for p in paths)
+                          if changed else "")
 
 
 def module_file(root: Path, workdir: Path) -> str:

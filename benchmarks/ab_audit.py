@@ -50,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.ab import _cell, _git, export_commit  # noqa: E402
+from benchmarks.ab import _cell, _verdict, checkout_state, export_commit  # noqa: E402
 from benchmarks.common import Context, fmt, loadavg, machine_info  # noqa: E402
 from benchmarks.fleet import spread  # noqa: E402
 from benchmarks.scenario1 import servers_for  # noqa: E402
@@ -97,12 +97,6 @@ def measures(s3: Tuple[int, int], n4: int) -> List[Measure]:
         Measure("s4_html_mb", "4: HTML report size", "MB"),
         Measure("s4_interactive", "4: HTML page time until interactive, headless Chromium", "s"),
     ]
-
-
-def checkout_state(repo: Path) -> str:
-    head = _git(repo, "rev-parse", "--short", "HEAD")
-    changed = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", "plugins", "roles", "playbooks")
-    return "HEAD %s%s" % (head, ", with uncommitted changes under plugins/, roles/ or playbooks/" if changed else "")
 
 
 # ------------------------------------------------------------------ scenario 4 in the variant's own tree
@@ -236,17 +230,6 @@ class Bench:
 
 
 # ------------------------------------------------------------------ table
-def _verdict(check: Optional[Tuple[str, float]], after: Optional[float], before: Optional[float]) -> str:
-    if check is None or after is None:
-        return "-"
-    kind, limit = check
-    if kind == "ratio":
-        if not before:
-            return "-"
-        return "PASS" if after / before <= limit else "MISS"
-    return "PASS" if after < limit else "MISS"
-
-
 def summarize(bench: Bench) -> List[Dict[str, Any]]:
     rows = []
     for m in bench.measures:
@@ -320,7 +303,7 @@ def main(argv=None) -> int:
     try:
         try:
             commit, before_root = export_commit(REPO_ROOT, args.before, workdir / "before")
-            after_state = checkout_state(REPO_ROOT)
+            after_state = checkout_state(REPO_ROOT, ("plugins", "roles", "playbooks"))
             print("dicom.network echo_audit A/B (%s, %d round(s)): before = %s, after = this checkout (%s); host "
                   "loopback, %s, %s cores, load average %.2f %.2f %.2f"
                   % ((info["mode"], args.repeat, commit[:12], after_state, info.get("cpu"), info.get("cores"))

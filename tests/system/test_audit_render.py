@@ -20,9 +20,8 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 from xml.etree import ElementTree
 
 import pytest
@@ -30,6 +29,7 @@ import yaml
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_host
 from tests.unit.plugins.plugin_utils.test_audit_matrix import module_result
+from tests.unit.plugins.plugin_utils.test_audit_report import parse_html
 
 pytestmark = [pytest.mark.ansible]
 
@@ -187,31 +187,6 @@ def first(tmp_path_factory) -> Run:
     return run(tmp, fakes, {"echo_audit_fail_on_unexpected": False})
 
 
-class _Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: List[tuple] = []
-        self.text: List[str] = []
-        self.script_data: Dict[str, str] = {}
-        self._script: Optional[str] = None
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        if tag == "script":
-            self._script = dict(attrs).get("id") or "inline"
-            self.script_data[self._script] = ""
-
-    def handle_endtag(self, tag):
-        if tag == "script":
-            self._script = None
-
-    def handle_data(self, data):
-        if self._script:
-            self.script_data[self._script] += data
-        else:
-            self.text.append(data)
-
-
 def test_reports_are_written_with_time_stamp_latest_and_mode_0640(first):
     assert first.rc == 0, first.output[-4000:]
     names = sorted(path.name for path in first.report_dir.iterdir())
@@ -259,9 +234,8 @@ def chromium_dom(path: Path) -> Optional[str]:
     return completed.stdout
 
 
-def assert_no_injected_markup(html: str) -> _Elements:
-    parser = _Elements()
-    parser.feed(html)
+def assert_no_injected_markup(html: str):
+    parser = parse_html(html)
     scripts = [attrs for tag, attrs in parser.tags if tag == "script"]
     assert scripts == [{"type": "application/json", "id": "data"}, {}], "only the page's own two scripts"
     assert not [tag for tag, attrs in parser.tags if tag in ("img", "svg", "i", "b") or

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.dicom.network.plugins.plugin_utils import audit_run
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
     AuditRunError,
@@ -112,9 +113,12 @@ def test_a_run_writes_every_format_0640_with_latest_and_the_calling_only_row(tmp
     assert "SCU_ONLY" not in {column["ae_title"] for column in report["columns"]}
     assert Path(opts["report_dir"], "baseline.json").read_text() == Path(opts["report_dir"], "latest.json").read_text()
     # A second run of the same second names its reports -2 and leaves the first run's alone.
-    again = report_run(document, entries, dict(opts, baseline_save=False), TEMPLATES, name=None)
-    assert again["name"] == outcome["name"] + "-2" or again["name"] != outcome["name"]
-    assert Path(outcome["run_reports"]["json"]).exists() and Path(again["run_reports"]["json"]).exists()
+    stamp = outcome["name"][len("echo-audit-"):]
+    again = dict(opts, baseline_save=False)
+    assert audit_run._free_name(again, stamp) == outcome["name"] + "-2"
+    second = report_run(document, entries, again, TEMPLATES, name=audit_run._free_name(again, stamp))
+    assert second["name"] == outcome["name"] + "-2"
+    assert Path(outcome["run_reports"]["json"]).exists() and Path(second["run_reports"]["json"]).exists()
 
 
 def test_check_mode_writes_nothing_and_says_what_it_would(tmp_path):
