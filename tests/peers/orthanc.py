@@ -56,8 +56,10 @@ def orthanc_binary() -> Optional[str]:
 
 def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, str]] = None,
                   timeout: float = 15.0, ae_title: str = ORTHANC_AE,
-                  known_calling: Optional[Dict[str, str]] = None) -> Tuple[ManagedProcess, Peer]:
-    """Start Orthanc; ``known_calling`` (AE title -> source IP) replaces the test callers."""
+                  known_calling: Optional[Dict[str, str]] = None,
+                  extra_modalities: Optional[Dict[str, Dict[str, object]]] = None) -> Tuple[ManagedProcess, Peer]:
+    """Start Orthanc; ``known_calling`` (AE title -> source IP) replaces the test callers;
+    ``extra_modalities`` (id -> {"AET", "Host", "Port"}) are added to its modality table."""
     exe = orthanc_binary()
     if exe is None:
         raise FileNotFoundError("Orthanc binary not found")
@@ -73,6 +75,7 @@ def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, 
     for aet, host in (NOECHO_CALLING.items() if known_calling is None else ()):
         modalities["noecho-%s" % aet.lower()] = {"AET": aet, "Host": host, "Port": 104,
                                                  "AllowEcho": False}
+    modalities.update(extra_modalities or {})
     config = {
         "Name": "dicom-network-test-%s" % name,
         "StorageDirectory": str(storage),

@@ -1,4 +1,4 @@
-"""Ways the system tests drive dicom.network.echo: in-process through the engine, and for real
+"""Ways the system tests drive the modules: dicom.network.echo in-process through the engine, and for real
 through ansible-playbook with the collection on ANSIBLE_COLLECTIONS_PATH."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -142,16 +142,20 @@ def process_resources() -> Dict[str, int]:
     return {"fds": len(os.listdir("/proc/self/fd")), "threads": threading.active_count(), "rss_kb": rss_kb}
 
 
-def run_module(args: Dict[str, Any], timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run plugins/modules/echo.py as Ansible runs a module: a fresh Python process reading its
-    arguments from a file, printing one JSON document. Stdout/stderr are returned raw, so a
-    stray print or traceback is visible (ansible-playbook would hide stderr on success)."""
+def module_process(module: str = "echo") -> Tuple[List[str], Dict[str, str]]:
+    """The command and environment that run plugins/modules/<module>.py as Ansible runs a module: a fresh
+    Python process reading its arguments (``{"ANSIBLE_MODULE_ARGS": ...}``) on stdin, printing one JSON document."""
     collections = REPO_ROOT / "tests" / "output" / "collections"
-    module = collections / "ansible_collections" / "dicom" / "network" / "plugins" / "modules" / "echo.py"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections)] + sys.path))
-    completed = subprocess.run([sys.executable, str(module)], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
-                               capture_output=True, text=True, timeout=timeout, env=env, check=False)
-    return completed
+    path = collections / "ansible_collections" / "dicom" / "network" / "plugins" / "modules" / ("%s.py" % module)
+    return [sys.executable, str(path)], dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections)] + sys.path))
+
+
+def run_module(args: Dict[str, Any], timeout: float = 120, module: str = "echo") -> subprocess.CompletedProcess:
+    """Run a module of the collection (see :func:`module_process`). Stdout/stderr are returned raw, so a
+    stray print or traceback is visible (ansible-playbook would hide stderr on success)."""
+    argv, env = module_process(module)
+    return subprocess.run(argv, input=json.dumps({"ANSIBLE_MODULE_ARGS": args}), capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
 
 
 def run_playbook(tmp_path: Path, tasks: List[Dict[str, Any]], extra_args: Optional[List[str]] = None,
