@@ -49,6 +49,7 @@ class ListenRequest:
     duration: float
     idle_timeout: float
     expect_callers: List[str]
+    expect_rejected: List[str]
     allowed_calling_ae_titles: Optional[List[str]]
     allowed_source_addresses: Optional[List[Any]]  # ipaddress networks
     check_called_ae_title: bool
@@ -126,6 +127,12 @@ def validate_listen(params: Mapping[str, Any]) -> ListenRequest:
             except ValueError:
                 raise ListenInputError("allowed_source_addresses[%d] must be an IP address or a network such as "
                                        "10.1.2.0/24, got %r" % (index, item)) from None
+    expect_callers = _titles(params.get("expect_callers"), "expect_callers") or []
+    expect_rejected = _titles(params.get("expect_rejected"), "expect_rejected") or []
+    both = sorted(set(expect_callers) & set(expect_rejected))
+    if both:
+        raise ListenInputError("expect_callers and expect_rejected both list %s: a caller is either accepted or "
+                               "turned away" % ", ".join(both))
     fail_on = params.get("fail_on") or "missing"
     if fail_on not in FAIL_ON:
         raise ListenInputError("fail_on must be one of %s, got %r" % (", ".join(FAIL_ON), fail_on))
@@ -135,7 +142,8 @@ def validate_listen(params: Mapping[str, Any]) -> ListenRequest:
         bind_address=bind_address,
         duration=_seconds(params.get("duration", 300), "duration"),
         idle_timeout=_seconds(params.get("idle_timeout", 10), "idle_timeout"),
-        expect_callers=_titles(params.get("expect_callers"), "expect_callers") or [],
+        expect_callers=expect_callers,
+        expect_rejected=expect_rejected,
         allowed_calling_ae_titles=_titles(params.get("allowed_calling_ae_titles"), "allowed_calling_ae_titles"),
         allowed_source_addresses=networks,
         check_called_ae_title=params.get("check_called_ae_title", True) is not False,
@@ -277,7 +285,8 @@ class _Listener:
         self.connections: Dict[int, Tuple[Any, _Connection]] = {}
         self.order: List[_Connection] = []
         self.echoed_callers: set = set()
-        self.all_expected_echoed = threading.Event()
+        self.rejected_callers: set = set()
+        self.all_expected_seen = threading.Event()
 
     def _conn(self, event: Any) -> _Connection:
         return self.record(event.assoc, getattr(event, "address", None))
@@ -340,6 +349,9 @@ class _Listener:
                     conn.proposed.append(name)
             codes = self.decide(conn)
             conn.allowed = codes is None
+            if codes is not None:
+                self.rejected_callers.add(conn.calling_ae_title)
+                self._check_all_seen()
         if codes is not None:
             # pynetdicom's documented way for an EVT_REQUESTED handler to turn the caller away (it then skips
             # its own negotiation), ended as pynetdicom ends its own rejections: kill() waits until the
@@ -369,9 +381,14 @@ class _Listener:
             conn = self._conn(event)
             conn.echoes += 1
             self.echoed_callers.add(conn.calling_ae_title)
-            if self.request.expect_callers and set(self.request.expect_callers) <= self.echoed_callers:
-                self.all_expected_echoed.set()
+            self._check_all_seen()
         return 0x0000
+
+    def _check_all_seen(self) -> None:
+        request = self.request
+        if (request.expect_callers or request.expect_rejected) and set(request.expect_callers) <= self.echoed_callers \
+                and set(request.expect_rejected) <= self.rejected_callers:
+            self.all_expected_seen.set()
 
     def on_released(self, event: Any) -> None:
         with self.lock:
@@ -438,11 +455,11 @@ def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = la
     stopped_because = "duration"
     try:
         deadline = started + request.duration
-        _wait(lambda: stop_requested() or listener.all_expected_echoed.is_set(), deadline)
+        _wait(lambda: stop_requested() or listener.all_expected_seen.is_set(), deadline)
         if stop_requested():
             stopped_because = "stopped"
-        elif listener.all_expected_echoed.is_set():
-            stopped_because = "every expected caller echoed"
+        elif listener.all_expected_seen.is_set():
+            stopped_because = "every expected caller was seen"
             _wait(lambda: stop_requested() or not server.active_associations, min(deadline, time.monotonic() + RELEASE_GRACE_S))
     finally:
         server.shutdown()
@@ -467,22 +484,25 @@ def _result(request: ListenRequest, associations: List[Dict[str, Any]], listener
         title = item["calling_ae_title"]
         if title is None:
             continue
-        caller = callers.setdefault(title, {"ae_title": title, "expected": title in request.expect_callers,
-                                            "echoed": False, "associations": 0, "echoes": 0, "source_addresses": []})
+        expected = "echo" if title in request.expect_callers else "rejected" if title in request.expect_rejected else None
+        caller = callers.setdefault(title, {"ae_title": title, "expected": expected, "echoed": False,
+                                            "rejected": False, "associations": 0, "echoes": 0, "source_addresses": []})
         caller["associations"] += 1
         caller["echoes"] += item["echoes"]
         caller["echoed"] = caller["echoed"] or item["outcome"] == "echoed"
+        caller["rejected"] = caller["rejected"] or item["outcome"] == "rejected"
         if item["source_address"] not in caller["source_addresses"]:
             caller["source_addresses"].append(item["source_address"])
-    missing = [title for title in request.expect_callers if not (title in callers and callers[title]["echoed"])]
+    missing = [title for title in request.expect_callers if not (title in callers and callers[title]["echoed"])] + \
+        [title for title in request.expect_rejected if not (title in callers and callers[title]["rejected"])]
     counts: Dict[str, int] = {}
     for item in associations:
         counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
     seen = ", ".join("%d %s" % (counts[outcome], outcome) for outcome in OUTCOMES if outcome in counts) or "nobody"
     msg = "listened %.1f s on %s port %d as %s: %d connection(s) (%s)" % (
         listener["listened_s"], request.bind_address, request.port, request.ae_title, len(associations), seen)
-    if request.expect_callers:
-        msg += "; %s" % ("every expected caller echoed" if not missing else
-                         "expected caller(s) that never echoed: %s" % ", ".join(missing))
+    if request.expect_callers or request.expect_rejected:
+        msg += "; %s" % ("every expected caller was seen" if not missing else
+                         "expected caller(s) never seen as expected: %s" % ", ".join(missing))
     return {"listener": listener, "associations": associations, "callers": sorted(callers.values(), key=lambda c: c["ae_title"]),
             "missing_callers": missing, "msg": msg}

@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Listens on the managed host as a DICOM Verification SCP with the AE title, address and port a new
     device will have, and answers C-ECHO as that device would, for at most O(duration) seconds or until
-    every caller in O(expect_callers) has echoed.
+    every caller in O(expect_callers) has echoed and every caller in O(expect_rejected) has been turned away.
   - Accepts only the calling AE titles in O(allowed_calling_ae_titles) (and, with
     O(allowed_source_addresses), only from those addresses), and turns every other caller away with the
     A-ASSOCIATE-RJ of O(reject), as the device will once it is configured. A wrong called AE title is
@@ -80,8 +80,18 @@ options:
   expect_callers:
     description:
       - Calling AE titles that must echo the device. The listener stops early, after a short grace for
-        releases, once every one of them has echoed.
+        releases, once every one of them has echoed (and every caller of O(expect_rejected) has been
+        turned away).
       - With O(fail_on=missing), the task fails when one of them never echoed.
+    type: list
+    elements: str
+    default: []
+  expect_rejected:
+    description:
+      - Calling AE titles that will call but must be turned away (they are not in
+        O(allowed_calling_ae_titles), or come from elsewhere than O(allowed_source_addresses)). Listed
+        here, they count for the early stop, and with O(fail_on=missing) the task fails when one of them
+        never called.
     type: list
     elements: str
     default: []
@@ -133,7 +143,8 @@ options:
     default: 10
   fail_on:
     description:
-      - V(missing) fails the task when a caller of O(expect_callers) never echoed; V(never) only reports
+      - V(missing) fails the task when a caller of O(expect_callers) never echoed or one of
+        O(expect_rejected) never called; V(never) only reports
         (what a playbook that judges both sides itself wants).
     type: str
     choices: [missing, never]
@@ -192,7 +203,7 @@ msg:
   description: One line - how long it listened, the connections by outcome, and any expected caller that never echoed.
   returned: always
   type: str
-  sample: "listened 12.4 s on 0.0.0.0 port 104 as NEWCT: 3 connection(s) (2 echoed, 1 rejected); every expected caller echoed"
+  sample: "listened 12.4 s on 0.0.0.0 port 104 as NEWCT: 3 connection(s) (2 echoed, 1 rejected); every expected caller was seen"
 listener:
   description: Where and how long the listener ran; null in check mode.
   returned: success
@@ -229,10 +240,10 @@ listener:
       returned: success
       sample: 12.4
     stopped_because:
-      description: V(duration), V(every expected caller echoed), or V(stopped) (SIGTERM or SIGINT).
+      description: V(duration), V(every expected caller was seen), or V(stopped) (SIGTERM or SIGINT).
       type: str
       returned: success
-      sample: every expected caller echoed
+      sample: every expected caller was seen
 associations:
   description: Every TCP connection the listener accepted, in the order they came.
   returned: success
@@ -330,14 +341,16 @@ associations:
       returned: always
       sample: "10.1.0.5:50412 as PACS calling NEWCT: 1 C-ECHO answered with success; released"
 callers:
-  description: One entry per calling AE title seen, with its associations, echoes and source addresses.
+  description:
+    - One entry per calling AE title seen, with its associations, echoes and source addresses.
+    - C(expected) is V(echo) for a caller of O(expect_callers), V(rejected) for one of O(expect_rejected), else null.
   returned: success
   type: list
   elements: dict
-  sample: [{"ae_title": "PACS", "expected": true, "echoed": true, "associations": 1, "echoes": 1,
-            "source_addresses": ["10.1.0.5"]}]
+  sample: [{"ae_title": "PACS", "expected": "echo", "echoed": true, "rejected": false, "associations": 1,
+            "echoes": 1, "source_addresses": ["10.1.0.5"]}]
 missing_callers:
-  description: The AE titles of O(expect_callers) that never echoed.
+  description: The AE titles of O(expect_callers) that never echoed and of O(expect_rejected) that never called.
   returned: success
   type: list
   elements: str
@@ -371,6 +384,7 @@ def main():
             bind_address=dict(type="str", default="0.0.0.0"),
             duration=dict(type="float", default=300),
             expect_callers=dict(type="list", elements="str", default=[]),
+            expect_rejected=dict(type="list", elements="str", default=[]),
             allowed_calling_ae_titles=dict(type="list", elements="str"),
             allowed_source_addresses=dict(type="list", elements="str"),
             check_called_ae_title=dict(type="bool", default=True),

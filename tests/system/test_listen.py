@@ -102,7 +102,7 @@ def test_the_listener_tells_every_caller_apart(tmp_path, peers_workdir, peer_rea
             "ae_title": LISTEN_AE, "port": port, "bind_address": LOOPBACK, "duration": 90, "idle_timeout": 2,
             "allowed_calling_ae_titles": ["WS1", "DCMTK_WS", "STORE_WS", "ORTHANC", "LAST"],
             "allowed_source_addresses": ["127.0.0.1", "127.0.0.2/32"],
-            "expect_callers": ["LAST"], "fail_on": "never"})
+            "expect_callers": ["LAST"], "expect_rejected": ["INTRUDER"], "fail_on": "never"})
         seen: Dict[str, Any] = {}
         for source, expect in (("127.0.0.2", "accept"), ("127.0.0.3", "reject")):
             echoed = run_module({"calling_ae_title": "WS1", "bind_address": source, "peers": [
@@ -166,8 +166,10 @@ def test_the_listener_tells_every_caller_apart(tmp_path, peers_workdir, peer_rea
     assert len(no_rq) == 3, [r["message"] for r in no_rq]
     assert sum("within 2 s: closed by the listener" in r["message"] for r in no_rq) == 1
     assert len(records) == 11
-    assert result["listener"]["stopped_because"] == "every expected caller echoed"
+    assert result["listener"]["stopped_because"] == "every expected caller was seen"
     assert result["missing_callers"] == [] and not result.get("failed")
+    intruder = next(caller for caller in result["callers"] if caller["ae_title"] == "INTRUDER")
+    assert (intruder["expected"], intruder["rejected"], intruder["echoed"]) == ("rejected", True, False)
     assert result["msg"].startswith("listened ") and "11 connection(s)" in result["msg"]
 
 
@@ -182,7 +184,7 @@ def test_the_task_fails_naming_expected_callers_that_never_echoed():
     assert result["failed"] is True
     assert result["missing_callers"] == ["ROUTER"]
     assert result["listener"]["stopped_because"] == "duration"
-    assert result["msg"].endswith("expected caller(s) that never echoed: ROUTER")
+    assert result["msg"].endswith("expected caller(s) never seen as expected: ROUTER")
     assert [c["ae_title"] for c in result["callers"] if c["echoed"]] == ["PACS"]
 
 
@@ -269,7 +271,7 @@ def test_async_listener_then_echo_then_async_status(tmp_path):
     assert document["echo_result"]["results"][0]["outcome"] == "success"
     seen = document["seen"]
     assert seen["changed"] is False
-    assert seen["listener"]["stopped_because"] == "every expected caller echoed"
+    assert seen["listener"]["stopped_because"] == "every expected caller was seen"
     # The wait_for probe is a connection too: a port check.
     assert sorted(r["outcome"] for r in seen["associations"]) == ["echoed", "no_association"]
     assert not is_listening(LOOPBACK, port)

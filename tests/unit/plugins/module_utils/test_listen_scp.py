@@ -48,6 +48,7 @@ def test_reject_by_name_or_code_and_titles_trimmed_and_deduplicated():
     ({"reject": {"source": "service-provider-acse"}},
      "reject.reason (for source service-provider-acse) must be one of no-reason-given, protocol-version-not-supported"),
     ({"fail_on": "always"}, "fail_on must be one of missing, never"),
+    ({"expect_callers": ["PACS"], "expect_rejected": ["PACS"]}, "expect_callers and expect_rejected both list PACS"),
 ])
 def test_each_mistake_names_its_field(change, message):
     with pytest.raises(ListenInputError) as raised:
@@ -100,15 +101,15 @@ def test_what_each_connection_is_called():
 
 
 def test_result_counts_callers_and_names_the_missing():
-    request = validate_listen(dict(BASE, expect_callers=["PACS", "ROUTER"]))
+    request = validate_listen(dict(BASE, expect_callers=["PACS", "ROUTER"], expect_rejected=["OLDWS"]))
     records = [_describe(_conn(calling_ae_title="PACS", called_ae_title="NEWCT", accepted=True, echoes=1), 10),
                _describe(_conn(calling_ae_title="PACS", called_ae_title="NEWCT", source_address="10.9.9.9",
                                reject={"result": "permanent", "source": "service-user",
                                        "reason": "calling-ae-title-not-recognized", "why": "x"}), 10),
                _describe(_conn(), 10)]
     result = _result(request, records, {"listened_s": 4.0})
-    assert result["missing_callers"] == ["ROUTER"]
-    assert result["callers"] == [{"ae_title": "PACS", "expected": True, "echoed": True, "associations": 2,
-                                  "echoes": 1, "source_addresses": ["10.1.0.5", "10.9.9.9"]}]
+    assert result["missing_callers"] == ["ROUTER", "OLDWS"]
+    assert result["callers"] == [{"ae_title": "PACS", "expected": "echo", "echoed": True, "rejected": True,
+                                  "associations": 2, "echoes": 1, "source_addresses": ["10.1.0.5", "10.9.9.9"]}]
     assert result["msg"] == ("listened 4.0 s on 0.0.0.0 port 11112 as NEWCT: 3 connection(s) (1 echoed, 1 rejected, "
-                             "1 no_association); expected caller(s) that never echoed: ROUTER")
+                             "1 no_association); expected caller(s) never seen as expected: ROUTER, OLDWS")
