@@ -14,6 +14,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.dicom.network.plugins.modules.echo_audit_plan import ARGUMENT_SPEC
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_plan
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
     check_options,
     check_report_dir,
@@ -77,6 +78,18 @@ class ActionModule(ActionBase):
         plans, problems = resolve_hosts(inputs, only=options["only_peers"], echo_options=echo_options,
                                         tls=args.get("tls"), inventory_hosts=sorted(inventory))
         errors.extend(problems)
+        standin = None
+        if args["standin"] is not None:
+            device, host = (str(args["standin"].get(key) or "") for key in ("device", "host"))
+            if not device:
+                errors.append("echo_audit_standin_device is empty: name the new device's entry of dicom_aes")
+            if not host or host not in inventory:
+                errors.append("echo_audit_standin_host %s: name the inventory host that stands in for the device (it "
+                              "runs dicom.network.listen on the device's address)" % ("is empty" if not host else
+                                                                                      "%s is not in the inventory" % host))
+            if device and not problems:
+                standin, problems = standin_plan(plans, device)
+                errors.extend(problems)
         errors.extend(read_baseline(options)[1])
         if not errors:
             errors.extend(check_report_dir(options, check_mode))
@@ -105,4 +118,6 @@ class ActionModule(ActionBase):
                                   "(-e echo_audit_report_dir=%s)"
                                   % (len(earlier), options["report_dir"], names, options["report_dir"])]
         result.update(changed=False, run=run, plans=plans)
+        if standin is not None:
+            result["standin"] = standin
         return result

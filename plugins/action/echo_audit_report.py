@@ -68,7 +68,7 @@ class ActionModule(ActionBase):
         check_mode = bool(self._task.check_mode)
         try:
             outcome = report_run(document, entries, run["options"], TEMPLATES, check_mode=check_mode,
-                                 setup_failures=failures)
+                                 setup_failures=failures, standin=args["standin"])
         except AuditRunError as error:
             raise AuditRunError("%s (the echo results stay in %s%s)" % (
                 error, journal, ": report them with the playbook dicom.network.recover" if document.get("kept") else ""))

@@ -14,6 +14,7 @@ import datetime
 import errno
 import ipaddress
 import logging
+import os
 import socket
 import threading
 import time
@@ -55,6 +56,7 @@ class ListenRequest:
     check_called_ae_title: bool
     reject: tuple  # (result, source, reason) codes
     fail_on: str
+    stop_file: Optional[str] = None
 
 
 def _title(value: Any, where: str) -> str:
@@ -149,7 +151,20 @@ def validate_listen(params: Mapping[str, Any]) -> ListenRequest:
         check_called_ae_title=params.get("check_called_ae_title", True) is not False,
         reject=_reject(params.get("reject") or {}),
         fail_on=fail_on,
+        stop_file=_stop_file(params.get("stop_file")),
     )
+
+
+def _stop_file(value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise ListenInputError("stop_file must be an absolute path on this host, got %r" % (value,))
+    if os.path.exists(value):
+        raise ListenInputError("stop_file %s exists already: the listener would stop at once" % value)
+    if not os.path.isdir(os.path.dirname(value)):
+        raise ListenInputError("stop_file %s: its directory does not exist" % value)
+    return value
 
 
 def bind_problem(error: OSError, request: ListenRequest) -> str:
@@ -455,9 +470,12 @@ def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = la
     stopped_because = "duration"
     try:
         deadline = started + request.duration
-        _wait(lambda: stop_requested() or listener.all_expected_seen.is_set(), deadline)
+        told = (lambda: os.path.exists(request.stop_file)) if request.stop_file else (lambda: False)
+        _wait(lambda: stop_requested() or told() or listener.all_expected_seen.is_set(), deadline)
         if stop_requested():
             stopped_because = "stopped"
+        elif told():
+            stopped_because = "stop file"
         elif listener.all_expected_seen.is_set():
             stopped_because = "every expected caller was seen"
             _wait(lambda: stop_requested() or not server.active_associations, min(deadline, time.monotonic() + RELEASE_GRACE_S))

@@ -137,6 +137,15 @@ options:
   tls:
     description: C(echo_audit_tls), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:tls), before any echo.
     type: raw
+  standin:
+    description:
+      - For the go-live check (C(dicom.network.golive)) - C(device), the registry name of the new device
+        (C(echo_audit_standin_device)), and C(host), the inventory host that stands in for it with
+        M(dicom.network.listen) (C(echo_audit_standin_host)). Left out for an audit.
+      - The result then has RV(standin). The step fails when either is missing, when the host is not in the
+        inventory, when no source host lists the device among its peers, or when one calling AE title is to be
+        accepted by the device from one host and refused from another.
+    type: dict
   unmatched_hosts_pattern:
     description:
       - Set by the collection's playbooks when their host pattern (C(echo_audit_hosts), default C(dicom_sources))
@@ -169,6 +178,14 @@ run:
     checked C(options).
   returned: success
   type: dict
+standin:
+  description:
+    - With O(standin), the device (C(name), C(ae_title), C(host), C(port)) and the calling AE titles that must
+      call it, by expectation (C(accept), C(reject), C(blocked)).
+  returned: success, with standin
+  type: dict
+  sample: {"name": "newct", "ae_title": "NEWCT", "host": "10.20.30.40", "port": 104, "accept": ["PACS"],
+           "reject": ["OLDWS"], "blocked": []}
 errors:
   description: Every problem found, one line each.
   returned: failure
@@ -206,6 +223,7 @@ ARGUMENT_SPEC = dict(
     max_pdu=dict(type="raw"),
     tls=dict(type="raw"),
     unmatched_hosts_pattern=dict(type="str", default=""),
+    standin=dict(type="dict"),
 )
 
 

@@ -50,6 +50,13 @@ options:
   run:
     description: The C(run) returned by M(dicom.network.echo_audit_plan). Required unless O(recover=true).
     type: dict
+  standin:
+    description:
+      - For the go-live check (C(dicom.network.golive)) - C(plan) (the RV(dicom.network.echo_audit_plan#module:standin)
+        of the plan step), C(host) (the stand-in host) and C(result) (what C(ansible.builtin.async_status) returned for
+        its M(dicom.network.listen) job). The reports then have a go-live section with both sides' view of each call to
+        the device, and any problem found there fails the verdict.
+    type: dict
   recover:
     description: Report the journals of interrupted runs in O(report_dir) instead of O(run).
     type: bool
@@ -158,6 +165,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 ARGUMENT_SPEC = dict(
     run=dict(type="dict"),
+    standin=dict(type="dict"),
     recover=dict(type="bool", default=False),
     report_dir=dict(type="str", default="reports"),
     report_prefix=dict(type="str", default="echo-audit"),

@@ -135,6 +135,12 @@ options:
             V(service-provider-presentation) V(temporary-congestion) or V(local-limit-exceeded).
         type: str
         default: calling-ae-title-not-recognized
+  stop_file:
+    description:
+      - An absolute path on the managed host (in an existing directory, not existing yet). The listener stops
+        within a tenth of a second once it exists - what a playbook does when every caller has had its turn,
+        instead of waiting out O(duration). Create it in a directory of C(ansible.builtin.tempfile).
+    type: path
   idle_timeout:
     description:
       - Seconds a caller may stay silent (before its A-ASSOCIATE-RQ, or within the association) before
@@ -240,7 +246,8 @@ listener:
       returned: success
       sample: 12.4
     stopped_because:
-      description: V(duration), V(every expected caller was seen), or V(stopped) (SIGTERM or SIGINT).
+      description: V(duration), V(every expected caller was seen), V(stop file) (O(stop_file) appeared), or V(stopped)
+        (SIGTERM or SIGINT).
       type: str
       returned: success
       sample: every expected caller was seen
@@ -394,6 +401,7 @@ def main():
                 reason=dict(type="str", default="calling-ae-title-not-recognized"),
             )),
             idle_timeout=dict(type="float", default=10),
+            stop_file=dict(type="path"),
             fail_on=dict(type="str", default="missing", choices=["missing", "never"]),
         ),
         supports_check_mode=True,

@@ -820,7 +820,7 @@ def build_report(plans: Mapping[str, Any], results: Optional[Mapping[str, Any]],
 
 
 _REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "scope", "complete", "partial_reasons", "sites",
-                 "rows", "columns", "cells", "summary", "baseline")
+                 "rows", "columns", "cells", "summary", "baseline", "standin")
 
 
 def is_packed(report: Mapping[str, Any]) -> bool:
@@ -870,6 +870,7 @@ def unpack_report(report: Mapping[str, Any]) -> Dict[str, Any]:
     """The report (with ``cells``) of a report in either form; keys in the report's usual order."""
     if not is_packed(report):
         return dict(report)
-    full = {key: report[key] for key in _REPORT_ORDER if key != "cells"}
+    full = {key: report[key] for key in _REPORT_ORDER if key != "cells" and key in report}
     full["cells"] = list(cells_of(report))
-    return {key: full[key] for key in _REPORT_ORDER}
+    # A go-live check's section; an audit's report has none.
+    return {key: full[key] for key in _REPORT_ORDER if key in full}

@@ -68,6 +68,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     rtt_values,
     unpack_numbers,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_lines
 
 # One symbol per outcome, so a cell reads without colour; every symbol is in common system fonts
 # (DejaVu, Segoe UI Symbol, Arial Unicode).
@@ -306,6 +307,11 @@ def _baseline_section(ctx: _Report) -> Optional[Dict[str, Any]]:
                 for kind in DIFF_KINDS if counts[kind]]}
 
 
+def _standin_section(ctx: _Report) -> Optional[Dict[str, Any]]:
+    """A go-live check's view of both sides of each call to the new device (audit_standin.standin_section)."""
+    return ctx.report.get("standin")
+
+
 def _probes_section(ctx: _Report) -> List[Dict[str, Any]]:
     """Rows echoed by a probe on their source's behalf, with the source addresses their checks used."""
     delegated = {index for index, row in enumerate(ctx.rows) if row.get("echoed_from")}
@@ -468,6 +474,7 @@ def _html_data(ctx: _Report, labels: Sequence[str], failing_rows: List[int], fai
 # of the same name.
 SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("summary", _summary_section),
+    ("standin", _standin_section),
     ("legend", _legend_section),
     ("baseline", _baseline_section),
     ("probes", _probes_section),
@@ -501,6 +508,7 @@ def _console(ctx: _Report, limit: int) -> List[str]:
             _other_audit(report)))
     if report.get("partial_reasons"):
         lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
+    lines.extend(standin_lines(report.get("standin"), limit))
     lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
     # Checks that did not run for one reason (a host unreachable, pynetdicom missing) are one line per
     # source and calling AE, not one per peer.
@@ -756,8 +764,11 @@ def _junit_text(ctx: _Report) -> str:
     by_row: List[List[Sequence[Any]]] = [[] for row in rows]
     for packed in ctx.matrix.cells:
         by_row[packed[C_ROW]].append(packed)
+    standin = report.get("standin")
+    standin_cases = (len(standin["callers"]) or 1, standin["counts"]["problems"]) if standin else (0, 0)
     out = ['<?xml version="1.0" encoding="UTF-8"?>\n', _xml_tag("testsuites", (
-        ("name", ctx.title), ("tests", summary["total"]), ("failures", summary["failed"]),
+        ("name", ctx.title), ("tests", summary["total"] + standin_cases[0]),
+        ("failures", summary["failed"] + standin_cases[1]),
         ("errors", summary["not_run"]), ("timestamp", stamp)))]
     if not rows:
         out.append(" />\n")
@@ -802,8 +813,32 @@ def _junit_text(ctx: _Report) -> str:
                 _xml_tag(element, (("type", outcome), ("message", "%s, expected %s: %s" % (outcome, expect, message)))),
                 _xml_text(text), element))
         out.append("\n </testsuite>")
+    out.extend(_junit_standin(standin))
     out.append("\n</testsuites>\n")
     return "".join(out)
+
+
+def _junit_standin(section: Optional[Mapping[str, Any]]) -> List[str]:
+    """The go-live check as one more test suite: a case per call to the device, failed when the two sides disagree."""
+    if not section:
+        return []
+    device = section["device"]
+    out = ["\n ", _xml_tag("testsuite", (
+        ("name", "go-live %s (%s), stand-in on %s" % (device["name"], device["ae_title"], section["standin_host"])),
+        ("tests", len(section["callers"]) or 1), ("failures", section["counts"]["problems"]), ("errors", 0),
+        ("skipped", "0"))), ">"]
+    cases = [("%s as %s -> %s expect %s" % (caller["source_host"], caller["calling_ae_title"], device["ae_title"],
+                                            caller["expect"]), caller["ok"], caller["finding"])
+             for caller in section["callers"]] or [("stand-in", not section["problems"], "; ".join(section["problems"]))]
+    for name, ok, finding in cases:
+        out.append('\n  %s' % _xml_tag("testcase", (("classname", "dicom.golive.%s" % device["name"]), ("name", name))))
+        if ok:
+            out.append(" />")
+        else:
+            out.append(">\n   %s>%s</failure>\n  </testcase>" % (
+                _xml_tag("failure", (("type", "go-live"), ("message", finding))), _xml_text(finding)))
+    out.append("\n </testsuite>")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- entry point

@@ -30,10 +30,12 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     AuditMatrixError,
     baseline_cells,
     build_packed,
+    matrix_of,
     parse_report,
     results_from_journal,
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, render_reports
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_section
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
     ControllerFileError,
     FileSpec,
@@ -287,10 +289,11 @@ def _free_name(options: Mapping[str, Any], stamp: str) -> str:
 def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], options: Mapping[str, Any],
                      generated_at: str, baseline: Optional[str] = None,
                      setup_failures: Optional[Mapping[str, Any]] = None,
-                     interrupted: Optional[str] = None) -> Dict[str, Any]:
-    """The packed report of a journal (see audit_matrix.build_packed)."""
+                     interrupted: Optional[str] = None, standin: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The packed report of a journal (see audit_matrix.build_packed), with the go-live section when
+    ``standin`` is given (see audit_standin.standin_section)."""
     try:
-        return build_packed(
+        report = build_packed(
             document["plans"], results_from_journal(list(entries)), generated_at,
             started_at=document.get("started_at"), title=document.get("title") or options["title"],
             baseline=baseline, baseline_source=options.get("baseline") or None,
@@ -298,9 +301,13 @@ def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], option
             limit=document.get("limit"), interrupted=interrupted, setup_failures=setup_failures)
     except AuditMatrixError as error:
         raise AuditRunError(str(error)) from None
+    if standin:
+        report["standin"] = standin_section(matrix_of(report), standin)
+    return report
 
 
-def verdict(view: Mapping[str, Any], options: Mapping[str, Any]) -> Dict[str, Any]:
+def verdict(view: Mapping[str, Any], options: Mapping[str, Any],
+            standin: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     summary = view["summary"]
     counts = view.get("baseline_counts")
     reasons = []
@@ -309,6 +316,8 @@ def verdict(view: Mapping[str, Any], options: Mapping[str, Any]) -> Dict[str, An
     new_failures = (counts.get("new_failures", counts.get("broke", 0)) if counts else 0) or 0
     if options["fail_on_regression"] and new_failures > 0:
         reasons.append("%d new failure(s) since the baseline (%d pair(s) broke)" % (new_failures, counts.get("broke", 0)))
+    if standin and standin["problems"]:
+        reasons.append("%d go-live problem(s) with %s" % (len(standin["problems"]), standin["device"]["name"]))
     return {"failed": bool(reasons), "reasons": reasons}
 
 
@@ -339,13 +348,15 @@ def write_run_reports(report: Mapping[str, Any], options: Mapping[str, Any], tem
 
 def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Mapping[str, Any], templates_dir: str,
                check_mode: bool = False, setup_failures: Optional[Mapping[str, Any]] = None,
-               interrupted: Optional[str] = None, name: Optional[str] = None) -> Dict[str, Any]:
+               interrupted: Optional[str] = None, name: Optional[str] = None,
+               standin: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Build, write and judge one run's reports; what the report action returns, without Ansible's keys."""
     generated_at = utc_now()
     baseline_text, problems = (None, []) if interrupted else read_baseline(options)
     if problems:
         raise AuditRunError(problems[0])
-    report = build_run_report(document, entries, options, generated_at, baseline_text, setup_failures, interrupted)
+    report = build_run_report(document, entries, options, generated_at, baseline_text, setup_failures, interrupted,
+                              standin)
     view = build_view(report, "summary", console_limit=options["console_max_lines"])
     partial = list(report["partial_reasons"])
     name = name or _free_name(options, stamp_of(generated_at))
@@ -377,7 +388,7 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
     if len(lines) == 2:
         # All as expected: one line says it and where the reports are.
         lines = ["%s; %s" % tuple(lines)]
-    judged = verdict(view, options)
+    judged = verdict(view, options, report.get("standin"))
     if judged["failed"]:
         lines.append("failed because %s" % " and ".join(judged["reasons"]))
     return {

@@ -28,6 +28,29 @@ pytestmark = [pytest.mark.peers]
 LISTEN_AE = "NEWCT"
 
 
+def listener_processes() -> List[str]:
+    """Command lines of every dicom.network.listen process on this machine (run directly, or by Ansible)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "modules/listen.py" in command or "AnsiballZ_listen.py" in command:
+                found.append(command)
+    return found
+
+
+def no_listener_left(timeout: float = 5.0) -> List[str]:
+    """The listener processes still there after ``timeout`` (Ansible's async wrapper checks on its job once a
+    second, so it may outlive the listener by that long)."""
+    deadline = time.monotonic() + timeout
+    while listener_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return listener_processes()
+
+
 def _start_listener(args: Dict[str, Any]) -> subprocess.Popen:
     argv, env = module_process("listen")
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -48,6 +71,7 @@ def _finish(process: subprocess.Popen, port: int, timeout: float = 30) -> Dict[s
     errors = process.stderr.read()
     assert errors == "", errors
     assert not is_listening(LOOPBACK, port), "the listener left port %d bound" % port
+    assert listener_processes() == []
     return json.loads(out)
 
 
@@ -188,6 +212,18 @@ def test_the_task_fails_naming_expected_callers_that_never_echoed():
     assert [c["ae_title"] for c in result["callers"] if c["echoed"]] == ["PACS"]
 
 
+def test_the_stop_file_stops_the_listener(tmp_path):
+    port, stop = free_port(), tmp_path / "stop"
+    listener = _start_listener({"ae_title": LISTEN_AE, "port": port, "bind_address": LOOPBACK, "duration": 120,
+                                "stop_file": str(stop)})
+    assert _pynetdicom_echo(port, "WS1") == "echo 0x0000"
+    started = time.monotonic()
+    stop.touch()
+    result = _finish(listener, port, timeout=10)
+    assert time.monotonic() - started < 3
+    assert result["listener"]["stopped_because"] == "stop file"
+
+
 def test_sigterm_stops_the_listener_at_once_with_what_it_saw():
     port = free_port()
     listener = _start_listener({"ae_title": LISTEN_AE, "port": port, "bind_address": LOOPBACK, "duration": 120})
@@ -275,6 +311,7 @@ def test_async_listener_then_echo_then_async_status(tmp_path):
     # The wait_for probe is a connection too: a port check.
     assert sorted(r["outcome"] for r in seen["associations"]) == ["echoed", "no_association"]
     assert not is_listening(LOOPBACK, port)
+    assert no_listener_left() == []
 
 
 def test_check_mode_starts_nothing(tmp_path):
@@ -284,6 +321,7 @@ def test_check_mode_starts_nothing(tmp_path):
     assert document["rc"] == 0, document["stdout_text"][-3000:]
     assert document["listener"]["msg"] == "check mode: would listen 30 s on 127.0.0.1 port %d as NEWCT" % port
     assert not is_listening(LOOPBACK, port)
+    assert listener_processes() == []
 
 
 def test_a_killed_controller_leaves_no_listener_behind(tmp_path):
@@ -309,6 +347,7 @@ def test_a_killed_controller_leaves_no_listener_behind(tmp_path):
             time.sleep(0.2)
         assert not is_listening(LOOPBACK, port)
         assert time.monotonic() - killed < 4 + 5
+        assert no_listener_left() == []
     finally:
         if controller.poll() is None:
             os.killpg(controller.pid, signal.SIGKILL)

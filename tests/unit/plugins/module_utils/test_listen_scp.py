@@ -48,6 +48,9 @@ def test_reject_by_name_or_code_and_titles_trimmed_and_deduplicated():
     ({"reject": {"source": "service-provider-acse"}},
      "reject.reason (for source service-provider-acse) must be one of no-reason-given, protocol-version-not-supported"),
     ({"fail_on": "always"}, "fail_on must be one of missing, never"),
+    ({"stop_file": "stop"}, "stop_file must be an absolute path on this host, got 'stop'"),
+    ({"stop_file": "/nonexistent-dir/stop"}, "stop_file /nonexistent-dir/stop: its directory does not exist"),
+    ({"stop_file": "/"}, "stop_file / exists already"),
     ({"expect_callers": ["PACS"], "expect_rejected": ["PACS"]}, "expect_callers and expect_rejected both list PACS"),
 ])
 def test_each_mistake_names_its_field(change, message):
