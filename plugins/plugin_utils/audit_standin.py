@@ -47,11 +47,12 @@ def standin_plan(plans: Mapping[str, Mapping[str, Any]], device: str) -> Tuple[O
                       "nobody would call the stand-in" % device]
     errors = []
     for title in sorted(set(expected["accept"]) & (set(expected["reject"]) | set(expected["blocked"]))):
-        errors.append("echo_audit_standin_device: %s calls %s as %s from %s with expect accept, and from %s with expect "
-                      "%s: one stand-in cannot both accept and refuse a calling AE title"
-                      % (device, title, title, ", ".join(expected["accept"][title]),
-                         ", ".join(sum((expected[other].get(title, []) for other in ("reject", "blocked")), [])),
-                         "reject" if title in expected["reject"] else "blocked"))
+        refused = [(expect, hosts) for expect, hosts in ((expect, expected[expect].get(title)) for expect in ("reject", "blocked"))
+                   if hosts]
+        errors.append("echo_audit_standin_device: calling AE title %s is to reach %s from %s (expect accept) and to be "
+                      "refused from %s: one stand-in cannot both accept and refuse one calling AE title"
+                      % (title, device, ", ".join(expected["accept"][title]),
+                         ", ".join("%s (expect %s)" % (", ".join(hosts), expect) for expect, hosts in refused)))
     standin = {"name": device, "ae_title": meta["ae_title"], "host": meta["host"], "port": meta["port"]}
     standin.update({expect: sorted(expected[expect]) for expect in EXPECTS})
     return standin, errors

@@ -42,9 +42,9 @@ def listener_processes() -> List[str]:
     return found
 
 
-def no_listener_left(timeout: float = 5.0) -> List[str]:
-    """The listener processes still there after ``timeout`` (Ansible's async wrapper checks on its job once a
-    second, so it may outlive the listener by that long)."""
+def no_listener_left(timeout: float = 8.0) -> List[str]:
+    """The listener processes still there after ``timeout``: ansible-core's async_wrapper, whose command line names
+    the module, checks on its job every 5 s, so it may outlive the listener by that long."""
     deadline = time.monotonic() + timeout
     while listener_processes() and time.monotonic() < deadline:
         time.sleep(0.1)

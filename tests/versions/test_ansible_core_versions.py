@@ -33,7 +33,7 @@ from xml.etree import ElementTree
 import pytest
 
 from tests.peers import dcmtk
-from tests.peers.base import closed_port, stop_all
+from tests.peers.base import closed_port, free_port, stop_all
 from tests.peers.pynetdicom_peers import start_pynetdicom_peers
 from tests.system.helpers import run_playbook
 
@@ -546,6 +546,30 @@ def test_recover_reports_an_interrupted_audit(version, network, tmp_path_factory
     assert report["complete"] is False and report["partial_reasons"][0].startswith("interrupted")
     record(version, "recover", files=normalised_reports(workdir, paths))
     SUMMARY.setdefault(version, {})["recover_s"] = recover_s
+
+
+@pytest.mark.parametrize("version", FULL)
+def test_golive(version, network, tmp_path_factory):
+    """The go-live check: a stand-in (dicom.network.listen, async) for a new device, src-a expected to be
+    accepted and src-b turned away; src-a's host stands in."""
+    venv_of(version)
+    workdir = tmp_path_factory.mktemp("golive-%s" % version)
+    port = free_port()
+    aes = dict(network["aes"], newct={"ae_title": "NEWCT", "host": "127.0.0.1", "port": port, "kind": "modality"})
+    sources = {"src-a": {"dicom_bind_address": "127.41.0.31", "dicom_local_aes": ["src_a"], "dicom_peers": ["newct"]},
+               "src-b": {"dicom_bind_address": "127.41.0.32", "dicom_local_aes": ["src_b"],
+                         "dicom_peers": [{"name": "newct", "expect": "reject"}]}}
+    inventory = write_inventory(workdir / "inventory", version, aes, sources)
+    completed, wall = playbook(version, workdir, inventory, "golive", "-e", "echo_audit_standin_device=newct",
+                               "-e", "echo_audit_standin_host=src-a", "-e", "echo_audit_report_dir=%s" % (workdir / "r"),
+                               *TIMEOUTS)
+    SUMMARY.setdefault(version, {})["golive_s"] = "%.1fs (failed)" % wall
+    assert completed.returncode == 0, failed_tasks(completed)
+    standin = json.loads((workdir / "r" / "latest.json").read_text())["standin"]
+    assert [(caller["source_host"], caller["ok"], caller["seen"]) for caller in standin["callers"]] == [
+        ("src-a", True, "echoed from 127.41.0.31"), ("src-b", True, "rejected from 127.41.0.32")]
+    assert standin["others"] == []
+    SUMMARY[version]["golive_s"] = round(wall, 1)
 
 
 # --------------------------------------------------------------------------------- last: all the same
