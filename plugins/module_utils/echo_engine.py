@@ -586,26 +586,13 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
     verdict = classify(run.obs)
     result: Dict[str, Any] = {
-        "name": spec.name,
-        "ae_title": spec.ae_title,
-        "host": spec.host,
-        "port": spec.port,
-        "address": run.address,
-        "source_address": run.source_address,
-        "calling_ae_title": spec.calling_ae_title,
-        "expect": spec.expect,
-        "outcome": verdict.outcome,
+        "name": spec.name, "ae_title": spec.ae_title, "host": spec.host, "port": spec.port,
+        "address": run.address, "source_address": run.source_address, "calling_ae_title": spec.calling_ae_title,
+        "expect": spec.expect, "outcome": verdict.outcome,
         "ok": expectation_met(spec.expect, verdict.outcome, verdict.phase, verdict.reject),
-        "phase": verdict.phase,
-        "message": verdict.message,
-        "status": verdict.status,
-        "reject": verdict.reject,
-        "rtt_ms": rtt_statistics(run.rtts),
-        "timings_ms": dict(run.timings),
-        "peer": run.peer_info,
-        "transfer_syntax": run.transfer_syntax,
-        "tls": spec.tls.enabled,
-        "started_at": run.started_at,
+        "phase": verdict.phase, "message": verdict.message, "status": verdict.status, "reject": verdict.reject,
+        "rtt_ms": rtt_statistics(run.rtts), "timings_ms": dict(run.timings), "peer": run.peer_info,
+        "transfer_syntax": run.transfer_syntax, "tls": spec.tls.enabled, "started_at": run.started_at,
     }
     if run.request.debug:
         result["debug"] = list(run.debug_lines)
