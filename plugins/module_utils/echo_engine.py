@@ -29,6 +29,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
     EchoRequest, PeerSpec, bind_family, check_bind_address)
 
 try:
+    from pydicom import config as pydicom_config
     from pynetdicom import evt
     from pynetdicom.sop_class import Verification
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -567,12 +568,16 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     number = [0]
     scheduler = _Scheduler(runs, request.parallel, lambda run: _start_thread(run, wake, number))
     try:
-        while True:
-            wake.clear()
-            if not scheduler.tick():
-                break
-            if not scheduler.behind:
-                wake.wait(_WATCHDOG_TICK_S)
+        # pydicom checks every UID and value pynetdicom builds or decodes (~55 regex matches per
+        # association), and only warns: off, 6% less CPU per association (500 peers: 2.05 -> 1.92 s).
+        # pynetdicom's own UID and AE title checks stay. pydicom documents this switch for speed.
+        with pydicom_config.disable_value_validation():
+            while True:
+                wake.clear()
+                if not scheduler.tick():
+                    break
+                if not scheduler.behind:
+                    wake.wait(_WATCHDOG_TICK_S)
     finally:
         # Ending early (an interrupt, an error) starts no more peers; those in flight end by themselves.
         restore_logging()
