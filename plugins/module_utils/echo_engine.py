@@ -30,9 +30,11 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 
 try:
     from pydicom import config as pydicom_config
-    from pynetdicom import evt
+    from pynetdicom import build_context, evt
     from pynetdicom.sop_class import Verification
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    # Built once: associate() works on a copy of it for each association.
+    _CONTEXTS = [build_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])]
 except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
     evt = None
 
@@ -387,14 +389,14 @@ def _associate_and_echo(run: _PeerRun) -> None:
     ae = compat.HookedAE(run, ae_title=spec.calling_ae_title)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    ae.add_requested_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
     ae.connection_timeout = request.connect_timeout
     ae.acse_timeout = request.acse_timeout + _PYNETDICOM_TIMEOUT_SLACK_S
     ae.dimse_timeout = request.dimse_timeout + _PYNETDICOM_TIMEOUT_SLACK_S
     ae.network_timeout = max(request.acse_timeout, request.dimse_timeout) + _PYNETDICOM_TIMEOUT_SLACK_S
     handlers = [(evt.EVT_PDU_RECV, _on_pdu_recv, [run]), (evt.EVT_FSM_TRANSITION, _on_fsm_transition, [run]),
                 (evt.EVT_DIMSE_RECV, _on_dimse_recv, [run])]
-    kwargs: Dict[str, Any] = {"ae_title": spec.ae_title, "max_pdu": request.max_pdu, "evt_handlers": handlers}
+    kwargs: Dict[str, Any] = {"contexts": _CONTEXTS, "ae_title": spec.ae_title, "max_pdu": request.max_pdu,
+                              "evt_handlers": handlers}
     if request.bind_address:
         kwargs["bind_address"] = (request.bind_address, 0)
     if run.ssl_context is not None:
