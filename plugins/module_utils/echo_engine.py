@@ -397,8 +397,10 @@ def _associate_and_echo(run: _PeerRun) -> None:
                 (evt.EVT_DIMSE_RECV, _on_dimse_recv, [run])]
     kwargs: Dict[str, Any] = {"contexts": _CONTEXTS, "ae_title": spec.ae_title, "max_pdu": request.max_pdu,
                               "evt_handlers": handlers}
-    if request.bind_address:
-        kwargs["bind_address"] = (request.bind_address, 0)
+    # pynetdicom's default bind address "" costs a getaddrinfo(AI_PASSIVE) per association (a netlink
+    # query, a UDP connect: ~8 syscalls); the IPv4 wildcard it resolves to, given as is, costs none.
+    if request.bind_address or ":" not in str(run.address):
+        kwargs["bind_address"] = (request.bind_address or "0.0.0.0", 0)
     if run.ssl_context is not None:
         kwargs["tls_args"] = (run.ssl_context, spec.tls.server_hostname or spec.host)
     associate_started = time.monotonic()
