@@ -121,8 +121,8 @@ def standin_section(matrix: Matrix, standin: Mapping[str, Any]) -> Dict[str, Any
     error = None
     if not isinstance(result, Mapping) or not isinstance(result.get("associations"), list):
         message = result.get("msg") if isinstance(result, Mapping) else None
-        error = "the stand-in did not run on %s: %s" % (_text(standin.get("host"), 255),
-                                                       _text(message) or "it returned no connections")
+        error = "the stand-in did not run on %s: %s" % (
+            _text(standin.get("host"), 255), _text(message) or "it returned no connections")
         records: List[Dict[str, Any]] = []
     else:
         records = [record for record in map(_record, result["associations"]) if record is not None]

@@ -6,7 +6,7 @@ import pytest
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import build_packed, matrix_of
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, render_reports
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_plan, standin_section
-from tests.unit.plugins.plugin_utils.test_audit_matrix import module_result, plan, registered
+from tests.unit.plugins.plugin_utils.test_audit_matrix import plan, registered
 from tests.unit.plugins.plugin_utils.test_audit_report import TEMPLATES_DIR as TEMPLATES
 
 WS_ADDRESS = {"ct1": "192.0.2.41", "cr1": "198.51.100.41", "ws1": "192.0.2.61"}
@@ -52,7 +52,7 @@ def _section(outcomes, records, result_extra=None, sent_from=None):
                 answer["source_address"] = (sent_from or {}).get(host) or WS_ADDRESS[the_plan["calls"][0]["calling"]]
         results[host] = echo
     report = build_packed(plans, results, "2025-01-02T03:04:05Z")
-    standin, _ = standin_plan(plans, "archive")
+    standin = standin_plan(plans, "archive")[0]
     result = {"associations": records, "listener": {"stopped_because": "stop file"}}
     result.update(result_extra or {})
     report["standin"] = standin_section(matrix_of(report), {"plan": standin, "host": "staging", "result": result})
@@ -64,8 +64,9 @@ def _findings(report):
 
 
 def test_both_sides_agree():
-    report = _section({"ws-1": "rejected"}, [_record("CT1", "echoed", "192.0.2.41"), _record("CR1", "echoed", "198.51.100.41"),
-                                            _record("WS1", "rejected", "192.0.2.61")])
+    report = _section({"ws-1": "rejected"}, [
+        _record("CT1", "echoed", "192.0.2.41"), _record("CR1", "echoed", "198.51.100.41"),
+        _record("WS1", "rejected", "192.0.2.61")])
     assert _findings(report) == {"probe-a": (True, "echoed by the stand-in, as expected"),
                                  "probe-b": (True, "echoed by the stand-in, as expected"),
                                  "ws-1": (True, "turned away by the stand-in, as expected")}
@@ -73,8 +74,9 @@ def test_both_sides_agree():
 
 
 def test_nat_is_shown_but_not_a_problem():
-    report = _section({"ws-1": "rejected"}, [_record("CT1", "echoed", "10.9.9.9"), _record("CR1", "echoed", "198.51.100.41"),
-                                            _record("WS1", "rejected", "192.0.2.61")])
+    report = _section({"ws-1": "rejected"}, [
+        _record("CT1", "echoed", "10.9.9.9"), _record("CR1", "echoed", "198.51.100.41"),
+        _record("WS1", "rejected", "192.0.2.61")])
     ok, finding = _findings(report)["probe-a"]
     assert ok is True
     assert finding == ("the stand-in saw it from 10.9.9.9, the caller sent it from 192.0.2.41: NAT or another route on "
@@ -101,8 +103,8 @@ HOSTILE = "<img src=x onerror=alert(1)>|*_"
 
 
 def test_what_strangers_send_is_escaped_in_every_format():
-    report = _section({"ws-1": "rejected"}, [_record(HOSTILE[:16], "rejected", "192.0.2.99", called=HOSTILE[16:]),
-                                            _record("WS1", "rejected", "192.0.2.61")])
+    report = _section({"ws-1": "rejected"}, [
+        _record(HOSTILE[:16], "rejected", "192.0.2.99", called=HOSTILE[16:]), _record("WS1", "rejected", "192.0.2.61")])
     (other,) = report["standin"]["others"]
     assert other["calling_ae_title"] == HOSTILE[:16]
     texts = render_reports(report, ["html", "md", "junit", "json"], TEMPLATES)
