@@ -438,8 +438,8 @@ def _wait(stop: Callable[[], bool], until: float) -> None:
 
 def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = lambda: False) -> Dict[str, Any]:
     """Answer C-ECHO as ``request.ae_title`` on ``bind_address:port`` until ``duration`` is over, every
-    expected caller has echoed, or ``stop_requested()``; return what was seen. Raises OSError when the
-    port cannot be bound (see :func:`bind_problem`)."""
+    expected caller has been seen as expected, ``stop_file`` exists or ``stop_requested()``; return what was
+    seen. Raises OSError when the port cannot be bound (see :func:`bind_problem`)."""
     from pynetdicom import AE, evt  # pylint: disable=import-outside-toplevel
     from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_compat import (  # pylint: disable=import-outside-toplevel
         quiet_standard_logging,
@@ -466,7 +466,12 @@ def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = la
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = request.idle_timeout
     started = time.monotonic()
     started_at = _now()
-    server = ae.start_server((request.bind_address, request.port), block=False, evt_handlers=listener.handlers(evt))
+    try:
+        server = ae.start_server((request.bind_address, request.port), block=False, evt_handlers=listener.handlers(evt))
+    except OSError:
+        restore_logging()
+        threading.excepthook = previous_hook
+        raise
     stopped_because = "duration"
     try:
         deadline = started + request.duration
