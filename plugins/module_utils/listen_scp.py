@@ -492,6 +492,12 @@ def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = la
             assoc.abort()
         restore_logging()
         threading.excepthook = previous_hook
+        if request.stop_file:
+            # Gone once the port is free: what a playbook can wait for before it collects the result.
+            try:
+                os.remove(request.stop_file)
+            except OSError:
+                pass
     ended_at = _now()
     with listener.lock:
         associations = [_describe(conn, request.idle_timeout) for conn in listener.order]

@@ -140,6 +140,8 @@ options:
       - An absolute path on the managed host (in an existing directory, not existing yet). The listener stops
         within a tenth of a second once it exists - what a playbook does when every caller has had its turn,
         instead of waiting out O(duration). Create it in a directory of C(ansible.builtin.tempfile).
+      - The listener removes it once it has stopped and freed the port, so C(ansible.builtin.wait_for) with
+        C(state=absent) on it waits for exactly that.
     type: path
   idle_timeout:
     description:

@@ -222,6 +222,7 @@ def test_the_stop_file_stops_the_listener(tmp_path):
     result = _finish(listener, port, timeout=10)
     assert time.monotonic() - started < 3
     assert result["listener"]["stopped_because"] == "stop file"
+    assert not stop.exists(), "the listener removes its stop file once it has stopped"
 
 
 def test_sigterm_stops_the_listener_at_once_with_what_it_saw():
