@@ -40,6 +40,10 @@ notes:
     M(dicom.network.echo) does.
   - If the listener could not stop by itself (a hung thread), it is killed O(idle_timeout) + 30 seconds
     after O(duration); that task then fails without results.
+  - Where C(HOME) is not the user's home of C(/etc/passwd) (some execution environments, CI jobs),
+    ansible-core's async wrapper and C(ansible.builtin.async_status) expand C(~/.ansible_async) differently
+    and the status says C(could not find job); give C(ansible_async_dir) an absolute path for both tasks
+    (the playbook C(dicom.network.golive) does).
 attributes:
   async:
     support: full
