@@ -266,6 +266,26 @@ def _cell(values: List[float]) -> str:
     return "%s (%s-%s)" % (fmt(median), fmt(min(values)), fmt(max(values)))
 
 
+def publish(document: Dict[str, Any], json_path: Optional[str]) -> None:
+    """Write an A/B document as JSON (when asked) and print its table, notes, machine and load averages."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(document, indent=2, default=str))
+    info, loads = document["machine"], document["loadavg_per_round"]
+    print()
+    if document["table"]:
+        print(document["table"])
+        print()
+    for note in document["notes"]:
+        print("note: %s" % note)
+    print("machine: %s, %s cores, %s GB, %s, Python %s, pynetdicom %s, ansible-core %s"
+          % (info.get("cpu"), info.get("cores"), info.get("memory_gb"), info.get("os"), info.get("python"),
+             info["versions"].get("pynetdicom"), info["versions"].get("ansible")))
+    print("load average before %.2f %.2f %.2f, after %.2f %.2f %.2f; per round (1 min, start/end): %s; %.0f s in all"
+          % (tuple(info["loadavg_before"]) + tuple(info["loadavg_after"]) + (", ".join(
+              "%.1f/%.1f" % (load["start"][0], load.get("end", load["start"])[0]) for load in loads) or "-",
+              info["duration_s"])))
+
+
 def _verdict(check: Optional[Tuple[str, float]], value: Optional[float], before: Optional[float]) -> str:
     if check is None or value is None:
         return "-"
@@ -453,21 +473,7 @@ def measure(args, workdir: Path, before_root: Path, commit: str, blackhole: Opti
                 "where": "network namespace, blackhole %s" % blackhole if blackhole else "host loopback",
                 "rows": rows, "table": text, "loadavg_per_round": loads, "machine": info, "notes": ctx.notes,
                 "errors": errors}
-    if args.json:
-        Path(args.json).write_text(json.dumps(document, indent=2, default=str))
-    print()
-    if text:
-        print(text)
-        print()
-    for note in ctx.notes:
-        print("note: %s" % note)
-    print("machine: %s, %s cores, %s GB, %s, Python %s, pynetdicom %s, ansible-core %s"
-          % (info.get("cpu"), info.get("cores"), info.get("memory_gb"), info.get("os"), info.get("python"),
-             info["versions"].get("pynetdicom"), info["versions"].get("ansible")))
-    print("load average before %.2f %.2f %.2f, after %.2f %.2f %.2f; per round (1 min, start/end): %s; %.0f s in all"
-          % (tuple(info["loadavg_before"]) + tuple(info["loadavg_after"]) + (", ".join(
-              "%.1f/%.1f" % (load["start"][0], load.get("end", load["start"])[0]) for load in loads) or "-",
-              info["duration_s"])))
+    publish(document, args.json)
     if errors:
         print("\nthe A/B failed: the harness is broken, not a threshold missed")
     return 1 if errors else 0

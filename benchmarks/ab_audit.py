@@ -50,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.ab import _cell, _verdict, checkout_state, export_commit  # noqa: E402
+from benchmarks.ab import _cell, _verdict, checkout_state, export_commit, publish  # noqa: E402
 from benchmarks.common import Context, fmt, loadavg, machine_info  # noqa: E402
 from benchmarks.fleet import spread  # noqa: E402
 from benchmarks.scenario1 import servers_for  # noqa: E402
@@ -326,21 +326,7 @@ def main(argv=None) -> int:
                     "where": "host loopback (127.0.0.0/8)", "rows": rows, "table": text, "loadavg_per_round": loads,
                     "scenario4_unmeasured": bench.s4_unmeasured if bench is not None else {},
                     "machine": info, "notes": ctx.notes, "errors": errors}
-        if args.json:
-            Path(args.json).write_text(json.dumps(document, indent=2, default=str))
-        print()
-        if text:
-            print(text)
-            print()
-        for note in ctx.notes:
-            print("note: %s" % note)
-        print("machine: %s, %s cores, %s GB, %s, Python %s, pynetdicom %s, ansible-core %s"
-              % (info.get("cpu"), info.get("cores"), info.get("memory_gb"), info.get("os"), info.get("python"),
-                 info["versions"].get("pynetdicom"), info["versions"].get("ansible")))
-        print("load average before %.2f %.2f %.2f, after %.2f %.2f %.2f; per round (1 min, start/end): %s; "
-              "%.0f s in all" % (tuple(info["loadavg_before"]) + tuple(info["loadavg_after"]) + (", ".join(
-                  "%.1f/%.1f" % (load["start"][0], load.get("end", load["start"])[0]) for load in loads) or "-",
-                  info["duration_s"])))
+        publish(document, args.json)
         if errors:
             print("\nthe A/B failed: the harness is broken, not a threshold missed")
         return 1 if errors else 0

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A stand-in Verification SCP for a device that is not installed yet: who reaches it, from where, as whom.
 
-:func:`validate_listen` checks the options and raises :class:`ListenInputError` naming the field;
+:func:`validate_listen` checks the options and raises :class:`EchoInputError` naming the field;
 :func:`run_listener` answers C-ECHO as the device would for at most ``duration`` seconds and returns
 every connection it saw. Free of Ansible; pynetdicom is imported only by :func:`run_listener`.
 """
@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import REJECT_REASONS, REJECT_RESULTS, REJECT_SOURCES
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     MAX_TIMEOUT_S,
-    ae_title_problem,
+    EchoInputError,
+    normalize_ae_title,
     type_name,
 )
 
@@ -36,10 +37,9 @@ CALLED_AE_REJECT = (1, 1, 7)  # rejected-permanent, service-user, called-AE-titl
 RELEASE_GRACE_S = 2.0
 MAX_ASSOCIATIONS = 32
 MAX_PROPOSED_SHOWN = 10
-
-
-class ListenInputError(ValueError):
-    """A listener option is wrong; the message names the field."""
+# How a connection ended, where the outcome depends on it.
+IDLE = "idle"
+ENDED_BY_CALLER = "aborted or closed by the caller"
 
 
 @dataclass
@@ -59,21 +59,14 @@ class ListenRequest:
     stop_file: Optional[str] = None
 
 
-def _title(value: Any, where: str) -> str:
-    problem = ae_title_problem(value)
-    if problem:
-        raise ListenInputError("%s %s (got %r)" % (where, problem, value))
-    return str(value).strip(" ")
-
-
 def _titles(value: Any, where: str) -> Optional[List[str]]:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)):
-        raise ListenInputError("%s must be a list of AE titles, got %s" % (where, type_name(value)))
+        raise EchoInputError("%s must be a list of AE titles, got %s" % (where, type_name(value)))
     titles: List[str] = []
     for index, item in enumerate(value):
-        title = _title(item, "%s[%d]" % (where, index))
+        title = normalize_ae_title(item, "%s[%d]" % (where, index))
         if title not in titles:
             titles.append(title)
     return titles
@@ -81,7 +74,7 @@ def _titles(value: Any, where: str) -> Optional[List[str]]:
 
 def _seconds(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
-        raise ListenInputError("%s must be a number of seconds above 0 and at most %d, got %r" % (where, MAX_TIMEOUT_S, value))
+        raise EchoInputError("%s must be a number of seconds above 0 and at most %d, got %r" % (where, MAX_TIMEOUT_S, value))
     return float(value)
 
 
@@ -89,15 +82,15 @@ def _code(table: Mapping[int, str], value: Any, where: str) -> int:
     for code, name in table.items():
         if value == name or (isinstance(value, int) and not isinstance(value, bool) and value == code):
             return code
-    raise ListenInputError("%s must be one of %s, got %r" % (where, ", ".join(table.values()), value))
+    raise EchoInputError("%s must be one of %s, got %r" % (where, ", ".join(table.values()), value))
 
 
 def _reject(value: Any) -> tuple:
     if not isinstance(value, Mapping):
-        raise ListenInputError("reject must be a dictionary with result, source and reason, got %s" % type_name(value))
+        raise EchoInputError("reject must be a dictionary with result, source and reason, got %s" % type_name(value))
     unknown = sorted(set(value) - set(DEFAULT_REJECT))
     if unknown:
-        raise ListenInputError("reject has unknown key(s) %s; valid keys are result, source, reason" % ", ".join(unknown))
+        raise EchoInputError("reject has unknown key(s) %s; valid keys are result, source, reason" % ", ".join(unknown))
     merged = dict(DEFAULT_REJECT, **{key: item for key, item in value.items() if item is not None})
     result = _code(REJECT_RESULTS, merged["result"], "reject.result")
     source = _code(REJECT_SOURCES, merged["source"], "reject.source")
@@ -106,40 +99,40 @@ def _reject(value: Any) -> tuple:
 
 
 def validate_listen(params: Mapping[str, Any]) -> ListenRequest:
-    """The listener's options checked; raises ListenInputError naming the first wrong field."""
+    """The listener's options checked; raises EchoInputError naming the first wrong field."""
     port = params.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ListenInputError("port must be an integer between 1 and 65535, got %r" % (port,))
+        raise EchoInputError("port must be an integer between 1 and 65535, got %r" % (port,))
     bind_address = params.get("bind_address") or "0.0.0.0"
     try:
         ipaddress.ip_address(bind_address)
     except ValueError:
-        raise ListenInputError("bind_address must be an IP address of this host (0.0.0.0 or :: for all), got %r"
-                               % (bind_address,)) from None
+        raise EchoInputError("bind_address must be an IP address of this host (0.0.0.0 or :: for all), got %r"
+                             % (bind_address,)) from None
     networks = None
     if params.get("allowed_source_addresses") is not None:
         value = params["allowed_source_addresses"]
         if not isinstance(value, (list, tuple)):
-            raise ListenInputError("allowed_source_addresses must be a list of addresses or networks, got %s"
-                                   % type_name(value))
+            raise EchoInputError("allowed_source_addresses must be a list of addresses or networks, got %s"
+                                 % type_name(value))
         networks = []
         for index, item in enumerate(value):
             try:
                 networks.append(ipaddress.ip_network(str(item), strict=False))
             except ValueError:
-                raise ListenInputError("allowed_source_addresses[%d] must be an IP address or a network such as "
-                                       "10.1.2.0/24, got %r" % (index, item)) from None
+                raise EchoInputError("allowed_source_addresses[%d] must be an IP address or a network such as "
+                                     "10.1.2.0/24, got %r" % (index, item)) from None
     expect_callers = _titles(params.get("expect_callers"), "expect_callers") or []
     expect_rejected = _titles(params.get("expect_rejected"), "expect_rejected") or []
     both = sorted(set(expect_callers) & set(expect_rejected))
     if both:
-        raise ListenInputError("expect_callers and expect_rejected both list %s: a caller is either accepted or "
-                               "turned away" % ", ".join(both))
+        raise EchoInputError("expect_callers and expect_rejected both list %s: a caller is either accepted or "
+                             "turned away" % ", ".join(both))
     fail_on = params.get("fail_on") or "missing"
     if fail_on not in FAIL_ON:
-        raise ListenInputError("fail_on must be one of %s, got %r" % (", ".join(FAIL_ON), fail_on))
+        raise EchoInputError("fail_on must be one of %s, got %r" % (", ".join(FAIL_ON), fail_on))
     return ListenRequest(
-        ae_title=_title(params.get("ae_title"), "ae_title"),
+        ae_title=normalize_ae_title(params.get("ae_title"), "ae_title"),
         port=port,
         bind_address=bind_address,
         duration=_seconds(params.get("duration", 300), "duration"),
@@ -159,11 +152,11 @@ def _stop_file(value: Any) -> Optional[str]:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not os.path.isabs(value):
-        raise ListenInputError("stop_file must be an absolute path on this host, got %r" % (value,))
+        raise EchoInputError("stop_file must be an absolute path on this host, got %r" % (value,))
     if os.path.exists(value):
-        raise ListenInputError("stop_file %s exists already: the listener would stop at once" % value)
+        raise EchoInputError("stop_file %s exists already: the listener would stop at once" % value)
     if not os.path.isdir(os.path.dirname(value)):
-        raise ListenInputError("stop_file %s: its directory does not exist" % value)
+        raise EchoInputError("stop_file %s: its directory does not exist" % value)
     return value
 
 
@@ -247,7 +240,7 @@ def _describe(conn: _Connection, idle_timeout: float) -> Dict[str, Any]:
             conn.reject["reason"], conn.reject["why"])
     elif conn.calling_ae_title is None:
         outcome = "no_association"
-        if conn.ended == "idle":
+        if conn.ended == IDLE:
             message = "%s connected and sent no A-ASSOCIATE-RQ within %g s: closed by the listener" % (caller, idle_timeout)
         elif conn.bytes_received:
             message = "%s connected and sent %d byte(s) that were no A-ASSOCIATE-RQ: connection ended" % (
@@ -258,7 +251,7 @@ def _describe(conn: _Connection, idle_timeout: float) -> Dict[str, Any]:
         outcome = "echoed"
         message = "%s as %s calling %s: %d C-ECHO answered with success; %s" % (
             caller, conn.calling_ae_title, conn.called_ae_title, conn.echoes, conn.ended or "connection ended")
-    elif conn.accepted and conn.ended == "aborted or closed by the caller":
+    elif conn.accepted and conn.ended == ENDED_BY_CALLER:
         outcome = "aborted"
         message = "%s as %s calling %s: association accepted, then aborted by the caller before any C-ECHO" % (
             caller, conn.calling_ae_title, conn.called_ae_title)
@@ -411,7 +404,7 @@ class _Listener:
 
     def on_aborted(self, event: Any) -> None:
         with self.lock:
-            self._conn(event).end("aborted or closed by the caller")
+            self._conn(event).end(ENDED_BY_CALLER)
 
     def on_close(self, event: Any) -> None:
         with self.lock:
@@ -419,7 +412,7 @@ class _Listener:
             conn.closed = time.monotonic()
             conn.ended_at = _now()
             if conn.calling_ae_title is None and conn.closed - conn.opened >= self.request.idle_timeout - 0.05:
-                conn.end("idle")
+                conn.end(IDLE)
             conn.end("connection closed")
 
     def handlers(self, evt: Any) -> List[tuple]:

@@ -376,8 +376,8 @@ import threading
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_dep import ensure_pynetdicom
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError
 from ansible_collections.dicom.network.plugins.module_utils.listen_scp import (
-    ListenInputError,
     bind_problem,
     check_bind,
     run_listener,
@@ -414,7 +414,7 @@ def main():
     )
     try:
         request = validate_listen(module.params)
-    except ListenInputError as exc:
+    except EchoInputError as exc:
         module.fail_json(msg="invalid input: %s" % exc)
     ensure_pynetdicom(module)
     try:

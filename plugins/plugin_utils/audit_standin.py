@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     C_COLUMN,
     C_ROW,
@@ -27,14 +28,12 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     clean_text,
 )
 
-EXPECTS = ("accept", "reject", "blocked")
-
 
 def standin_plan(plans: Mapping[str, Mapping[str, Any]], device: str) -> Tuple[Optional[Dict[str, Any]], List[str]]:
     """The device (a registry name) and the calling AE titles that must reach it, by expectation:
     ``({name, ae_title, host, port, accept, reject, blocked}, errors)``."""
     meta: Optional[Mapping[str, Any]] = None
-    expected: Dict[str, Dict[str, List[str]]] = {expect: {} for expect in EXPECTS}
+    expected: Dict[str, Dict[str, List[str]]] = {expect: {} for expect in EXPECTATIONS}
     for host in sorted(plans):
         plan = plans[host]
         meta = meta or plan["aes"].get(device)
@@ -54,7 +53,7 @@ def standin_plan(plans: Mapping[str, Mapping[str, Any]], device: str) -> Tuple[O
                       % (title, device, ", ".join(expected["accept"][title]),
                          ", ".join("%s (expect %s)" % (", ".join(hosts), expect) for expect, hosts in refused)))
     standin = {"name": device, "ae_title": meta["ae_title"], "host": meta["host"], "port": meta["port"]}
-    standin.update({expect: sorted(expected[expect]) for expect in EXPECTS})
+    standin.update({expect: sorted(expected[expect]) for expect in EXPECTATIONS})
     return standin, errors
 
 

@@ -5,6 +5,7 @@ planned (a port check, an unknown AE title)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -46,7 +47,6 @@ def _strangers(port: int, seen: List[str]) -> threading.Thread:
         deadline = time.monotonic() + 60
         while not is_listening(LOOPBACK, port) and time.monotonic() < deadline:
             time.sleep(0.05)
-        import socket  # pylint: disable=import-outside-toplevel
         with socket.create_connection((LOOPBACK, port), timeout=5):
             pass
         ae = AE(ae_title="STRANGER")

@@ -5,8 +5,8 @@ import errno
 
 import pytest
 
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError
 from ansible_collections.dicom.network.plugins.module_utils.listen_scp import (
-    ListenInputError,
     _Connection,
     _describe,
     _Listener,
@@ -54,7 +54,7 @@ def test_reject_by_name_or_code_and_titles_trimmed_and_deduplicated():
     ({"expect_callers": ["PACS"], "expect_rejected": ["PACS"]}, "expect_callers and expect_rejected both list PACS"),
 ])
 def test_each_mistake_names_its_field(change, message):
-    with pytest.raises(ListenInputError) as raised:
+    with pytest.raises(EchoInputError) as raised:
         validate_listen(dict(BASE, **change))
     assert message in str(raised.value)
 
