@@ -29,7 +29,11 @@ MAX_PDU_RANGE = (0, 2 ** 32 - 1)
 # DCMTK's ASC_MINIMUMPDUSIZE: peers abort associations that announce less.
 MIN_MAX_PDU = 4096
 TLS_KEYS = ("enabled", "ca_file", "cert_file", "key_file", "key_password", "verify", "server_hostname")
-PEER_KEYS = ("ae_title", "host", "port", "name", "expect", "calling_ae_title", "tls")
+PEER_KEYS = ("ae_title", "host", "port", "name", "expect", "calling_ae_title", "tls", "services", "discover")
+SERVICE_KEYS = ("sop_class", "transfer_syntaxes")
+# The families `discover` proposes (resolved to SOP classes by echo_services on the managed host).
+DISCOVER_FAMILIES = ("storage", "query_retrieve", "worklist", "all")
+UID_MAX_LENGTH = 64
 
 
 class EchoInputError(ValueError):
@@ -51,6 +55,16 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSpec:
+    """A service a peer must provide, as written: a SOP class and the transfer syntaxes to propose
+    (keywords or UIDs, checked for syntax only; echo_services resolves them with pydicom)."""
+
+    sop_class: str
+    transfer_syntaxes: Tuple[str, ...] = ()
+    where: str = field(default="services", compare=False)
+
+
+@dataclass(frozen=True)
 class PeerSpec:
     index: int
     name: str
@@ -60,6 +74,8 @@ class PeerSpec:
     expect: str
     calling_ae_title: str
     tls: TlsSettings
+    services: Tuple[ServiceSpec, ...] = ()
+    discover: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +230,89 @@ CALL_OPTION_CHECKS = {
 }
 
 
+# A UID is numbers without leading zeros joined by dots (PS3.5 9.1); a keyword is a pydicom one.
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+_KEYWORD = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+
+
+def uid_or_keyword_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is neither a well-formed UID nor a keyword, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a keyword or a UID, got %r" % (value,)
+    text = value.strip()
+    if _KEYWORD.match(text):
+        return None
+    if re.match(r"^[0-9.]+$", text):
+        if len(text) > UID_MAX_LENGTH:
+            return "is not a valid UID: %d characters, at most %d allowed (got %r)" % (
+                len(text), UID_MAX_LENGTH, text)
+        if not _UID.match(text):
+            return ("is not a valid UID: numbers joined by single dots, without leading zeros (got %r)"
+                    % (text,))
+        return None
+    return "must be a pydicom keyword (letters and digits, like CTImageStorage) or a UID, got %r" % (text,)
+
+
+def _check_uid_or_keyword(value: Any, where: str) -> str:
+    problem = uid_or_keyword_problem(value)
+    if problem is not None:
+        raise EchoInputError("%s %s" % (where, problem))
+    return value.strip()
+
+
+def check_services(value: Any, where: str = "services") -> Tuple[ServiceSpec, ...]:
+    """The ``services`` list as written (syntax only: the controller has no pydicom); a duplicate
+    SOP class or transfer syntax is refused."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise EchoInputError("%s must be a list of SOP classes (keywords or UIDs, or dictionaries with "
+                             "sop_class and transfer_syntaxes), got %s" % (where, type_name(value)))
+    services: List[ServiceSpec] = []
+    seen: Dict[str, int] = {}
+    for index, entry in enumerate(value):
+        label = "%s[%d]" % (where, index)
+        syntaxes: Tuple[str, ...] = ()
+        if isinstance(entry, Mapping):
+            unknown = sorted(map(str, set(entry) - set(SERVICE_KEYS)))
+            if unknown:
+                raise EchoInputError("%s has unknown key(s) %s; valid keys are %s"
+                                     % (label, ", ".join(unknown), ", ".join(SERVICE_KEYS)))
+            if entry.get("sop_class") is None:
+                raise EchoInputError("%s.sop_class is required" % label)
+            sop_class = _check_uid_or_keyword(entry["sop_class"], label + ".sop_class")
+            syntaxes = _check_transfer_syntaxes(entry.get("transfer_syntaxes"), label + ".transfer_syntaxes")
+        else:
+            sop_class = _check_uid_or_keyword(entry, label)
+        if sop_class in seen:
+            raise EchoInputError("%s names %s again (also %s[%d]); list each SOP class once, with every "
+                                 "transfer syntax it needs" % (label, sop_class, where, seen[sop_class]))
+        seen[sop_class] = index
+        services.append(ServiceSpec(sop_class=sop_class, transfer_syntaxes=syntaxes, where=label))
+    return tuple(services)
+
+
+def _check_transfer_syntaxes(value: Any, where: str) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise EchoInputError("%s must be a non-empty list of transfer syntaxes (keywords or UIDs), got %r"
+                             % (where, value))
+    syntaxes = [_check_uid_or_keyword(item, "%s[%d]" % (where, index)) for index, item in enumerate(value)]
+    for index, syntax in enumerate(syntaxes):
+        if syntax in syntaxes[:index]:
+            raise EchoInputError("%s[%d] names %s twice" % (where, index, syntax))
+    return tuple(syntaxes)
+
+
+def check_discover(value: Any, where: str = "discover") -> Optional[str]:
+    if value in (None, ""):
+        return None
+    if value not in DISCOVER_FAMILIES:
+        raise EchoInputError("%s must be one of %s, got %r" % (where, ", ".join(DISCOVER_FAMILIES), value))
+    return str(value)
+
+
 def merge_tls(base: Mapping[str, Any], override: Optional[Mapping[str, Any]], where: str) -> TlsSettings:
     """The TLS settings of one peer: the module-level ``base`` with the peer's ``override``; no file is read."""
     merged: Dict[str, Any] = {}
@@ -257,6 +356,8 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
     module_calling = normalize_ae_title(
         params.get("calling_ae_title", DEFAULT_CALLING_AE_TITLE), "calling_ae_title")
     module_tls = params.get("tls") or {}
+    module_services = check_services(params.get("services"))
+    module_discover = check_discover(params.get("discover"))
     peers_param = params.get("peers")
     shorthand = {k: params.get(k) for k in ("host", "port", "called_ae_title") if params.get(k) is not None}
     if peers_param is not None and shorthand:
@@ -311,8 +412,21 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
                                  "per calling AE" % (label, name, seen_names[(name, calling)], calling))
         seen_names[(name, calling)] = index
         tls = merge_tls(module_tls, raw.get("tls"), label)
+        services, discover = module_services, module_discover
+        if raw.get("services") is not None:
+            services = check_services(raw["services"], label + ".services")
+        if raw.get("discover") is not None:
+            discover = check_discover(raw["discover"], label + ".discover")
+        if expect != "accept" and (raw.get("services") is not None or raw.get("discover") is not None):
+            # Services are negotiated only by a peer that accepts the caller; module-level ones do not apply.
+            raise EchoInputError("%s sets %s but expects %s: services are checked only on a route that must "
+                                 "accept" % (label, " and ".join(k for k in ("services", "discover")
+                                                                 if raw.get(k) is not None), expect))
+        if expect != "accept":
+            services, discover = (), None
         peers.append(PeerSpec(index=index, name=name, ae_title=ae_title, host=host, port=port,
-                              expect=expect, calling_ae_title=calling, tls=tls))
+                              expect=expect, calling_ae_title=calling, tls=tls, services=services,
+                              discover=discover))
 
     bind_address = params.get("bind_address")
     if bind_address is not None:
