@@ -54,8 +54,12 @@ def default_transfer_syntaxes() -> Tuple[str, ...]:
 
 
 def _known_sop_classes() -> Dict[str, str]:
-    return {name: str(value) for name, value in vars(sop_class).items()
-            if isinstance(value, UID) and value.type == "SOP Class"}
+    # pynetdicom's names and pydicom's, where they differ (ModalityWorklistInformationFind and
+    # ModalityWorklistInformationModelFind): users copy either.
+    known = {name: str(value) for module in (pydicom_uid, sop_class) for name, value in vars(module).items()
+             if isinstance(value, UID) and value.type == "SOP Class"}
+    known.update({UID(uid).keyword: uid for uid in list(known.values()) if UID(uid).keyword})
+    return known
 
 
 def _known_transfer_syntaxes() -> Dict[str, str]:
@@ -104,6 +108,8 @@ def _family_uids(family: str) -> List[str]:
 
 def resolve_services(specs: Sequence[ServiceSpec], discover: Optional[str]) -> Tuple[Service, ...]:
     """The contexts to propose for one peer: its required services, then those ``discover`` adds."""
+    if not specs and not discover:
+        return ()
     sop_classes, syntaxes = _known_sop_classes(), _known_transfer_syntaxes()
     services: List[Service] = []
     seen: Dict[str, str] = {}
