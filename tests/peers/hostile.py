@@ -84,7 +84,8 @@ reject-raw), ``payload`` (garbage bytes), ``max_connections`` (concurrent; extra
 closed at once but still counted).  DICOM-speaking behaviours also take ``results`` (abstract
 syntax UID -> presentation context result code in the AC, see :func:`a_associate_ac`) and
 ``reject_from`` (from this connection number on, 1-based since start or ``reset_counts()``,
-answer A-ASSOCIATE-RJ with ``result``/``source``/``reason`` instead of an AC). ``peak_connections``: the most connections served at once.
+answer A-ASSOCIATE-RJ with ``result``/``source``/``reason`` instead of an AC).
+``peak_connections``: the most connections served at once.
 """
 from __future__ import annotations
 
