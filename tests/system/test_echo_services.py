@@ -238,6 +238,27 @@ def test_verification_refused_stays_context_rejected_and_services_are_still_repo
     assert _table(result) == [accepted(EVR), refused(ABSTRACT)]
 
 
+def test_a_peer_refusing_every_context_is_context_rejected_with_the_services_reported(service_peers):
+    """storescp sends an A-ASSOCIATE-AC with every context refused (not an RJ); pynetdicom then aborts."""
+    result = _services(service_peers["storescp-xf-no-verification"], ["MRImageStorage"])
+    assert (result["outcome"], result["phase"], result["ok"]) == ("context_rejected", "associate", False)
+    assert result["services"] == [{"sop_class": "MRImageStorage", "uid": MR, "required": True, "accepted": False,
+                                   "transfer_syntax": None, "result": ABSTRACT}]
+
+
+@pytest.mark.parametrize("count, associations", [(127, 1), (128, 2)])
+def test_127_services_fit_next_to_verification_and_the_128th_needs_another_association(service_peers, count,
+                                                                                       associations):
+    peer = service_peers["pynetdicom"]  # counts its connections
+    before = peer.connection_count()
+    result = _services(peer, STORAGE_UIDS[:count])
+    assert peer.connection_count() - before == associations
+    assert len(result["services"]) == count and all(s["result"] is not None for s in result["services"])
+    assert sorted(s["uid"] for s in result["services"] if s["accepted"]) == sorted(
+        {CT, MR, SC, DX} & set(STORAGE_UIDS[:count]))
+    assert result["outcome"] == "service_rejected"
+
+
 # --------------------------------------------------------------------------- storescu agrees
 DUMP = """(0008,0016) UI ={sop_class}
 (0008,0018) UI [{instance}]
