@@ -331,6 +331,18 @@ def test_discover_worklist_on_wlmscpfs(service_peers):
     assert (result["outcome"], result["ok"]) == ("success", True)
 
 
+def test_discover_query_retrieve_on_dcmqrscp(service_peers):
+    result = _services(service_peers["dcmqrscp"], None, discover="query_retrieve")
+    # Patient Root, Study Root and Patient/Study Only, each FIND, MOVE and GET; pynetdicom's list also has
+    # Repository Query and Composite Instance (Root) Retrieve, which dcmqrscp refuses with 3.
+    qr_models = {"1.2.840.10008.5.1.4.1.2.%d.%d" % (model, service) for model in (1, 2, 3) for service in (1, 2, 3)}
+    assert {s["uid"] for s in result["services"] if s["accepted"]} == qr_models
+    assert {(s["result"], s["required"]) for s in result["services"] if s["uid"] not in qr_models} == {
+        (ABSTRACT, False)}
+    assert (result["outcome"], result["ok"]) == ("success", True)
+    assert result["message"].endswith("discovery: 9 of %d SOP class(es) accepted" % len(result["services"]))
+
+
 def test_the_module_reports_discovery_without_failing_the_task(service_peers):
     completed = run_module({"peers": [
         peer_entry(service_peers["storescp"], calling_ae_title=CALLING, discover="storage"),
