@@ -48,7 +48,10 @@ DCMTK 3.6.7 against pynetdicom 3.0.4; see tests/system/test_peers_selfcheck.py):
 
 Other per-peer options: ``host`` (e.g. ``::1``; IPv6 needs pynetdicom >= 3),
 ``max_associations`` (default 64), ``handshake_timeout`` (TLS, 5 s), ``network_timeout``,
-``acse_timeout``, ``dimse_timeout`` (30 s each).
+``acse_timeout``, ``dimse_timeout`` (30 s each), ``contexts`` (more presentation contexts to
+support: ``[[abstract syntax UID, [transfer syntax UIDs]], ...]``; pynetdicom answers any other
+proposed SOP class with result 3 and a supported one offered in none of its transfer syntaxes
+with result 4).
 
 Implementation notes (traps):
 
@@ -195,6 +198,9 @@ def make_peer(host, spec, stats_dir):
         ae.add_supported_context(CTImageStorage)
     else:
         ae.add_supported_context(Verification)
+    # "contexts": more SOP classes to support, [abstract syntax UID, [transfer syntax UIDs]] each.
+    for abstract_syntax, transfer_syntaxes in spec.get("contexts", ()):
+        ae.add_supported_context(abstract_syntax, list(transfer_syntaxes))
 
     handlers = [(evt.EVT_CONN_OPEN, _fast_dul)]
     if behaviour == "status":
