@@ -90,7 +90,8 @@ def _resolve(name: str, where: str, kind: str, known: Dict[str, str]) -> Tuple[s
                 where, name, "transfer syntax" if kind == "SOP class" else "SOP class", kind))
         raise EchoInputError("%s %r is not a %s keyword pydicom knows%s"
                              % (where, name, kind, _suggest(name, list(known))))
-    return name, known[name]
+    # pydicom's keyword where pynetdicom's differs, so that one SOP class has one name in every result.
+    return (UID(known[name]).keyword or name), known[name]
 
 
 def _family_uids(family: str) -> List[str]:

@@ -37,7 +37,8 @@ STUDY_FIND, STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.1.2
 MWL = "1.2.840.10008.5.1.4.31"
 PRIVATE = "1.2.826.0.1.3680043.2.1143.1.1"  # a SOP class UID no standard names
 
-# The proposal, as a user writes it, and the same as (name, UID, transfer syntaxes) for pynetdicom.
+# The proposal, as a user writes it, and the same as (name in the results, UID, transfer syntaxes) for
+# pynetdicom. pynetdicom's keyword for the worklist class is reported as pydicom's.
 PROPOSAL = ["CTImageStorage", "MRImageStorage",
             {"sop_class": "SecondaryCaptureImageStorage", "transfer_syntaxes": ["ImplicitVRLittleEndian"]},
             {"sop_class": "DigitalXRayImageStorageForPresentation", "transfer_syntaxes": ["JPEG2000Lossless"]},
@@ -47,7 +48,7 @@ CONTEXTS = [("CTImageStorage", CT, [IVR, EVR]), ("MRImageStorage", MR, [IVR, EVR
             ("SecondaryCaptureImageStorage", SC, [IVR]), ("DigitalXRayImageStorageForPresentation", DX, [J2K]),
             ("StudyRootQueryRetrieveInformationModelFind", STUDY_FIND, [IVR, EVR]),
             ("StudyRootQueryRetrieveInformationModelMove", STUDY_MOVE, [IVR, EVR]),
-            ("ModalityWorklistInformationFind", MWL, [IVR, EVR]), (PRIVATE, PRIVATE, [IVR, EVR])]
+            ("ModalityWorklistInformationModelFind", MWL, [IVR, EVR]), (PRIVATE, PRIVATE, [IVR, EVR])]
 
 # PS3.8 9.3.3.2 result codes, in the words the module reports them.
 WORDS = {0: "acceptance", 1: "user-rejection", 2: "no-reason", 3: "abstract-syntax-not-supported",

@@ -135,10 +135,10 @@ def test_discovery_adds_what_is_not_required_and_keeps_required_ones_required():
     discovered = services[1:]
     assert len(discovered) > 150 and not any(s.required for s in discovered)
     assert CT not in {s.uid for s in discovered} and ENHANCED_CT in {s.uid for s in discovered}
-    # Discovered classes carry pydicom's keyword; pynetdicom's different one is understood as input.
+    # pydicom's keyword in every result; pynetdicom's different one is understood as input.
     assert {s.sop_class for s in resolve_services((), "worklist")} == {"ModalityWorklistInformationModelFind"}
-    assert resolve_services(check_services(["ModalityWorklistInformationFind"]), None)[0].uid == \
-        resolve_services(check_services(["ModalityWorklistInformationModelFind"]), None)[0].uid
+    assert resolve_services(check_services(["ModalityWorklistInformationFind"]), None)[0] == \
+        resolve_services(check_services(["ModalityWorklistInformationModelFind"]), None)[0]
     everything = resolve_services((), "all")
     assert len({s.uid for s in everything}) == len(everything) > len(discovered)
     assert "1.2.840.10008.1.1" not in {s.uid for s in everything}
@@ -185,6 +185,13 @@ def test_accepted_services_and_discovery_are_counted_in_the_success_message():
                                       _result("PETImageStorage", False, "abstract-syntax-not-supported", required=False)])
     assert (verdict.outcome, verdict.message) == (
         "success", "C-ECHO success (0x0000); 1 required service(s) accepted; discovery: 1 of 2 SOP class(es) accepted")
+
+
+def test_a_message_names_ten_refused_services_and_counts_the_rest():
+    success = Classification("success", "release", "C-ECHO success (0x0000)", status=0)
+    verdict = with_services(success, [_result("S%d" % n, False, "no-reason") for n in range(25)])
+    assert verdict.message.endswith("S9 (no-reason) and 15 more (see services)")
+    assert verdict.message.startswith("C-ECHO success, but 25 of 25 required service(s) refused: S0 (no-reason), ")
 
 
 def test_other_outcomes_stay_what_they_are():
