@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.peers.tls import CLIENT_KEY_PASSWORD
-from tests.system.helpers import client_sockets, echo, echo_one, peer_entry, settle_threads, timed
+from tests.system.helpers import client_sockets, echo, echo_one, peer_entry, run_module, settle_threads, timed
 
 pytestmark = pytest.mark.peers
 
@@ -579,3 +579,43 @@ def test_the_peer_certificate_is_described_verified_or_not(tls_peers, tls_materi
 
 def test_a_plain_peer_has_no_certificate(pynetdicom_peers):
     assert echo_one(pynetdicom_peers["accept"])["tls_certificate"] is None
+
+
+def test_a_busy_peer_is_echoed_again_and_the_result_says_ok_after_retry(tmp_path):
+    """The module with ``retries: 1``: a real pynetdicom SCP whose one association is held by DCMTK's echoscu
+    for 2 s rejects us (local-limit-exceeded); 2.5 s later it is free and the retry succeeds. The peer that
+    must be blocked (a closed port) is as expected at once and never retried."""
+    from tests.peers.base import closed_port
+    from tests.peers.pynetdicom_peers import start_pynetdicom_peers
+    echoscu = "/usr/bin/echoscu"
+    if not os.access(echoscu, os.X_OK):
+        pytest.skip("DCMTK echoscu is not installed")
+    proc, peers = start_pynetdicom_peers(tmp_path / "busy", {
+        "busy": ({"behaviour": "slow", "delay": 2, "ae_title": "BUSY_SCP", "max_associations": 1}, "")},
+        prefix="busy")
+    peer = peers["busy"]
+    holder = subprocess.Popen([echoscu, "-aec", "BUSY_SCP", peer.host, str(peer.port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while peer.counter() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        done = run_module({"peers": [peer_entry(peer, name="busy"),
+                                     {"name": "firewalled", "ae_title": "X", "host": "127.0.0.1", "port": closed_port(),
+                                      "expect": "blocked"}],
+                           "retries": 1, "retry_delay": 2.5, "dimse_timeout": 5})
+        wall = time.monotonic() - started
+        assert done.returncode == 0 and done.stderr == "", done.stdout + done.stderr
+        busy, firewalled = json.loads(done.stdout)["results"]
+        assert (busy["outcome"], busy["ok"], busy["attempts"]) == ("success", True, 2), busy["message"]
+        (first,) = busy["earlier_attempts"]
+        assert (first["outcome"], first["phase"]) == ("rejected", "associate")
+        assert "local-limit-exceeded" in first["message"]
+        assert busy["message"].endswith("; ok after retry (attempt 2; first: rejected during associate)")
+        assert (firewalled["outcome"], firewalled["attempts"], firewalled["earlier_attempts"]) == ("refused", 1, [])
+        assert 2.5 + 2 <= wall < 2.5 + 2 + 5, wall  # one delay, one slow echo: no second round for the firewall
+    finally:
+        holder.kill()
+        holder.wait(10)
+        proc.stop()
