@@ -23,7 +23,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_compat as compat
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
-    Observation, classify, classify_connect_error, expectation_met, rtt_statistics)
+    Classification, Observation, classify, classify_connect_error, expectation_met, rtt_statistics, with_services)
+from ansible_collections.dicom.network.plugins.module_utils.echo_services import (
+    Service, associations, resolve_peers, service_results)
 from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, ssl_contexts
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoRequest, PeerSpec, bind_family, check_bind_address)
@@ -34,7 +36,7 @@ try:
     from pynetdicom.sop_class import Verification
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
     # Built once: associate() works on a copy of it for each association.
-    _CONTEXTS = [build_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])]
+    _VERIFICATION_CONTEXT = build_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
 except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
     evt = None
 
@@ -77,12 +79,16 @@ class _PeerRun:
     """One peer's echo: its state, shared by its thread, pynetdicom's threads and the watchdog, and
     the transport hooks (``connect``, ``connect_failed``, ``received``) of _pynetdicom_compat."""
 
-    def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext]):
+    def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext],
+                 services: Tuple[Service, ...] = ()):
         self.spec, self.request, self.ssl_context = spec, request, ssl_context
-        self.obs = Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
-                               calling_ae_title=spec.calling_ae_title, count=request.count,
-                               tls_verified=spec.tls.verify if spec.tls.enabled else None,
-                               tls_client_certificate=bool(spec.tls.enabled and spec.tls.cert_file))
+        self.obs = self.observation(request.count)
+        # The presentation contexts of each association beyond Verification (one association when
+        # they fit in it), and the peer's answer to each SOP class: (result code, transfer syntax).
+        self.services = services
+        self.associations = associations(services)
+        self.answers: Dict[str, Tuple[Optional[int], Optional[str]]] = {}
+        self.later_failure: Optional[Classification] = None  # of an association after the first
         self.lock, self.done = threading.Lock(), threading.Event()
         self.phase, self.phase_timeout = "resolve", request.connect_timeout
         self.phase_since: Optional[float] = None
@@ -102,6 +108,13 @@ class _PeerRun:
         self.release_complete = False
         self.expected_msg_id: Optional[int] = None
         self.pdu_in_body: Optional[Tuple[int, int]] = None  # (type, length) of the PDU being read
+
+    def observation(self, count: int) -> Observation:
+        spec = self.spec
+        return Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
+                           calling_ae_title=spec.calling_ae_title, count=count,
+                           tls_verified=spec.tls.verify if spec.tls.enabled else None,
+                           tls_client_certificate=bool(spec.tls.enabled and spec.tls.cert_file))
 
     # -- phases and deadlines -------------------------------------------------------------
     def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
@@ -264,15 +277,19 @@ def _on_pdu_recv(event, run: _PeerRun) -> None:
         run.peer_info = {key: _text(getattr(info, key, None)) for key in (
             "implementation_class_uid", "implementation_version_name")}
         run.peer_info["max_pdu"] = getattr(info, "maximum_length", None)
-        proposed = {cx.context_id for cx in event.assoc.requestor.requested_contexts}
+        proposed = {cx.context_id: str(cx.abstract_syntax) for cx in event.assoc.requestor.requested_contexts}
         for item in pdu.presentation_context:
             if item.context_id not in proposed:
                 run.violation("A-ASSOCIATE-AC answers presentation context ID %s, which was not proposed"
                               % item.context_id)
                 continue
-            run.obs.context_result = item.result if item.result is not None else item.result_reason
-            if run.obs.context_result == 0:
-                run.transfer_syntax = _text(item.transfer_syntax)
+            result = item.result if item.result is not None else item.result_reason
+            transfer_syntax = _text(item.transfer_syntax) if result == 0 else None
+            if proposed[item.context_id] == Verification:
+                run.obs.context_result = result
+                run.transfer_syntax = transfer_syntax
+            else:
+                run.answers[proposed[item.context_id]] = (result, transfer_syntax)
     elif kind == "A_ABORT_RQ":
         run.obs.peer_abort = {"source": pdu.source, "reason": pdu.reason_diagnostic, "phase": run.phase}
         run.debug("Received A-ABORT: source %s, reason %s" % (pdu.source, pdu.reason_diagnostic))
@@ -384,7 +401,8 @@ def _forget_failed_connect(run: _PeerRun) -> None:
     run.source_address = None
 
 
-def _associate_and_echo(run: _PeerRun) -> None:
+def _associate_and_echo(run: _PeerRun, contexts: list, echo: bool = True) -> None:
+    """One association: the echo's (``echo``), or one that only negotiates ``contexts`` and releases."""
     spec, request = run.spec, run.request
     ae = compat.HookedAE(run, ae_title=spec.calling_ae_title)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
@@ -395,7 +413,7 @@ def _associate_and_echo(run: _PeerRun) -> None:
     ae.network_timeout = max(request.acse_timeout, request.dimse_timeout) + _PYNETDICOM_TIMEOUT_SLACK_S
     handlers = [(evt.EVT_PDU_RECV, _on_pdu_recv, [run]), (evt.EVT_FSM_TRANSITION, _on_fsm_transition, [run]),
                 (evt.EVT_DIMSE_RECV, _on_dimse_recv, [run])]
-    kwargs: Dict[str, Any] = {"contexts": _CONTEXTS, "ae_title": spec.ae_title, "max_pdu": request.max_pdu,
+    kwargs: Dict[str, Any] = {"contexts": contexts, "ae_title": spec.ae_title, "max_pdu": request.max_pdu,
                               "evt_handlers": handlers}
     # pynetdicom's default bind address "" costs a getaddrinfo(AI_PASSIVE) per association (a netlink
     # query, a UDP connect: ~8 syscalls); the IPv4 wildcard it resolves to, given as is, costs none.
@@ -412,7 +430,8 @@ def _associate_and_echo(run: _PeerRun) -> None:
             return
         compat.guard_reactor(assoc)
         echo_started = time.monotonic()
-        for message_id in range(1, request.count + 1):
+        # With other contexts accepted, the association stands without Verification: nothing to echo on.
+        for message_id in range(1, request.count + 1 if echo and run.obs.context_result == 0 else 1):
             if message_id > 1 and (run.obs.protocol_violation is not None or run.obs.peer_abort is not None
                                    or run.obs.peer_closed_phase is not None or not assoc.is_established):
                 # The peer ended, or asked to end, the association after the last answer: the wake-up
@@ -431,7 +450,8 @@ def _associate_and_echo(run: _PeerRun) -> None:
             run.obs.statuses.append(int(status.Status))
             if int(status.Status) != 0x0000 or not assoc.is_established:
                 break
-        run.timings["echo"] = _ms_since(echo_started)
+        if echo:
+            run.timings["echo"] = _ms_since(echo_started)
         if assoc.is_established:
             release_started = time.monotonic()
             run.enter("release", request.acse_timeout)
@@ -459,12 +479,41 @@ def _echo_one(run: _PeerRun) -> None:
         return
     for index, address in enumerate(run.addresses):
         run.address = address
-        _associate_and_echo(run)
+        _associate_and_echo(run, _contexts(run.associations[0]))
         if not _may_try_next_address(run, index):
-            return
+            break
         run.debug("TCP connect to %s failed (%s); trying the next address of %s"
                   % (address, run.obs.connect_error, run.spec.host))
         _forget_failed_connect(run)
+    if len(run.associations) > 1 and classify(run.obs).outcome == "success":
+        _negotiate_the_rest(run)
+
+
+def _contexts(services: Tuple[Service, ...]) -> list:
+    if not services:
+        return [_VERIFICATION_CONTEXT]
+    return [_VERIFICATION_CONTEXT] + [build_context(service.uid, list(service.transfer_syntaxes))
+                                      for service in services]
+
+
+def _negotiate_the_rest(run: _PeerRun) -> None:
+    """The services that did not fit in the echo's association, one more association for each 127,
+    at the address that answered and under the same deadlines; the first failure ends them."""
+    echoed, timings, source_address = run.obs, dict(run.timings), run.source_address
+    try:
+        for number, services in enumerate(run.associations[1:], start=2):
+            run.obs = run.observation(count=0)
+            run.release_complete = False
+            _associate_and_echo(run, _contexts(services), echo=False)
+            verdict = classify(run.obs)
+            if verdict.outcome != "success":
+                verdict.message = "association %d of %d (services %s to %s): %s" % (
+                    number, len(run.associations), services[0].sop_class, services[-1].sop_class, verdict.message)
+                run.later_failure = verdict
+                break
+    finally:
+        run.obs, run.source_address = echoed, source_address
+        run.timings.update({key: value for key, value in timings.items() if key != "total"})
 
 
 def _association_thread(run: _PeerRun, wake: threading.Event) -> None:
@@ -486,8 +535,9 @@ def open_limit(parallel: int) -> int:
 
 def _hard_limit(request: EchoRequest, run: _PeerRun) -> float:
     """The longest one peer may take, even if its thread is stuck where no socket can be closed."""
-    return ((1 + max(len(run.addresses), 1)) * request.connect_timeout + 2 * request.acse_timeout
-            + request.count * request.dimse_timeout + 3 * _PYNETDICOM_TIMEOUT_SLACK_S)
+    more = len(run.associations) - 1  # each another connect, A-ASSOCIATE and A-RELEASE
+    return ((1 + max(len(run.addresses), 1) + more) * request.connect_timeout + 2 * (1 + more) * request.acse_timeout
+            + request.count * request.dimse_timeout + (3 + more) * _PYNETDICOM_TIMEOUT_SLACK_S)
 
 
 class _Scheduler:
@@ -553,11 +603,12 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
     compat.check_supported()
     check_bind_address(request.bind_address)
+    services = resolve_peers(request.peers)
     contexts = ssl_contexts(spec.tls for spec in request.peers)
     runs: List[_PeerRun] = []
     for spec in request.peers:
         context = contexts[spec.tls]
-        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context)
+        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context, services[spec.index])
         if isinstance(context, TlsSetupError):
             run.obs.tls_setup_error = context.for_settings(spec.tls)
         runs.append(run)
@@ -593,7 +644,8 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
 
 def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
-    verdict = classify(run.obs)
+    services = service_results(run.services, run.answers)
+    verdict = run.later_failure or with_services(classify(run.obs), services)
     result: Dict[str, Any] = {
         "name": spec.name, "ae_title": spec.ae_title, "host": spec.host, "port": spec.port,
         "address": run.address, "source_address": run.source_address, "calling_ae_title": spec.calling_ae_title,
@@ -602,6 +654,7 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
         "phase": verdict.phase, "message": verdict.message, "status": verdict.status, "reject": verdict.reject,
         "rtt_ms": rtt_statistics(run.rtts), "timings_ms": dict(run.timings), "peer": run.peer_info,
         "transfer_syntax": run.transfer_syntax, "tls": spec.tls.enabled, "started_at": run.started_at,
+        "services": services,
     }
     if run.request.debug:
         result["debug"] = list(run.debug_lines)

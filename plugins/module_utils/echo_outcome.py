@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 
 OUTCOMES = (
     "success",
+    "service_rejected",
     "rejected",
     "context_rejected",
     "status_failure",
@@ -266,6 +267,26 @@ def _classify(obs: Observation) -> Classification:
         # The documentation's warning, where the result is read: nothing proves who answered.
         message += "; TLS certificate not verified (tls.verify false)"
     return Classification("success", "release", message, status=0x0000)
+
+
+def with_services(verdict: Classification, services: List[Dict[str, Any]]) -> Classification:
+    """A successful echo whose peer refused a required service (a result of echo_services) is
+    ``service_rejected``: the route answers, but not for what it is needed for."""
+    refused = [s for s in services if s["required"] and not s["accepted"]]
+    required = sum(1 for s in services if s["required"])
+    if verdict.outcome != "success":
+        return verdict
+    if not refused:
+        discovered = len(services) - required
+        if required:
+            verdict.message += "; %d required service(s) accepted" % required
+        if discovered:
+            verdict.message += "; discovery: %d of %d SOP class(es) accepted" % (
+                sum(1 for s in services if not s["required"] and s["accepted"]), discovered)
+        return verdict
+    named = ", ".join("%s (%s)" % (s["sop_class"], s["result"] or "not answered") for s in refused)
+    message = "C-ECHO success, but %d of %d required service(s) refused: %s" % (len(refused), required, named)
+    return Classification("service_rejected", "associate", message, status=verdict.status)
 
 
 def _tls_alert_hint(alert: str, client_certificate: bool = False) -> str:

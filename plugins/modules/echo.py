@@ -21,6 +21,9 @@ description:
     O(fail_on=never).
   - Every timeout is enforced as a wall-clock deadline, also against peers that send data one byte at a
     time; the task never hangs.
+  - Beyond the echo, O(services) checks that a route supports what it is needed for (for example that
+    the archive accepts Enhanced CT Image Storage in JPEG 2000 from this modality) and O(discover) lists
+    what a peer accepts, all in the echo's own association and without sending any data.
   - Read-only. The echo also runs in check mode, and the module never reports C(changed).
 author:
   - dicom.network contributors (@dicom-network)
@@ -141,6 +144,54 @@ options:
           server_hostname:
             description: Host name to check this peer's certificate against.
             type: str
+      services:
+        description:
+          - The services this peer must provide, replacing the module-level O(services) for this peer. Same
+            form as O(services); an empty list checks no services on this peer.
+          - Only for a peer with O(peers[].expect=accept); a peer that must refuse or be blocked negotiates
+            nothing, and services on it are refused as a mistake.
+        type: list
+        elements: raw
+      discover:
+        description:
+          - Discovery for this peer, replacing the module-level O(discover). Same values.
+          - Only for a peer with O(peers[].expect=accept).
+        type: str
+  services:
+    description:
+      - Services every peer must provide beyond Verification. Each is proposed as a presentation context of
+        its own next to Verification, in the echo's association, and the peer's A-ASSOCIATE-AC says which it
+        accepts and with which transfer syntax; no data is sent. See RV(results[].services).
+      - Each entry is a SOP class, by pydicom keyword (V(CTImageStorage), V(EnhancedCTImageStorage),
+        V(ModalityWorklistInformationFind), V(StudyRootQueryRetrieveInformationModelMove),
+        V(StorageCommitmentPushModel)) or by UID (a private SOP class too); or a dictionary with
+        C(sop_class) and C(transfer_syntaxes), a list of transfer syntaxes by keyword (V(JPEG2000Lossless),
+        V(ExplicitVRLittleEndian)) or UID, proposed together in that context. Without C(transfer_syntaxes),
+        implicit and explicit VR little endian are proposed, which every peer that supports the class accepts.
+      - Every entry is required. When the echo succeeds but the peer refuses any of them, the outcome is
+        V(service_rejected) and the message names each refused service and why; the peer is not as expected.
+      - Every keyword and UID is checked on the managed host with pydicom before any traffic. An unknown
+        keyword (the error suggests close matches), a malformed UID, a transfer syntax where a SOP class
+        belongs or the other way round, Verification itself, or a SOP class listed twice fails the task.
+      - Up to 127 services share the echo's association (DICOM allows 128 presentation contexts, one is
+        Verification's). More are negotiated in further associations to the same address, one per 127,
+        each under the same timeouts, without an echo; their results are merged into the peer's.
+      - A peer's own O(peers[].services) replaces this list for that peer.
+    type: list
+    elements: raw
+  discover:
+    description:
+      - Proposes every SOP class pydicom and pynetdicom know of a family, each in a context of its own with
+        implicit and explicit VR little endian, and returns what the peer accepts and with which transfer
+        syntax in RV(results[].services) (with C(required=false)). A measured conformance table of the peer,
+        to compare with its conformance statement.
+      - V(storage) (every storage SOP class, about 170, in two associations), V(query_retrieve) (the
+        C-FIND/C-MOVE/C-GET information models), V(worklist) (Modality Worklist), V(all) (every service
+        class pynetdicom lists, about 250, in two associations).
+      - Discovered services never fail the echo; listed in O(services) as well, a SOP class is required.
+      - A peer's own O(peers[].discover) replaces this for that peer.
+    type: str
+    choices: [storage, query_retrieve, worklist, all]
   host:
     description: Single-peer shorthand, the peer's host. Requires O(called_ae_title).
     type: str
@@ -317,6 +368,35 @@ EXAMPLES = r"""
       key_password: "{{ vault_ws2_key_password }}"
   register: echo_tls
 
+- name: Before go-live, check that the archive takes what the new CT sends, and the worklist answers it
+  dicom.network.echo:
+    calling_ae_title: CT_EAST_2
+    peers:
+      - name: archive
+        ae_title: PACS_ARCHIVE
+        host: pacs.example.org
+        services:
+          - CTImageStorage
+          - sop_class: EnhancedCTImageStorage
+            transfer_syntaxes: [JPEG2000Lossless, ExplicitVRLittleEndian]
+          - StorageCommitmentPushModel
+      - name: worklist
+        ae_title: RIS_MWL
+        host: ris.example.org
+        services: [ModalityWorklistInformationFind]
+
+- name: List the storage SOP classes an archive accepts from this AE (its measured conformance table)
+  dicom.network.echo:
+    calling_ae_title: CT_EAST_2
+    host: pacs.example.org
+    called_ae_title: PACS_ARCHIVE
+    discover: storage
+  register: conformance
+
+- name: Show the accepted SOP classes and their transfer syntaxes
+  ansible.builtin.debug:
+    msg: "{{ conformance.results[0].services | selectattr('accepted') | map(attribute='sop_class') | list }}"
+
 - name: Collect results without failing, with the negotiation log for troubleshooting
   dicom.network.echo:
     calling_ae_title: MR_WEST_1
@@ -395,9 +475,12 @@ results:
       sample: accept
     outcome:
       description:
-        - V(success) C-ECHO-RSP with status 0x0000.
+        - V(success) C-ECHO-RSP with status 0x0000 (and every required service in O(services) accepted).
+        - V(service_rejected) the echo succeeded, but the peer refused at least one required service of
+          O(services); RV(results[].services) has the results and the message names the refused ones.
         - V(rejected) A-ASSOCIATE-RJ; see RV(results[].reject).
-        - V(context_rejected) association accepted but not the Verification presentation context.
+        - V(context_rejected) association accepted but not the Verification presentation context (the
+          results of O(services) are still reported).
         - V(status_failure) C-ECHO-RSP with another status; see RV(results[].status).
         - V(aborted) A-ABORT, A-P-ABORT, or the peer closed the connection.
         - V(timeout) a deadline passed; RV(results[].phase) says which.
@@ -479,6 +562,39 @@ results:
       type: str
       returned: always
       sample: 1.2.840.10008.1.2
+    services:
+      description:
+        - One entry per service of O(services) (required), then per SOP class of O(discover) (not required),
+          in that order; an empty list when neither was asked for.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{"sop_class": "EnhancedCTImageStorage", "uid": "1.2.840.10008.5.1.4.1.1.2.1", "required": true,
+                "accepted": false, "transfer_syntax": null, "result": "abstract-syntax-not-supported"}]
+      contains:
+        sop_class:
+          description: The SOP class by pydicom keyword, or its UID when pydicom has no keyword for it.
+          type: str
+        uid:
+          description: The SOP class UID.
+          type: str
+        required:
+          description: Whether it came from O(services) (true) or from O(discover) (false).
+          type: bool
+        accepted:
+          description: Whether the peer accepted its presentation context.
+          type: bool
+        transfer_syntax:
+          description: The transfer syntax UID the peer chose among those proposed, or null when not accepted.
+          type: str
+        result:
+          description:
+            - The presentation context result of the A-ASSOCIATE-AC in the standard's words, V(acceptance),
+              V(user-rejection), V(no-reason), V(abstract-syntax-not-supported) or
+              V(transfer-syntaxes-not-supported).
+            - Null when it was never negotiated, because the association was not accepted (see
+              RV(results[].outcome)).
+          type: str
     tls:
       description: Whether TLS was used for this peer.
       type: bool
@@ -571,8 +687,12 @@ def main():
                     expect=dict(type="str"),
                     calling_ae_title=dict(type="str"),
                     tls=dict(type="dict", options=peer_tls_options),
+                    services=dict(type="list", elements="raw"),
+                    discover=dict(type="str"),
                 ),
             ),
+            services=dict(type="list", elements="raw"),
+            discover=dict(type="str", choices=["storage", "query_retrieve", "worklist", "all"]),
             host=dict(type="str"),
             port=dict(type="int", default=104),
             called_ae_title=dict(type="str"),

@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dicom.network contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The services a route must provide, negotiated next to Verification in the echo's own association.
+
+A peer that echoes may still refuse the SOP class a modality sends, or the transfer syntax it sends
+it in. Proposing those presentation contexts in the A-ASSOCIATE-RQ and reading the A-ASSOCIATE-AC
+answers that without sending any data. This module turns the syntax-checked ``services`` and
+``discover`` of echo_validation into UIDs with pydicom (on the managed host), splits them into
+associations (one context each, at most 127 next to Verification), and turns the peer's answers into
+results. The engine does the negotiation; pydicom and pynetdicom name the SOP classes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import CONTEXT_RESULTS
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
+    EchoInputError, PeerSpec, ServiceSpec)
+
+try:
+    import pydicom.uid as pydicom_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import presentation, sop_class
+except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
+    pydicom_uid = None
+
+VERIFICATION_UID = "1.2.840.10008.1.1"
+# Presentation context IDs are the odd numbers 1-255: 128 contexts, the first one Verification's.
+SERVICES_PER_ASSOCIATION = 127
+# pynetdicom's lists of the contexts each family of services uses, by the names it publishes.
+_FAMILY_CONTEXTS = {
+    "storage": ("AllStoragePresentationContexts",),
+    "query_retrieve": ("QueryRetrievePresentationContexts",),
+    "worklist": ("BasicWorklistManagementPresentationContexts",),
+}
+
+
+@dataclass(frozen=True)
+class Service:
+    """One presentation context to propose: a SOP class and its transfer syntaxes, as UIDs."""
+
+    sop_class: str  # pydicom's keyword, or the UID of a SOP class pydicom does not name
+    uid: str
+    transfer_syntaxes: Tuple[str, ...]
+    required: bool = True
+
+
+def default_transfer_syntaxes() -> Tuple[str, ...]:
+    return (str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian))
+
+
+def _known_sop_classes() -> Dict[str, str]:
+    # pynetdicom's names and pydicom's, where they differ (ModalityWorklistInformationFind and
+    # ModalityWorklistInformationModelFind): users copy either.
+    known = {name: str(value) for module in (pydicom_uid, sop_class) for name, value in vars(module).items()
+             if isinstance(value, UID) and value.type == "SOP Class"}
+    known.update({UID(uid).keyword: uid for uid in list(known.values()) if UID(uid).keyword})
+    return known
+
+
+def _known_transfer_syntaxes() -> Dict[str, str]:
+    return {name: str(value) for name, value in vars(pydicom_uid).items()
+            if isinstance(value, UID) and value.type == "Transfer Syntax" and value.keyword == name}
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    lowered = {k.lower(): k for k in known}
+    matches = [lowered[name.lower()]] if name.lower() in lowered else \
+        difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return "; did you mean %s?" % " or ".join(matches) if matches else ""
+
+
+def _resolve(name: str, where: str, kind: str, known: Dict[str, str]) -> Tuple[str, str]:
+    """(keyword or UID, UID) of a SOP class or transfer syntax; EchoInputError names ``where``."""
+    if name[0].isdigit():
+        uid_type = UID(name).type
+        expected = "SOP Class" if kind == "SOP class" else "Transfer Syntax"
+        if uid_type and uid_type != expected:
+            raise EchoInputError("%s %s is not a %s: pydicom knows it as %s (%s)"
+                                 % (where, name, kind, UID(name).name, uid_type))
+        return (UID(name).keyword or name), name
+    if name not in known:
+        other = _known_transfer_syntaxes() if kind == "SOP class" else _known_sop_classes()
+        if name in other:
+            raise EchoInputError("%s %s is a %s, not a %s" % (
+                where, name, "transfer syntax" if kind == "SOP class" else "SOP class", kind))
+        raise EchoInputError("%s %r is not a %s keyword pydicom knows%s"
+                             % (where, name, kind, _suggest(name, list(known))))
+    return name, known[name]
+
+
+def _family_uids(family: str) -> List[str]:
+    names = _FAMILY_CONTEXTS.get(family) or tuple(
+        name for name in dir(presentation) if name.endswith("PresentationContexts")
+        and name not in ("VerificationPresentationContexts", "StoragePresentationContexts"))
+    uids: List[str] = []
+    for name in names:
+        for context in getattr(presentation, name, ()):
+            uid = str(context.abstract_syntax)
+            if uid not in uids and uid != VERIFICATION_UID:
+                uids.append(uid)
+    return uids
+
+
+def resolve_services(specs: Sequence[ServiceSpec], discover: Optional[str]) -> Tuple[Service, ...]:
+    """The contexts to propose for one peer: its required services, then those ``discover`` adds."""
+    if not specs and not discover:
+        return ()
+    sop_classes, syntaxes = _known_sop_classes(), _known_transfer_syntaxes()
+    services: List[Service] = []
+    seen: Dict[str, str] = {}
+    for spec in specs:
+        label = spec.where
+        name, uid = _resolve(spec.sop_class, label, "SOP class", sop_classes)
+        if uid == VERIFICATION_UID:
+            raise EchoInputError("%s: Verification is proposed in every echo already; list only the services "
+                                 "beyond it" % label)
+        if uid in seen:
+            raise EchoInputError("%s names %s, as %s does: list each SOP class once" % (label, name, seen[uid]))
+        seen[uid] = label
+        transfer = tuple(_resolve(syntax, "%s.transfer_syntaxes[%d]" % (label, index), "transfer syntax",
+                                  syntaxes)[1] for index, syntax in enumerate(spec.transfer_syntaxes))
+        if len(set(transfer)) < len(transfer):
+            raise EchoInputError("%s.transfer_syntaxes names one transfer syntax twice (by keyword and UID)" % label)
+        services.append(Service(name, uid, transfer or default_transfer_syntaxes()))
+    if discover:
+        for uid in _family_uids(discover):
+            if uid not in seen:
+                services.append(Service(UID(uid).keyword or uid, uid, default_transfer_syntaxes(), required=False))
+    return tuple(services)
+
+
+def resolve_peers(peers: Sequence[PeerSpec]) -> Dict[int, Tuple[Service, ...]]:
+    """Each peer's contexts to propose (by its index), every keyword and UID checked before any traffic.
+    Peers with the same services share one tuple."""
+    resolved: Dict[Tuple[Tuple[ServiceSpec, ...], Optional[str]], Tuple[Service, ...]] = {}
+    by_peer: Dict[int, Tuple[Service, ...]] = {}
+    for peer in peers:
+        key = (peer.services, peer.discover)
+        if key not in resolved:
+            # A ServiceSpec's `where` names its peer already when the peer gave it.
+            resolved[key] = resolve_services(peer.services, peer.discover)
+        by_peer[peer.index] = resolved[key]
+    return by_peer
+
+
+def associations(services: Sequence[Service]) -> List[Tuple[Service, ...]]:
+    """The services of each association, in order; at least one (Verification alone)."""
+    if not services:
+        return [()]
+    return [tuple(services[start:start + SERVICES_PER_ASSOCIATION])
+            for start in range(0, len(services), SERVICES_PER_ASSOCIATION)]
+
+
+def service_results(services: Sequence[Service], answers: Dict[str, Tuple[Optional[int], Optional[str]]]
+                    ) -> List[Dict[str, Any]]:
+    """One result per service from the A-ASSOCIATE-AC answers (by SOP class UID: result code, transfer
+    syntax); a service without an answer was never negotiated (its association did not get that far)."""
+    results = []
+    for service in services:
+        code, transfer_syntax = answers.get(service.uid, (None, None))
+        results.append({
+            "sop_class": service.sop_class, "uid": service.uid, "required": service.required,
+            "accepted": code == 0, "transfer_syntax": transfer_syntax if code == 0 else None,
+            "result": None if code is None else CONTEXT_RESULTS.get(code, "result-%d" % code),
+        })
+    return results
