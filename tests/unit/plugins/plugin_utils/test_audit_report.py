@@ -568,8 +568,8 @@ def service_cases(suite, classname, name, cell):
         if service["accepted"]:
             continue
         if service["result"] is None:
-            ElementTree.SubElement(case, "skipped", {"message": "not negotiated: %s: %s" % (cell["outcome"],
-                                                                                           cell["message"])})
+            message = "not negotiated: %s: %s" % (cell["outcome"], cell["message"])
+            ElementTree.SubElement(case, "skipped", {"message": message})
             continue
         failure = ElementTree.SubElement(case, "failure", {
             "type": "service_refused", "message": "%s refused: %s" % (service["sop_class"], service["result"])})
@@ -585,6 +585,7 @@ def junit_reference(report):
             return ""
         return "%s / %s / %s ms" % tuple("%g" % rtt[key] if rtt.get(key) is not None else "?"
                                          for key in ("min", "avg", "max"))
+
     def required(cell):
         return [s for s in cell.get("services") or [] if s["required"]]
 
