@@ -25,18 +25,15 @@ from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_c
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Classification, Observation, classify, classify_connect_error, expectation_met, rtt_statistics, with_services)
 from ansible_collections.dicom.network.plugins.module_utils.echo_services import (
-    Service, associations, resolve_peers, service_results)
+    ServicePlan, negotiate_remaining, plan_peers, service_results)
 from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, ssl_contexts
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoRequest, PeerSpec, bind_family, check_bind_address)
 
 try:
     from pydicom import config as pydicom_config
-    from pynetdicom import build_context, evt
+    from pynetdicom import evt
     from pynetdicom.sop_class import Verification
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-    # Built once: associate() works on a copy of it for each association.
-    _VERIFICATION_CONTEXT = build_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
 except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
     evt = None
 
@@ -80,15 +77,13 @@ class _PeerRun:
     the transport hooks (``connect``, ``connect_failed``, ``received``) of _pynetdicom_compat."""
 
     def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext],
-                 services: Tuple[Service, ...] = ()):
-        self.spec, self.request, self.ssl_context = spec, request, ssl_context
+                 plan: ServicePlan):
+        self.spec, self.request, self.ssl_context, self.plan = spec, request, ssl_context, plan
         self.obs = self.observation(request.count)
-        # The presentation contexts of each association beyond Verification (one association when
-        # they fit in it), and the peer's answer to each SOP class: (result code, transfer syntax).
-        self.services = services
-        self.associations = associations(services)
+        # The peer's answer to each SOP class of the plan (result code, transfer syntax), and the failure
+        # of an association after the echo's, when the services needed more than one.
         self.answers: Dict[str, Tuple[Optional[int], Optional[str]]] = {}
-        self.later_failure: Optional[Classification] = None  # of an association after the first
+        self.later_failure: Optional[Classification] = None
         self.lock, self.done = threading.Lock(), threading.Event()
         self.phase, self.phase_timeout = "resolve", request.connect_timeout
         self.phase_since: Optional[float] = None
@@ -479,41 +474,14 @@ def _echo_one(run: _PeerRun) -> None:
         return
     for index, address in enumerate(run.addresses):
         run.address = address
-        _associate_and_echo(run, _contexts(run.associations[0]))
+        _associate_and_echo(run, run.plan.contexts[0])
         if not _may_try_next_address(run, index):
             break
         run.debug("TCP connect to %s failed (%s); trying the next address of %s"
                   % (address, run.obs.connect_error, run.spec.host))
         _forget_failed_connect(run)
-    if len(run.associations) > 1 and classify(run.obs).outcome == "success":
-        _negotiate_the_rest(run)
-
-
-def _contexts(services: Tuple[Service, ...]) -> list:
-    if not services:
-        return [_VERIFICATION_CONTEXT]
-    return [_VERIFICATION_CONTEXT] + [build_context(service.uid, list(service.transfer_syntaxes))
-                                      for service in services]
-
-
-def _negotiate_the_rest(run: _PeerRun) -> None:
-    """The services that did not fit in the echo's association, one more association for each 127,
-    at the address that answered and under the same deadlines; the first failure ends them."""
-    echoed, timings, source_address = run.obs, dict(run.timings), run.source_address
-    try:
-        for number, services in enumerate(run.associations[1:], start=2):
-            run.obs = run.observation(count=0)
-            run.release_complete = False
-            _associate_and_echo(run, _contexts(services), echo=False)
-            verdict = classify(run.obs)
-            if verdict.outcome != "success":
-                verdict.message = "association %d of %d (services %s to %s): %s" % (
-                    number, len(run.associations), services[0].sop_class, services[-1].sop_class, verdict.message)
-                run.later_failure = verdict
-                break
-    finally:
-        run.obs, run.source_address = echoed, source_address
-        run.timings.update({key: value for key, value in timings.items() if key != "total"})
+    if len(run.plan.parts) > 1 and classify(run.obs).outcome == "success":
+        run.later_failure = negotiate_remaining(run, _associate_and_echo)
 
 
 def _association_thread(run: _PeerRun, wake: threading.Event) -> None:
@@ -535,7 +503,7 @@ def open_limit(parallel: int) -> int:
 
 def _hard_limit(request: EchoRequest, run: _PeerRun) -> float:
     """The longest one peer may take, even if its thread is stuck where no socket can be closed."""
-    more = len(run.associations) - 1  # each another connect, A-ASSOCIATE and A-RELEASE
+    more = len(run.plan.parts) - 1  # each another connect, A-ASSOCIATE and A-RELEASE
     return ((1 + max(len(run.addresses), 1) + more) * request.connect_timeout + 2 * (1 + more) * request.acse_timeout
             + request.count * request.dimse_timeout + (3 + more) * _PYNETDICOM_TIMEOUT_SLACK_S)
 
@@ -603,12 +571,12 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
     compat.check_supported()
     check_bind_address(request.bind_address)
-    services = resolve_peers(request.peers)
+    plans = plan_peers(request.peers)
     contexts = ssl_contexts(spec.tls for spec in request.peers)
     runs: List[_PeerRun] = []
     for spec in request.peers:
         context = contexts[spec.tls]
-        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context, services[spec.index])
+        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context, plans[spec.index])
         if isinstance(context, TlsSetupError):
             run.obs.tls_setup_error = context.for_settings(spec.tls)
         runs.append(run)
@@ -644,7 +612,7 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
 
 def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
-    services = service_results(run.services, run.answers)
+    services = service_results(run.plan.services, run.answers)
     verdict = run.later_failure or with_services(classify(run.obs), services)
     result: Dict[str, Any] = {
         "name": spec.name, "ae_title": spec.ae_title, "host": spec.host, "port": spec.port,

@@ -269,6 +269,10 @@ def _classify(obs: Observation) -> Classification:
     return Classification("success", "release", message, status=0x0000)
 
 
+# A message names this many refused services at most; the result's services list has them all.
+_NAMED_SERVICES = 10
+
+
 def with_services(verdict: Classification, services: List[Dict[str, Any]]) -> Classification:
     """A successful echo whose peer refused a required service (a result of echo_services) is
     ``service_rejected``: the route answers, but not for what it is needed for."""
@@ -284,7 +288,9 @@ def with_services(verdict: Classification, services: List[Dict[str, Any]]) -> Cl
             verdict.message += "; discovery: %d of %d SOP class(es) accepted" % (
                 sum(1 for s in services if not s["required"] and s["accepted"]), discovered)
         return verdict
-    named = ", ".join("%s (%s)" % (s["sop_class"], s["result"] or "not answered") for s in refused)
+    named = ", ".join("%s (%s)" % (s["sop_class"], s["result"] or "not answered") for s in refused[:_NAMED_SERVICES])
+    if len(refused) > _NAMED_SERVICES:
+        named += " and %d more (see services)" % (len(refused) - _NAMED_SERVICES)
     message = "C-ECHO success, but %d of %d required service(s) refused: %s" % (len(refused), required, named)
     return Classification("service_rejected", "associate", message, status=verdict.status)
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .base import LOOPBACK, ManagedProcess, Peer, free_port, peer_env, wait_listening
 
@@ -71,10 +71,13 @@ def _start(name: str, argv: List[str], workdir: Path, port: int,
 
 def start_storescp(workdir: Path, port: Optional[int] = None, ae_title: str = STORESCP_AE,
                    refuse: bool = False, tls: Optional[Dict[str, str]] = None,
-                   name: Optional[str] = None) -> Tuple[ManagedProcess, Peer]:
+                   name: Optional[str] = None, options: Sequence[str] = ()
+                   ) -> Tuple[ManagedProcess, Peer]:
     """``storescp --fork``.  ``refuse``: reject everything.  ``tls``: dict with ``key``,
     ``cert`` and optional ``ca`` (if given, client certificates are required and verified
-    against it; if absent ``-ic``)."""
+    against it; if absent ``-ic``).  ``options``: more storescp options, e.g. ``["+xa"]``
+    (accept all transfer syntaxes) or ``["-xf", CFG, PROFILE]`` (see
+    :func:`write_storescp_profile`)."""
     name = name or ("storescp-refuse" if refuse else "storescp")
     workdir = Path(workdir) / name
     out = workdir / "incoming"
@@ -89,6 +92,7 @@ def start_storescp(workdir: Path, port: Optional[int] = None, ae_title: str = ST
             argv += ["+cf", tls["ca"], "-rc"]
         else:
             argv += ["-ic"]
+    argv += [str(option) for option in options]
     argv.append(str(port))
     proc = _start(name, argv, workdir, port)
     if refuse:
@@ -103,7 +107,28 @@ def start_storescp(workdir: Path, port: Optional[int] = None, ae_title: str = ST
     else:
         notes = "storescp: accepts any called AE and any calling AE; echo Success"
         extra = {"accepts_any_called_ae": True}
+    if options:
+        notes += " (options: %s)" % " ".join(str(option) for option in options)
+        extra["options"] = [str(option) for option in options]
     return proc, Peer(name, LOOPBACK, port, ae_title, "dcmtk", notes, extra)
+
+
+def write_storescp_profile(path: Path, contexts: Sequence[Tuple[str, Sequence[str]]],
+                           profile: str = "TestProfile") -> List[str]:
+    """Write a storescp association configuration (the format of /etc/dcmtk/storescp.cfg) with
+    one profile offering exactly ``contexts``: (abstract syntax, [transfer syntaxes]) pairs, each
+    a DCMTK name (``CTImageStorage``, ``LittleEndianExplicit``) or a UID.  Returns the storescp
+    options that select it: ``["-xf", path, profile]``."""
+    lines = ["# written by tests/peers/dcmtk.py", "[[TransferSyntaxes]]"]
+    for number, (_abstract, syntaxes) in enumerate(contexts, start=1):
+        lines.append("[Syntaxes%d]" % number)
+        lines += ["TransferSyntax%d = %s" % (i, ts) for i, ts in enumerate(syntaxes, start=1)]
+    lines += ["", "[[PresentationContexts]]", "[Contexts]"]
+    lines += ["PresentationContext%d = %s\\Syntaxes%d" % (number, abstract, number)
+              for number, (abstract, _syntaxes) in enumerate(contexts, start=1)]
+    lines += ["", "[[Profiles]]", "[%s]" % profile, "PresentationContexts = Contexts", ""]
+    Path(path).write_text("\n".join(lines))
+    return ["-xf", str(path), profile]
 
 
 def write_dcmqrscp_config(path: Path, port: int, storage: Path,

@@ -21,6 +21,9 @@ from .base import ManagedProcess, closed_port, stop_all
 from .pynetdicom_peers import start_pynetdicom_peers
 
 SITE_A, SITE_B = "Site A (main hospital)", "Site B (outpatient clinic)"
+# What the router takes (pynetdicom_scp's "contexts"): CT and MR images, implicit and explicit VR little endian.
+CT_IMAGE_STORAGE, MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"
+LITTLE_ENDIAN = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]
 
 # Source hosts: inventory name -> (source address, registry names of the AEs it speaks as).
 SOURCES = {
@@ -71,7 +74,7 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
             "ws_a2": ({"behaviour": "accept", "ae_title": "WS_A2"}, ""),
             # Takes CT and MR images, not Enhanced CT: the new CT's route to it is service_rejected.
             "router_b": ({"behaviour": "accept", "ae_title": "ROUTER_B",
-                          "supported": ["CTImageStorage", "MRImageStorage"]}, ""),
+                          "contexts": [[CT_IMAGE_STORAGE, LITTLE_ENDIAN], [MR_IMAGE_STORAGE, LITTLE_ENDIAN]]}, ""),
             "ct_b1": ({"behaviour": "slow", "delay": 1.5, "ae_title": "CT_B1"}, ""),
             "printer_b": ({"behaviour": "accept", "ae_title": "PRINTER_B"}, ""),
             "ws_b1": ({"behaviour": "reject-called", "ae_title": "WS_B1"}, ""),

@@ -81,7 +81,11 @@ after the RQ in ``server.pdu_types``.
 Options: ``hold_max`` (s), ``interval`` (drip), ``delay`` (reset: wait this long before the
 RST, so it lands after the client's connect() returned), ``source``/``reason``/``result`` (abort,
 reject-raw), ``payload`` (garbage bytes), ``max_connections`` (concurrent; extra ones are
-closed at once but still counted). ``peak_connections``: the most connections served at once.
+closed at once but still counted).  DICOM-speaking behaviours also take ``results`` (abstract
+syntax UID -> presentation context result code in the AC, see :func:`a_associate_ac`) and
+``reject_from`` (from this connection number on, 1-based since start or ``reset_counts()``,
+answer A-ASSOCIATE-RJ with ``result``/``source``/``reason`` instead of an AC).
+``peak_connections``: the most connections served at once.
 """
 from __future__ import annotations
 
@@ -181,28 +185,32 @@ def _item(itype: int, value: bytes) -> bytes:
     return bytes([itype, 0]) + struct.pack(">H", len(value)) + value
 
 
-def a_associate_ac(rq: bytes, contexts: str = "echo") -> bytes:
+def a_associate_ac(rq: bytes, contexts: str = "echo",
+                   results: Optional[Dict[str, int]] = None) -> bytes:
     """A valid A-ASSOCIATE-AC for ``rq``: every context accepted with its first transfer
     syntax (implicit VR LE if the RQ cannot be parsed).
 
     ``contexts="none"`` leaves out every presentation context item; ``"wrong-id"`` answers
-    one context ID that the RQ never proposed."""
+    one context ID that the RQ never proposed.  ``results``: abstract syntax UID -> the result
+    code to answer its context with (1 user-rejection, 2 no-reason: answers no pynetdicom SCP
+    can give; the transfer syntax item then still carries the first one proposed)."""
     info = parse_rq(rq)
     if info.get("valid"):
         called, calling = rq[10:26], rq[26:42]
-        answered = [(c["id"], (c["transfer"] or ["1.2.840.10008.1.2"])[0].encode())
-                    for c in info["contexts"]] or [(1, IMPLICIT_LE)]
+        answered = [(c["id"], (c["transfer"] or ["1.2.840.10008.1.2"])[0].encode(),
+                     (results or {}).get(c["abstract"], 0))
+                    for c in info["contexts"]] or [(1, IMPLICIT_LE, 0)]
     else:
         called, calling = b"ANY-SCP".ljust(16), b"ECHOSCU".ljust(16)
-        answered = [(1, IMPLICIT_LE)]
+        answered = [(1, IMPLICIT_LE, 0)]
     if contexts == "none":
         answered = []
     elif contexts == "wrong-id":
-        answered = [((max(i for i, _ts in answered) + 2) & 0xFF, answered[0][1])]
+        answered = [((max(i for i, _ts, _r in answered) + 2) & 0xFF, answered[0][1], 0)]
     body = struct.pack(">H", 1) + b"\x00\x00" + called + calling + b"\x00" * 32
     body += _item(0x10, APP_CONTEXT)
-    for ctx_id, ts in answered:
-        body += _item(0x21, bytes([ctx_id, 0, 0, 0]) + _item(0x40, ts))
+    for ctx_id, ts, result in answered:
+        body += _item(0x21, bytes([ctx_id, 0, result & 0xFF, 0]) + _item(0x40, ts))
     user = _item(0x51, struct.pack(">I", 16384)) + _item(0x52, IMPL_UID)
     body += _item(0x50, user)
     return bytes([0x02, 0x00]) + struct.pack(">I", len(body)) + body
@@ -344,7 +352,7 @@ class HostileServer:
             if too_many:
                 self._close(conn)
                 continue
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True,
+            t = threading.Thread(target=self._serve, args=(conn, self.accepted), daemon=True,
                                  name="hostile-%s-conn" % self.behaviour)
             with self._lock:
                 self._threads.append(t)
@@ -404,7 +412,7 @@ class HostileServer:
                 del self.pdu_types[:-200]
         return buf
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, number: int = 0) -> None:
         b = self.behaviour
         o = self.options
         try:
@@ -438,7 +446,12 @@ class HostileServer:
                 self._hold(conn, min(self.hold_max, 60.0))
                 return
             rq = self._read_pdu(conn)
-            if b in DICOM_BEHAVIOURS:
+            reject_from = o.get("reject_from")
+            if b in DICOM_BEHAVIOURS and reject_from and number >= int(reject_from):
+                conn.sendall(a_associate_rj(int(o.get("result", 2)), int(o.get("source", 3)),
+                                            int(o.get("reason", 2))))
+                self._hold(conn, 5.0)
+            elif b in DICOM_BEHAVIOURS:
                 self._serve_dicom(conn, rq)
             elif b == "tls-server-hello":
                 conn.sendall(TLS_SERVER_HELLO)
@@ -486,7 +499,7 @@ class HostileServer:
         Bounded by ``hold_max`` and by a PDU count."""
         b = self.behaviour
         deadline = time.monotonic() + self.hold_max
-        conn.sendall(a_associate_ac(rq))
+        conn.sendall(a_associate_ac(rq, results=self.options.get("results")))
         for _pdu in range(5000):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.is_set():

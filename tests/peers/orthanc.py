@@ -57,9 +57,13 @@ def orthanc_binary() -> Optional[str]:
 def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, str]] = None,
                   timeout: float = 15.0, ae_title: str = ORTHANC_AE,
                   known_calling: Optional[Dict[str, str]] = None,
-                  extra_modalities: Optional[Dict[str, Dict[str, object]]] = None) -> Tuple[ManagedProcess, Peer]:
+                  extra_modalities: Optional[Dict[str, Dict[str, object]]] = None,
+                  extra_config: Optional[Dict[str, object]] = None) -> Tuple[ManagedProcess, Peer]:
     """Start Orthanc; ``known_calling`` (AE title -> source IP) replaces the test callers;
-    ``extra_modalities`` (id -> {"AET", "Host", "Port"}) are added to its modality table."""
+    ``extra_modalities`` (id -> {"AET", "Host", "Port"}) are added to its modality table;
+    ``extra_config`` is merged into its configuration last (e.g. ``AcceptedTransferSyntaxes``,
+    ``UnknownSopClassAccepted``: Orthanc ignores unknown keys silently, so a test must show
+    that a key had an effect)."""
     exe = orthanc_binary()
     if exe is None:
         raise FileNotFoundError("Orthanc binary not found")
@@ -105,6 +109,7 @@ def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, 
             "DicomTlsTrustedCertificates": tls["ca"],
             "DicomTlsRemoteCertificateRequired": bool(tls.get("require_client_cert", True)),
         })
+    config.update(extra_config or {})
     cfg = workdir / "config.json"
     cfg.write_text(json.dumps(config, indent=2))
     log = workdir / "orthanc.log"
@@ -123,5 +128,6 @@ def start_orthanc(workdir: Path, name: str = "orthanc", tls: Optional[Dict[str, 
         "aborted at C-ECHO" % (" over TLS (client cert required)" if tls else ""),
         {"known_calling": dict(KNOWN_CALLING), "other_host_calling": dict(OTHER_HOST_CALLING),
          "noecho_calling": dict(NOECHO_CALLING), "http_port": http_port,
-         "config": str(cfg), "log": str(log), "tls": dict(tls) if tls else None})
+         "config": str(cfg), "log": str(log), "tls": dict(tls) if tls else None,
+         "extra_config": dict(extra_config or {})})
     return proc, peer

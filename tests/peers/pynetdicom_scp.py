@@ -46,11 +46,12 @@ DCMTK 3.6.7 against pynetdicom 3.0.4; see tests/system/test_peers_selfcheck.py):
                     connected)", exit 1; server cert not trusted / expired: "TLS error:
                     certificate verify failed", exit 1.  echoscu never checks host names.
 
-Other per-peer options: ``supported`` (SOP class keywords the AE accepts besides Verification,
-e.g. ``["CTImageStorage"]``; any other SOP class gets result 3, abstract syntax not supported),
-``host`` (e.g. ``::1``; IPv6 needs pynetdicom >= 3),
+Other per-peer options: ``host`` (e.g. ``::1``; IPv6 needs pynetdicom >= 3),
 ``max_associations`` (default 64), ``handshake_timeout`` (TLS, 5 s), ``network_timeout``,
-``acse_timeout``, ``dimse_timeout`` (30 s each).
+``acse_timeout``, ``dimse_timeout`` (30 s each), ``contexts`` (more presentation contexts to
+support: ``[[abstract syntax UID, [transfer syntax UIDs]], ...]``; pynetdicom answers any other
+proposed SOP class with result 3 and a supported one offered in none of its transfer syntaxes
+with result 4).
 
 Implementation notes (traps):
 
@@ -80,7 +81,7 @@ import sys
 import threading
 import time
 
-from pynetdicom import AE, evt, sop_class
+from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 try:  # UIDs under both pynetdicom 2.x and 3.x
@@ -197,8 +198,9 @@ def make_peer(host, spec, stats_dir):
         ae.add_supported_context(CTImageStorage)
     else:
         ae.add_supported_context(Verification)
-    for keyword in spec.get("supported", ()):
-        ae.add_supported_context(getattr(sop_class, keyword))
+    # "contexts": more SOP classes to support, [abstract syntax UID, [transfer syntax UIDs]] each.
+    for abstract_syntax, transfer_syntaxes in spec.get("contexts", ()):
+        ae.add_supported_context(abstract_syntax, list(transfer_syntaxes))
 
     handlers = [(evt.EVT_CONN_OPEN, _fast_dul)]
     if behaviour == "status":

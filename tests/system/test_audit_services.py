@@ -13,6 +13,7 @@ import pytest
 
 from tests.peers import dcmtk
 from tests.peers.base import stop_all
+from tests.peers.demo_network import CT_IMAGE_STORAGE, LITTLE_ENDIAN
 from tests.peers.pynetdicom_peers import start_pynetdicom_peers
 from tests.system.test_audit_partial_runs import audit_command, run, write_inventory
 
@@ -29,7 +30,8 @@ def archives(tmp_path_factory):
         proc, storescp = dcmtk.start_storescp(workdir, ae_title="ARCHIVE")
         procs.append(proc)
         proc, scps = start_pynetdicom_peers(workdir / "pynetdicom", {
-            "ct_only": ({"behaviour": "accept", "ae_title": "ARCHIVE", "supported": [CT]}, "")}, prefix="services")
+            "ct_only": ({"behaviour": "accept", "ae_title": "ARCHIVE",
+                         "contexts": [[CT_IMAGE_STORAGE, LITTLE_ENDIAN]]}, "")}, prefix="services")
         procs.append(proc)
         yield {"storescp": storescp, "ct_only": scps["ct_only"]}
     finally:

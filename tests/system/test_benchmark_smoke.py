@@ -108,3 +108,23 @@ def test_ab_audit_smoke_runs_and_prints_one_table(tmp_path):
         assert row["verdict"] in ("PASS", "MISS", "-"), row
     judged = [row["key"] for row in document["rows"] if row["threshold"] != "-"]
     assert judged == ["s3_wall", "s4_report"], judged
+
+
+def test_services_smoke_runs_and_prints_its_rows_and_targets(tmp_path):
+    """``benchmarks/services.py --smoke``: every server and kind measured on both conditions, the two
+    targets of issue 20 judged, and the floor (pynetdicom's own requestor) given with the discovery one."""
+    out = tmp_path / "services.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "services.py"), "--smoke", "--json",
+                           str(out)], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=300, check=False)
+    report = "stdout:\n%s\nstderr:\n%s" % (done.stdout[-6000:], done.stderr[-3000:])
+    assert done.returncode == 0, report
+    document = json.loads(out.read_text())
+    measured = {(row["condition"], row["what"]) for row in document["rows"]}
+    for condition in ("loopback", "proxy 5 ms"):
+        for server in ("orthanc", "dcmqrscp", "pynetdicom"):
+            for kind in ("plain", "5 services", "discover storage", "pynetdicom loop, discover storage"):
+                assert (condition, "%s: %s" % (server, kind)) in measured, (condition, server, kind, report)
+    assert [(t["key"], t["verdict"] in ("PASS", "MISS")) for t in document["targets"]] == [("20a", True), ("20b", True)]
+    assert "pynetdicom's own requestor" in document["targets"][1]["best_possible"]
+    assert "| 20b | discover storage vs a plain echo, per association |" in done.stdout, report
