@@ -26,7 +26,8 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import 
     Classification, Observation, classify, classify_connect_error, expectation_met, rtt_statistics, with_services)
 from ansible_collections.dicom.network.plugins.module_utils.echo_services import (
     ServicePlan, negotiate_remaining, plan_peers, service_results)
-from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, ssl_contexts
+from ansible_collections.dicom.network.plugins.module_utils.echo_tls import (
+    TlsSetupError, certificate_facts, ssl_contexts, unverified_certificate)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoRequest, PeerSpec, bind_family, check_bind_address)
 
@@ -100,6 +101,7 @@ class _PeerRun:
         self.debug_lines: List[str] = []
         self.peer_info: Optional[Dict[str, Any]] = None
         self.transfer_syntax: Optional[str] = None
+        self.tls_certificate: Optional[Dict[str, Any]] = None
         self.release_complete = False
         self.expected_msg_id: Optional[int] = None
         self.pdu_in_body: Optional[Tuple[int, int]] = None  # (type, length) of the PDU being read
@@ -185,7 +187,16 @@ class _PeerRun:
         if tls_args:
             context, server_hostname = tls_args
             self.enter("tls", self.request.connect_timeout, _BACKSTOP_SLACK_S)
-            sock = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+            try:
+                sock = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+            except ssl.SSLCertVerificationError:
+                # Its expiry and fingerprint still tell why: one unverified handshake in the time left.
+                left = (self.deadline or 0.0) - _BACKSTOP_SLACK_S - time.monotonic()
+                der = unverified_certificate(address, server_hostname, left, self.request.bind_address) \
+                    if left > 0.1 else None
+                self.tls_certificate = certificate_facts(der, None, time.time())
+                raise
+            self.tls_certificate = certificate_facts(sock.getpeercert(True), sock.getpeercert(), time.time())
             # wrap_socket() moves the descriptor to the TLS socket: a timeout must shut that one down.
             self.raw_socket = sock
             cipher = sock.cipher()
@@ -622,7 +633,7 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
         "phase": verdict.phase, "message": verdict.message, "status": verdict.status, "reject": verdict.reject,
         "rtt_ms": rtt_statistics(run.rtts), "timings_ms": dict(run.timings), "peer": run.peer_info,
         "transfer_syntax": run.transfer_syntax, "tls": spec.tls.enabled, "started_at": run.started_at,
-        "services": services,
+        "services": services, "tls_certificate": run.tls_certificate,
     }
     if run.request.debug:
         result["debug"] = list(run.debug_lines)

@@ -600,6 +600,43 @@ results:
       type: bool
       returned: always
       sample: false
+    tls_certificate:
+      description:
+        - The peer's leaf certificate, for a TLS peer that sent one; null for a plain peer, or when no
+          handshake got that far.
+        - When verification fails, the module reads the certificate with one more TLS handshake without
+          verification (in the time left of O(connect_timeout)), so that an expired or unknown certificate
+          still shows its dates and fingerprint; nothing is sent over that connection.
+      type: dict
+      returned: always
+      sample: {"sha256": "3A:91:...:0F", "verified": true, "subject": "CN=pacs.example.org,O=Hospital",
+               "issuer": "CN=Hospital CA", "not_after": "2027-03-01T12:00:00Z", "days_left": 83}
+      contains:
+        sha256:
+          description: SHA-256 fingerprint of the certificate's DER bytes, as C(openssl x509 -fingerprint -sha256) writes it.
+          type: str
+        verified:
+          description: Whether the certificate was verified in this echo (O(tls.verify) on, and it passed).
+          type: bool
+        subject:
+          description: The subject as RFC 4514 writes it, or null when the dates could not be read.
+          type: str
+        issuer:
+          description: The issuer as RFC 4514 writes it, or null when the dates could not be read.
+          type: str
+        not_after:
+          description: The end of the validity period (ISO 8601, UTC), or null when it could not be read.
+          type: str
+        days_left:
+          description: Whole days until RV(results[].tls_certificate.not_after), negative once expired.
+          type: int
+        note:
+          description:
+            - Why subject, issuer and dates are missing. An unverified certificate is read with the Python
+              package C(cryptography) where the managed host has it (it is never required); without it, only
+              the fingerprint is known.
+          type: str
+          returned: when the dates could not be read
     started_at:
       description: When the attempt started, ISO 8601 in UTC.
       type: str

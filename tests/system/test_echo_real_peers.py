@@ -536,3 +536,46 @@ def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(
     assert wall < 2 * 4 + MARGIN_S
     assert settle_threads(threads_before) <= threads_before
     assert client_sockets(server_ports) <= sockets_before
+
+
+def _days_until(pem_path: str) -> int:
+    """Whole days until the certificate's notAfter, as openssl reads it (not the module's code)."""
+    done = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", pem_path], capture_output=True,
+                          text=True, check=True, timeout=30)
+    not_after = ssl.cert_time_to_seconds(done.stdout.strip().split("=", 1)[1])
+    return int((not_after - time.time()) // 86400)
+
+
+def _openssl_x509(pem_path: str, *options: str) -> str:
+    done = subprocess.run(["openssl", "x509", "-noout", "-nameopt", "RFC2253", *options, "-in", pem_path],
+                          capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout.strip().split("=", 1)[1]
+
+
+@pytest.mark.parametrize("peer_key, cert_key, verify, outcome", [
+    ("tls", "server_cert", True, "success"),
+    ("tls", "server_cert", False, "success"),
+    ("tls-expired", "expired_cert", True, "tls_error"),
+    ("tls-untrusted", "untrusted_cert", True, "tls_error"),
+])
+def test_the_peer_certificate_is_described_verified_or_not(tls_peers, tls_material, peer_key, cert_key, verify,
+                                                           outcome):
+    """Subject, issuer, expiry and fingerprint of the leaf certificate, compared with what openssl reads from
+    the file the peer serves; a certificate that failed verification is read by one more, unverified
+    handshake (with cryptography, which this venv has, for its dates)."""
+    result = echo_one(tls_peers[peer_key], tls=_tls(tls_material, verify=verify))
+    assert result["outcome"] == outcome, result["message"]
+    facts = result["tls_certificate"]
+    assert facts["sha256"] == _openssl_x509(tls_material[cert_key], "-fingerprint", "-sha256")
+    assert facts["verified"] is (verify and outcome == "success")
+    assert facts["days_left"] in (_days_until(tls_material[cert_key]), _days_until(tls_material[cert_key]) + 1)
+    assert facts["subject"] == _openssl_x509(tls_material[cert_key], "-subject")
+    assert facts["issuer"] == _openssl_x509(tls_material[cert_key], "-issuer")
+    assert "CN=localhost" in facts["subject"]
+    assert facts["not_after"].endswith("Z") and "note" not in facts
+    if peer_key == "tls-expired":
+        assert facts["days_left"] < -365 and facts["not_after"] == "2020-12-31T23:59:59Z"
+
+
+def test_a_plain_peer_has_no_certificate(pynetdicom_peers):
+    assert echo_one(pynetdicom_peers["accept"])["tls_certificate"] is None
