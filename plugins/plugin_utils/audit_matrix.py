@@ -20,6 +20,11 @@ builds the *packed* form the report step renders from (about 8 times smaller, as
 read): the report's top-level keys, the distinct answers once in ``variants``, and per cell
 ``[row, column, variant, rtt, timings, started_at]`` in ``packed_cells``. :func:`cells_of`
 gives the cells of either form, :func:`build_report` the report itself.
+
+A cell's ``services`` (what the module negotiated besides Verification: required services and
+discovered ones) are part of its variant: a route's services answer the same from every host.
+A variant of a report written before services existed has none (an empty list in its cells), and a
+baseline cell without ``services`` shows no service change in the diff.
 """
 
 from __future__ import annotations
@@ -49,7 +54,10 @@ TIMING_KEYS = ("connect", "associate", "echo", "release", "total")
 PACKING = 1
 # A variant: what one check answered, shared by every cell that answered the same.
 (V_EXPECT, V_OUTCOME, V_OK, V_MESSAGE, V_PHASE, V_STATUS, V_REJECT, V_VERSION, V_CLASS_UID, V_MAX_PDU, V_ADDRESS,
- V_SOURCE_ADDRESS, V_TRANSFER_SYNTAX, V_NOT_RUN_REASON) = range(14)
+ V_SOURCE_ADDRESS, V_TRANSFER_SYNTAX, V_NOT_RUN_REASON, V_SERVICES) = range(15)
+# A variant's services: a tuple of services, each a tuple in SERVICE_FIELDS order (a cell's dictionaries).
+SERVICE_FIELDS = ("sop_class", "uid", "required", "accepted", "transfer_syntax", "result")
+S_SOP_CLASS, S_UID, S_REQUIRED, S_ACCEPTED, S_TRANSFER_SYNTAX, S_RESULT = range(6)
 # A packed cell. rtt and timings are lists in RTT_KEYS / TIMING_KEYS order where False marks a key the
 # module did not return (a number is never False: compare with "is"), or None when it returned none;
 # rtt is one number when min, avg and max are the same non-zero number (one echo per check, the default).
@@ -262,6 +270,41 @@ def _hashable(value: Any) -> Any:
     return value if value is None or not isinstance(value, dict) else tuple(value.items())
 
 
+def _service(entry: Any) -> Optional[Tuple[Any, ...]]:
+    """One service of a module result, cleaned, in SERVICE_FIELDS order (None: not a service)."""
+    if not isinstance(entry, Mapping):
+        return None
+    get = entry.get
+    return (clean_text(get("sop_class"), 80) or clean_text(get("uid"), 80) or "?", clean_text(get("uid"), 80),
+            get("required") is True, get("accepted") is True, clean_text(get("transfer_syntax"), 80),
+            clean_text(get("result"), 40))
+
+
+def pack_services(value: Any) -> Tuple[Tuple[Any, ...], ...]:
+    """A cell's or result's ``services`` list as a variant holds it."""
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(service for service in map(_service, value) if service is not None)
+
+
+def variant_services(variant: Sequence[Any]) -> Sequence[Sequence[Any]]:
+    """A variant's services; none for a variant of a report written before services existed."""
+    return variant[V_SERVICES] if len(variant) > V_SERVICES and variant[V_SERVICES] else ()
+
+
+def refused(service: Sequence[Any]) -> bool:
+    """A service the peer negotiated and did not accept (a service never negotiated is not refused)."""
+    return not service[S_ACCEPTED] and service[S_RESULT] is not None
+
+
+def service_states(services: Optional[Sequence[Sequence[Any]]]) -> Optional[Dict[str, Tuple[str, bool]]]:
+    """The required services that were negotiated, by UID (or name): (name, accepted). None: not known."""
+    if services is None:
+        return None
+    return {service[S_UID] or service[S_SOP_CLASS]: (service[S_SOP_CLASS], bool(service[S_ACCEPTED]))
+            for service in services if service[S_REQUIRED] and (service[S_ACCEPTED] or refused(service))}
+
+
 class _Variants:
     """The distinct answers of a matrix; a cell refers to its answer by index.
 
@@ -274,6 +317,7 @@ class _Variants:
         self.values: List[Tuple[Any, ...]] = []
         self._by_value: Dict[Tuple[Any, ...], int] = {}
         self._by_raw: Dict[Tuple[Any, ...], int] = {}
+        self._services: Dict[Any, Tuple[Tuple[Any, ...], ...]] = {}
 
     def add(self, variant: Tuple[Any, ...]) -> int:
         key = tuple(_hashable(item) for item in variant)
@@ -284,7 +328,25 @@ class _Variants:
         return index
 
     def not_run(self, expect: str, reason: str, message: str) -> int:
-        return self.add((expect, NOT_RUN, False, message, None, None, None, None, None, None, None, None, None, reason))
+        return self.add((expect, NOT_RUN, False, message, None, None, None, None, None, None, None, None, None, reason,
+                         ()))
+
+    def services(self, value: Any) -> Tuple[Tuple[Any, ...], ...]:
+        """:func:`pack_services` of a result's services, cleaned once per distinct list (a route's
+        services answer the same from every host)."""
+        if not value:
+            return ()
+        try:
+            key: Any = tuple(tuple(map(entry.get, SERVICE_FIELDS)) for entry in value)
+            key = (key, tuple(type(item) for entry in key for item in entry))
+            packed = self._services.get(key)
+        except (AttributeError, TypeError):
+            key, packed = None, None
+        if packed is None:
+            packed = pack_services(value)
+            if key is not None:
+                self._services[key] = packed
+        return packed
 
     def answer(self, expect: str, result: Mapping[str, Any]) -> int:
         """The variant of one module result (a result of dicom.network.echo for one peer)."""
@@ -294,7 +356,7 @@ class _Variants:
             peer = {}
         raw = (expect, get("outcome"), get("ok") is True, get("message"), get("phase"), get("status"),
                peer.get("implementation_version_name"), peer.get("implementation_class_uid"), peer.get("max_pdu"),
-               get("address"), get("source_address"), get("transfer_syntax"))
+               get("address"), get("source_address"), get("transfer_syntax"), self.services(get("services")))
         reject = get("reject")
         if reject is None:
             try:
@@ -309,7 +371,7 @@ class _Variants:
         index = self.add((
             expect, clean_text(raw[1], 40) or "unknown", raw[2], clean_text(raw[3]) or "", clean_text(raw[4], 20),
             _int(raw[5]), _reject(reject), clean_text(raw[6], 80), clean_text(raw[7], 80), _int(raw[8]),
-            clean_text(raw[9], 80), clean_text(raw[10], 80), clean_text(raw[11], 80), None))
+            clean_text(raw[9], 80), clean_text(raw[10], 80), clean_text(raw[11], 80), None, raw[12]))
         if key is not None:
             self._by_raw[key] = index
         return index
@@ -425,6 +487,7 @@ class Matrix:
             "peer_max_pdu": variant[V_MAX_PDU], "address": variant[V_ADDRESS],
             "source_address": variant[V_SOURCE_ADDRESS], "transfer_syntax": variant[V_TRANSFER_SYNTAX],
             "started_at": packed[C_STARTED_AT], "not_run_reason": variant[V_NOT_RUN_REASON],
+            "services": [dict(zip(SERVICE_FIELDS, service)) for service in variant_services(variant)],
         }
 
     def dicts(self) -> Iterator[Dict[str, Any]]:
@@ -572,6 +635,20 @@ def _in_scope(cell: Mapping[str, Any], hosts: Optional[Iterable[str]], peers: Op
     return True
 
 
+def _service_changes(was: Mapping[str, Any], now: Mapping[str, Any]) -> Tuple[List[str], List[str]]:
+    """Required services accepted before and refused now, and refused before and accepted now (by name).
+
+    ``services`` of a diff cell is :func:`service_states` (None: the side knows no services).
+    """
+    before, after = was.get("services"), now.get("services")
+    if not before or not after:
+        return [], []
+    broke = sorted(name for key, (name, accepted) in after.items() if not accepted and before.get(key, ("", False))[1])
+    fixed = sorted(name for key, (name, accepted) in after.items()
+                   if accepted and key in before and not before[key][1])
+    return broke, fixed
+
+
 def diff_cells(
     before: Sequence[Mapping[str, Any]],
     after: Sequence[Mapping[str, Any]],
@@ -580,6 +657,9 @@ def diff_cells(
 ) -> Dict[str, List[Dict[str, Any]]]:
     """Pairs that broke, were fixed, appeared, disappeared, or changed outcome with the same verdict.
 
+    A required service accepted before and refused now is a regression: its pair broke even when it
+    was not ok before for another reason (``services_broke`` names them); refused before and accepted
+    now, it was fixed (``services_fixed``). A service that breaks wins over one fixed in the same pair.
     ``hosts`` / ``peers`` restrict both sides (a verify run limited to a few hosts or peers must
     not report everything else as disappeared). ``diff(a, b)`` mirrors ``diff(b, a)``.
     """
@@ -590,6 +670,7 @@ def diff_cells(
     diff: Dict[str, List[Dict[str, Any]]] = {kind: [] for kind in DIFF_KINDS}
     for key in sorted(set(old) | set(new)):
         was, now = old.get(key), new.get(key)
+        broke, fixed = _service_changes(was, now) if was is not None and now is not None else ([], [])
         if was is None:
             kind = "appeared"
         elif now is None:
@@ -598,16 +679,26 @@ def diff_cells(
             kind = "broke"
         elif now["ok"] and not was["ok"]:
             kind = "fixed"
+        elif broke:
+            kind = "broke"
+        elif fixed:
+            kind = "fixed"
         elif was["outcome"] != now["outcome"]:
             kind = "changed"
         else:
             continue
         either = now or was
-        diff[kind].append({
+        pair = {
             "source_host": key[0], "calling_ae_title": key[1], "peer": key[2],
             "called_ae_title": either.get("called_ae_title") or "",
             "before": _side(was), "after": _side(now),
-        })
+        }
+        # Only where a service changed: a diff without services reads as it always did.
+        if broke:
+            pair["services_broke"] = broke
+        if fixed:
+            pair["services_fixed"] = fixed
+        diff[kind].append(pair)
     return diff
 
 
@@ -673,6 +764,8 @@ def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, An
             "peer": cell["peer"], "called_ae_title": clean_text(cell.get("called_ae_title"), 64) or "",
             "outcome": cell["outcome"], "ok": cell["ok"], "expect": clean_text(cell.get("expect"), 20),
             "message": clean_text(cell.get("message")) or "",
+            # A report written before services existed knows none: no service change against it.
+            "services": service_states(pack_services(cell["services"])) if "services" in cell else None,
         })
     return checked
 
@@ -761,7 +854,8 @@ def _report_head(
         peers = list(only_peers) if baseline_scope == "run" and only_peers else None
         # What the diff reads of a cell comes from its variant: taken once per distinct answer.
         answers = [{"outcome": variant[V_OUTCOME], "ok": variant[V_OK], "expect": variant[V_EXPECT],
-                    "message": variant[V_MESSAGE]} for variant in matrix.variants]
+                    "message": variant[V_MESSAGE], "services": service_states(variant_services(variant))}
+                   for variant in matrix.variants]
         new = [dict(answers[packed[C_VARIANT]], source_host=rows[packed[C_ROW]]["source_host"],
                     calling_ae_title=rows[packed[C_ROW]]["calling_ae_title"], peer=columns[packed[C_COLUMN]]["name"],
                     called_ae_title=columns[packed[C_COLUMN]]["ae_title"]) for packed in matrix.cells]
@@ -845,7 +939,8 @@ def matrix_of(report: Mapping[str, Any]) -> Matrix:
             variants.add((cell["expect"], cell["outcome"], cell["ok"], cell["message"], cell.get("phase"),
                           cell.get("status"), cell.get("reject"), cell.get("peer_implementation_version"),
                           cell.get("peer_implementation_class_uid"), cell.get("peer_max_pdu"), cell.get("address"),
-                          cell.get("source_address"), cell.get("transfer_syntax"), cell.get("not_run_reason"))),
+                          cell.get("source_address"), cell.get("transfer_syntax"), cell.get("not_run_reason"),
+                          pack_services(cell.get("services")))),
             _pack_rtt(rtt),
             [timings[key] if key in timings else False for key in TIMING_KEYS] if timings else None,
             cell.get("started_at")])
