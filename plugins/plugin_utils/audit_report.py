@@ -74,9 +74,13 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     refused,
     rtt_values,
     unpack_numbers,
+    variant_attempts,
+    variant_certificate,
     variant_services,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_metrics import render_metrics
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_lines
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import expiry_line
 
 # One symbol per outcome, so a cell reads without colour; every symbol is in common system fonts
 # (DejaVu, Segoe UI Symbol, Arial Unicode).
@@ -116,13 +120,13 @@ CSV_HEADER = (
     "source_host", "calling_ae_title", "calling_site", "peer", "called_ae_title", "called_site", "peer_host",
     "peer_port", "expect", "outcome", "ok", "message", "phase", "status", "rtt_min_ms", "rtt_avg_ms",
     "rtt_max_ms", "peer_implementation_version", "started_at", "not_run_reason", "source_address", "echoed_from",
-    "services_refused", "services",
+    "services_refused", "services", "tls_days_left", "attempts", "changes",
 )
 # A service's result where it was never negotiated (the association did not get that far).
 NOT_NEGOTIATED = "not-negotiated"
 # Discovered services named in a cell's details; the JSON report has them all.
 MAX_DISCOVERED_NAMES = 20
-FORMATS = ("json", "html", "md", "csv", "junit")
+FORMATS = ("json", "html", "md", "csv", "junit", "prom")
 # The formats a template of the role presents; the others are written here.
 TEMPLATES = {"html": "report.html.j2", "md": "report.md.j2"}
 _EXPECTS = ("accept", "reject", "blocked")
@@ -307,8 +311,9 @@ def _baseline_counts(baseline: Mapping[str, Any]) -> Dict[str, int]:
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
-    return "%s; %d new failure(s)" % (", ".join("%d %s" % (counts[kind], kind) for kind in DIFF_KINDS),
-                                      counts["new_failures"])
+    return "%s; %d new failure(s)%s" % (", ".join("%d %s" % (counts[kind], kind) for kind in DIFF_KINDS),
+                                        counts["new_failures"],
+                                        "; %d peer change(s)" % counts["peer_changes"] if counts.get("peer_changes") else "")
 
 
 def _other_audit(report: Mapping[str, Any]) -> str:
@@ -337,8 +342,9 @@ def _pair(pair: Mapping[str, Any]) -> Dict[str, str]:
     """A baseline pair as texts; the formats put their own arrows between them (Markdown would escape ours)."""
     before, after = pair["before"], pair["after"]
     # The services that changed, said after the outcome (the outcome may be the same on both sides).
-    changes = "; ".join("%s: %s" % (label, ", ".join(pair[key])) for key, label in (
-        ("services_broke", "refused now"), ("services_fixed", "accepted now")) if pair.get(key))
+    changes = "; ".join(["%s: %s" % (label, ", ".join(pair[key])) for key, label in (
+        ("services_broke", "refused now"), ("services_fixed", "accepted now")) if pair.get(key)]
+        + list(pair.get("changes") or ()))
     return {"source_host": pair["source_host"], "calling_ae_title": pair["calling_ae_title"],
             "called_ae_title": pair["called_ae_title"], "peer": pair["peer"],
             "before": _side_text(before, after),
@@ -552,6 +558,21 @@ def _html_data(ctx: _Report, labels: Sequence[str], failing_rows: List[int], fai
 
 # The sections of the HTML and Markdown reports, in the order they are built; each template has a block
 # of the same name.
+def _certificates_section(ctx: _Report) -> Optional[Dict[str, Any]]:
+    """The TLS certificates that expired or expire within the warning days (audit_tls), soonest first;
+    None when the run saw none of those."""
+    section = ctx.report.get("certificates")
+    if not section:
+        return None
+    shown = [entry for entry in section["certificates"] if entry["state"] in ("expired", "fail", "warn")]
+    if not shown:
+        return None
+    return {"warn_days": section["warn_days"], "fail_days": section["fail_days"], "total": len(shown),
+            "lines": [dict(entry, when=("expired %d day(s) ago" % -entry["days_left"]) if entry["state"] == "expired"
+                           else "%d day(s) left" % entry["days_left"]) for entry in shown[:ctx.failures_limit]],
+            "hidden": max(0, len(shown) - ctx.failures_limit)}
+
+
 SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("summary", _summary_section),
     ("standin", _standin_section),
@@ -560,6 +581,7 @@ SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("probes", _probes_section),
     ("failures", _failures_section),
     ("services", _services_section),
+    ("certificates", _certificates_section),
     ("matrix", _matrix_section),
 )
 
@@ -591,6 +613,12 @@ def _console(ctx: _Report, limit: int) -> List[str]:
         lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
     lines.extend(standin_lines(report.get("standin"), limit))
     lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
+    changed = [pair for kind in ("fixed", "changed") for pair in (baseline or {}).get(kind, ()) if pair.get("changes")]
+    lines.extend("CHANGED %s" % _pair_line(pair) for pair in changed[:limit])
+    certificates = (report.get("certificates") or {}).get("certificates") or []
+    expiring = [entry for entry in certificates if entry["state"] in ("expired", "fail", "warn")]
+    lines.extend("TLS %s %s" % ("EXPIRED" if entry["state"] == "expired" else "EXPIRES", expiry_line(entry))
+                 for entry in expiring[:limit])
     # Checks that did not run for one reason (a host unreachable, pynetdicom missing) are one line per
     # source and calling AE, not one per peer.
     shown: List[List[Any]] = []
@@ -615,7 +643,8 @@ def _console(ctx: _Report, limit: int) -> List[str]:
             lines.append("NOT RUN %s as %s -> %s: %s" % (
                 cell["source_host"], cell["calling_ae_title"],
                 peers[0] if len(peers) == 1 else "%d peers (%s)" % (len(peers), named), cell["message"]))
-    hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit)
+    hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit) + max(0, len(changed) - limit) \
+        + max(0, len(expiring) - limit)
     if hidden:
         lines.append("... %d more line(s) in the reports" % hidden)
     return lines
@@ -770,8 +799,12 @@ def _csv_text(ctx: _Report) -> str:
                for column in ctx.columns]
     variants = [(_csv_fields([variant[key] for key in (V_EXPECT, V_OUTCOME, V_OK, V_MESSAGE, V_PHASE, V_STATUS)]),
                  _csv_fields([variant[V_VERSION]]), _csv_fields([variant[V_NOT_RUN_REASON], variant[V_SOURCE_ADDRESS]]),
-                 _csv_fields(_services_csv(services)))
+                 _csv_fields(_services_csv(services) + [
+                     (variant_certificate(variant) or {}).get("days_left"), variant_attempts(variant)]))
                 for variant, services in zip(ctx.variants, ctx.services)]
+    # What changed on the peer's side since the baseline (audit_matrix.peer_changes), by pair.
+    changes = {(pair["source_host"], pair["calling_ae_title"], pair["peer"]): _csv_fields(["; ".join(pair["changes"])])
+               for kind in DIFF_KINDS for pair in (ctx.report.get("baseline") or {}).get(kind, ()) if pair.get("changes")}
     rtts: Dict[Any, str] = {}
     started: Dict[Any, str] = {}
     lines = [_csv_fields(CSV_HEADER)]
@@ -792,8 +825,10 @@ def _csv_text(ctx: _Report) -> str:
             started_text = _csv_fields([started_at])
             if started_at.__class__ is str:
                 started[started_at] = started_text
-        append("%s,%s,%s,%s,%s,%s,%s,%s,%s" % (row, columns[packed[C_COLUMN]], first, rtt_text, version, started_text,
-                                               last, probe, services))
+        change = changes.get((ctx.rows[packed[C_ROW]]["source_host"], ctx.rows[packed[C_ROW]]["calling_ae_title"],
+                              ctx.columns[packed[C_COLUMN]]["name"]), "") if changes else ""
+        append("%s,%s,%s,%s,%s,%s,%s,%s,%s,%s" % (row, columns[packed[C_COLUMN]], first, rtt_text, version, started_text,
+                                                  last, probe, services, change))
     lines.append("")
     return "\r\n".join(lines)
 
@@ -973,7 +1008,8 @@ def _junit_standin(section: Optional[Mapping[str, Any]]) -> List[str]:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-_WRITERS: Dict[str, Callable[[_Report], str]] = {"json": _json_text, "csv": _csv_text, "junit": _junit_text}
+_WRITERS: Dict[str, Callable[[_Report], str]] = {"json": _json_text, "csv": _csv_text, "junit": _junit_text,
+                                                 "prom": lambda ctx: render_metrics(ctx.report)}
 
 
 def render_reports(

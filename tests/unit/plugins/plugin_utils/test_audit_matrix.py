@@ -284,7 +284,8 @@ def test_baseline_diff_in_report():
     assert disappeared == [("probe-b", "archive"), ("probe-b", "router")]
     assert [(p["source_host"], p["peer"]) for p in base["changed"]] == [("ws-1", "mwl")]
     assert base["appeared"] == []
-    assert base["counts"] == {"broke": 1, "fixed": 1, "appeared": 0, "disappeared": 2, "changed": 1, "new_failures": 1}
+    assert base["counts"] == {"broke": 1, "fixed": 1, "appeared": 0, "disappeared": 2, "changed": 1, "new_failures": 1,
+                              "peer_changes": 0}
     assert base["broke"][0]["before"] == {"outcome": "success", "ok": True, "expect": "accept", "message": "echo success"}
     assert base["broke"][0]["after"]["outcome"] == "timeout"
     scoped = report_of(runs, baseline=old, baseline_scope="run")["baseline"]
@@ -328,7 +329,8 @@ def test_new_failures_count_broke_and_appeared_pairs_that_are_not_ok():
     assert [(p["source_host"], p["peer"]) for p in base["appeared"]] == [
         ("probe-b", "archive"), ("probe-b", "router"), ("ws-1", "archive"), ("ws-1", "mwl")]
     # broke 1 (probe-a archive) + appeared and not ok 2 (probe-b not run); ws-1's appeared pairs are ok.
-    assert base["counts"] == {"broke": 1, "fixed": 0, "appeared": 4, "disappeared": 0, "changed": 0, "new_failures": 3}
+    assert base["counts"] == {"broke": 1, "fixed": 0, "appeared": 4, "disappeared": 0, "changed": 0, "new_failures": 3,
+                              "peer_changes": 0}
     assert list(base["counts"])[:5] == list(DIFF_KINDS), "the five counts stay as they were, new_failures after"
 
 
@@ -629,7 +631,7 @@ def test_a_baseline_written_before_services_shows_no_service_change():
         del cell["services"]
     after = [service("CTImageStorage", accepted=False), service("EnhancedCTImageStorage", accepted=False)]
     assert report_of(services_runs(after), baseline=old)["baseline"]["counts"] == dict.fromkeys(
-        DIFF_KINDS + ("new_failures",), 0)
+        DIFF_KINDS + ("new_failures", "peer_changes"), 0)
     # A packed report of that time: variants without their services.
     packed = build_packed(*split(services_runs(before)), "2025-01-02T03:04:05Z")
     packed["variants"] = [list(variant[:14]) for variant in packed["variants"]]

@@ -204,7 +204,7 @@ def test_baseline_lines_show_an_expectation_that_changed():
 
 def test_baseline_counts_and_lines_say_how_many_failures_are_new():
     report = expectation_changed()
-    counts = {"broke": 1, "fixed": 0, "appeared": 1, "disappeared": 0, "changed": 0, "new_failures": 2}
+    counts = {"broke": 1, "fixed": 0, "appeared": 1, "disappeared": 0, "changed": 0, "new_failures": 2, "peer_changes": 0}
     summary = build_view(report, "summary")
     assert summary["baseline_counts"] == counts
     assert summary["console"][1] == ("against baseline old.json (2025-01-02T03:04:05Z): "
@@ -537,6 +537,9 @@ def services_text(cell):
 def csv_reference(report):
     """The CSV report as it was written before the packed form: one csv writer record per cell."""
     probes = {row["id"]: row["echoed_from"] for row in report["rows"] if row.get("echoed_from")}
+    changes = {(pair["source_host"], pair["calling_ae_title"], pair["peer"]): "; ".join(pair["changes"])
+               for pairs in (report.get("baseline") or {}).values() if isinstance(pairs, list)
+               for pair in pairs if pair.get("changes")}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
@@ -547,7 +550,9 @@ def csv_reference(report):
             cell["called_site"], cell["peer_host"], cell["peer_port"], cell["expect"], cell["outcome"], cell["ok"],
             cell["message"], cell["phase"], cell["status"], rtt.get("min"), rtt.get("avg"), rtt.get("max"),
             cell["peer_implementation_version"], cell["started_at"], cell["not_run_reason"], cell.get("source_address"),
-            probes.get(cell["row"])) + services_text(cell)])
+            probes.get(cell["row"])) + services_text(cell) + (
+            (cell.get("tls_certificate") or {}).get("days_left"), cell.get("attempts", 1),
+            changes.get((cell["source_host"], cell["calling_ae_title"], cell["peer"]), ""))])
     return buffer.getvalue()
 
 
