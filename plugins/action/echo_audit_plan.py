@@ -26,7 +26,8 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
 
 _PEER_LISTS = re.compile(r"^dicom_peers(_.+)?$")
 _HOST_VARIABLES = ("dicom_aes", "dicom_local_aes", "dicom_bind_address", "dicom_echo_via")
-ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu")
+ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu", "retries",
+                "retry_delay")
 
 
 def plain(value):

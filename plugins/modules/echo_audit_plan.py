@@ -116,6 +116,28 @@ options:
     description: C(echo_audit_fail_on_regression), the verdict fails on new failures since the baseline.
     type: raw
     default: false
+  fail_on_change:
+    description: C(echo_audit_fail_on_change), the verdict fails when a peer changed since the baseline (its implementation, max PDU, TLS certificate or round trip).
+    type: raw
+    default: false
+  tls_expiry_warn_days:
+    description: C(echo_audit_tls_expiry_warn_days), a TLS certificate expiring within this many days is listed and warned about; empty for no warning.
+    type: raw
+    default: 30
+  tls_expiry_fail_days:
+    description: C(echo_audit_tls_expiry_fail_days), a TLS certificate expired or expiring within this many days fails the verdict; empty never fails.
+    type: raw
+    default: 7
+  metrics_mode:
+    description: C(echo_audit_metrics_mode), the file mode of the C(prom) report (for node_exporter's textfile collector).
+    type: raw
+    default: "0640"
+  retries:
+    description: C(echo_audit_retries), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:retries), before any echo.
+    type: raw
+  retry_delay:
+    description: C(echo_audit_retry_delay), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:retry_delay), before any echo.
+    type: raw
   connect_timeout:
     description: C(echo_audit_connect_timeout), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:connect_timeout), before any echo.
     type: raw
@@ -215,6 +237,12 @@ ARGUMENT_SPEC = dict(
     publish_keep=dict(type="raw", default=30),
     fail_on_unexpected=dict(type="raw", default=True),
     fail_on_regression=dict(type="raw", default=False),
+    fail_on_change=dict(type="raw", default=False),
+    tls_expiry_warn_days=dict(type="raw", default=30),
+    tls_expiry_fail_days=dict(type="raw", default=7),
+    metrics_mode=dict(type="raw", default="0640"),
+    retries=dict(type="raw"),
+    retry_delay=dict(type="raw"),
     connect_timeout=dict(type="raw"),
     acse_timeout=dict(type="raw"),
     dimse_timeout=dict(type="raw"),
