@@ -108,3 +108,18 @@ def test_ab_audit_smoke_runs_and_prints_one_table(tmp_path):
         assert row["verdict"] in ("PASS", "MISS", "-"), row
     judged = [row["key"] for row in document["rows"] if row["threshold"] != "-"]
     assert judged == ["s3_wall", "s4_report"], judged
+
+
+def test_merge_benchmark_smoke_runs_and_prints_its_table(tmp_path):
+    """``benchmarks/merge.py`` at 3 x 2 hosts x 3 peers, through ansible-playbook too: exit 0 (its merged report
+    equals the single play's, or it exits 1), one table and the merged report's summary."""
+    out = tmp_path / "merge.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.merge", "--hosts", "6", "--peers", "3", "--playbook",
+                           "--json", str(out)], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300, check=False)
+    report = "stdout:\n%s\nstderr:\n%s" % (done.stdout[-6000:], done.stderr[-3000:])
+    assert done.returncode == 0, report
+    assert [row["what"].split(" ")[0] for row in json.loads(out.read_text())["rows"]] == \
+        ["read", "report", "ansible-playbook"], report
+    assert "Synthetic audit: 18 checks" in done.stdout, report
+    assert "merged 3 report(s) of run bench-merge: slice 1 of 3, slice 2 of 3, slice 3 of 3" in done.stdout, report
