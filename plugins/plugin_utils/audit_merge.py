@@ -125,6 +125,21 @@ def part_label(run: Mapping[str, Any]) -> str:
     return ", ".join(parts) or ("merged run %s" % run.get("id") if run.get("parts") else "run %s" % run.get("id"))
 
 
+def run_label(run: Any, name_parts: bool = False) -> Optional[str]:
+    """A report's run in a few words: its id and part (slice, site), or how many reports it merges (and which)."""
+    if not isinstance(run, Mapping) or not isinstance(run.get("id"), str):
+        return None
+    parts = run.get("parts")
+    if isinstance(parts, list):
+        text = "%s, merged from %d report(s)" % (run["id"], len(parts))
+        if name_parts:
+            text += ": " + ", ".join(str(part.get("label")) for part in parts if isinstance(part, Mapping))
+    else:
+        label = part_label(run)
+        text = run["id"] if label.startswith("run ") else "%s, %s" % (run["id"], label)
+    return clean_text(text, 1000 if name_parts else 300)
+
+
 def _part_key(run: Mapping[str, Any]) -> Tuple[Any, ...]:
     return (run.get("id"), run.get("site"), run.get("slice"), None if run.get("slice") else run.get("job"))
 

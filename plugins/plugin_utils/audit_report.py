@@ -68,6 +68,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     rtt_values,
     unpack_numbers,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import run_label
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_lines
 
 # One symbol per outcome, so a cell reads without colour; every symbol is in common system fonts
@@ -220,6 +221,7 @@ class _Report:
 
 def _summary_section(ctx: _Report) -> Dict[str, Any]:
     report = ctx.report
+    label = run_label(report.get("run"), name_parts=True)
     return {
         "title": ctx.title,
         "generated_at": report.get("generated_at"),
@@ -228,6 +230,7 @@ def _summary_section(ctx: _Report) -> Dict[str, Any]:
         "partial_reasons": list(report.get("partial_reasons") or []),
         "counts": report["summary"],
         "source_hosts_text": _source_hosts_text(report),
+        "run_text": "Run %s" % label if label else None,
         "baseline_counts": _baseline_counts(report["baseline"]) if report.get("baseline") else None,
     }
 

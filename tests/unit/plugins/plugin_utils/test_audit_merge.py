@@ -15,6 +15,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import (
     run_identity,
     select_run,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import run_entry
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import render_reports
 from benchmarks.synthetic import audit_reports
 from tests.unit.plugins.plugin_utils.test_audit_run import TEMPLATES
@@ -50,6 +51,11 @@ def test_three_slices_merge_into_the_report_of_one_play(audit):
     texts = render_reports(merged, ["json", "html", "md", "csv", "junit"], TEMPLATES)
     single = json.loads(render_reports(audit["whole"], ["json"], TEMPLATES)["json"])
     again = json.loads(texts["json"])
+    assert "Run run-1, merged from 3 report(s): slice 1 of 3, slice 2 of 3, slice 3 of 3." in texts["md"]
+    assert "Run run-1, merged from 3 report(s): slice 1 of 3, slice 2 of 3, slice 3 of 3." in texts["html"]
+    assert "Run run-1, slice 2 of 3." in render_reports(audit["slices"][1], ["md"], TEMPLATES)["md"]
+    assert run_entry(merged, ["json"])["run"] == "run-1, merged from 3 report(s)"
+    assert run_entry(audit["slices"][0], ["json"])["run"] == "run-1, slice 1 of 3"
     for document in (single, again):
         for key in ("generated_at", "started_at", "run"):
             document.pop(key, None)
