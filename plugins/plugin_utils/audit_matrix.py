@@ -822,33 +822,28 @@ def build_packed(
     plans: Mapping[str, Any],
     results: Optional[Mapping[str, Any]],
     generated_at: str,
-    started_at: Optional[str] = None,
-    title: Optional[str] = None,
-    baseline: Any = None,
-    baseline_source: Optional[str] = None,
-    baseline_scope: str = "all",
-    only_peers: Optional[Sequence[str]] = None,
-    limit: Optional[str] = None,
     interrupted: Optional[str] = None,
     setup_failures: Optional[Mapping[str, Any]] = None,
+    **head: Any,
 ) -> Dict[str, Any]:
     """The report in its packed form: the keys of :func:`build_report` with ``packing``, ``variants`` and
-    ``packed_cells`` instead of ``cells``.
+    ``packed_cells`` instead of ``cells``; ``head`` (``started_at``, ``title``, the baseline...) as for
+    :func:`packed_report`.
 
-    ``baseline_scope`` ``run`` compares only pairs of the source hosts in ``plans`` (and, with
-    ``only_peers``, of those peers); ``all`` reports every baseline pair missing now as disappeared.
     ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
     hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
     """
-    if baseline_scope not in BASELINE_SCOPES:
-        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
+    _check_scope(head.get("baseline_scope", "all"))
     interrupted = clean_text(interrupted, 300)
     missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
     with paused_gc():
         matrix = collect(plans, results, missing, setup_failures)
-        return packed_report(matrix, generated_at, started_at=started_at, title=title, baseline=baseline,
-                             baseline_source=baseline_source, baseline_scope=baseline_scope, only_peers=only_peers,
-                             limit=limit, interrupted=interrupted)
+        return packed_report(matrix, generated_at, interrupted=interrupted, **head)
+
+
+def _check_scope(baseline_scope: Any) -> None:
+    if baseline_scope not in BASELINE_SCOPES:
+        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
 
 
 def packed_report(
@@ -864,9 +859,12 @@ def packed_report(
     interrupted: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The packed report of a matrix (of :func:`collect` or :func:`combine`): summary, scope, partial
-    reasons and the diff against the baseline; options as for :func:`build_packed`."""
-    if baseline_scope not in BASELINE_SCOPES:
-        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
+    reasons and the diff against the baseline.
+
+    ``baseline_scope`` ``run`` compares only pairs of the matrix's source hosts (and, with ``only_peers``,
+    of those peers); ``all`` reports every baseline pair missing now as disappeared.
+    """
+    _check_scope(baseline_scope)
     with paused_gc():
         report = _report_head(matrix, generated_at, started_at, title, baseline, baseline_source, baseline_scope,
                               only_peers, limit, interrupted)
