@@ -38,7 +38,7 @@ def _normalised(report: Any) -> Dict[str, Any]:
 
 
 def main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--hosts", type=int, default=300, help="source hosts in all (default 300)")
     parser.add_argument("--peers", type=int, default=40, help="peers per source host (default 40)")
     parser.add_argument("--slices", type=int, default=3)

@@ -293,8 +293,8 @@ def merge_reports(
                         host, other_source, source, pair[0], pair[1],
                         (theirs.get(pair) or ("no check",))[0], (mine.get(pair) or ("no check",))[0]))
             drop.extend(rows)
-            notes.append("source host %s is in %s and %s with the same results: counted once" % (host, other_source,
-                                                                                                source))
+            notes.append("source host %s is in %s and %s with the same results: counted once"
+                         % (host, other_source, source))
         matrices.append(_without_rows(matrix, drop) if drop else matrix)
 
     runs = [run for _source, _report, run, _matrix in parts]
