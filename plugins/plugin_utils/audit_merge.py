@@ -163,7 +163,13 @@ def _checked(source: str, report: Any) -> Dict[str, Any]:
         raise AuditMergeError("%s: the report does not say which audit run it belongs to (written before reports had a "
                               "run section): run that slice or site again with this version of dicom.network, then "
                               "merge" % source)
-    return dict(run)
+    # A report file is untrusted text: what reaches a message, a label or the merged report is cleaned here.
+    number = {key: run.get(key) if isinstance(run.get(key), int) and not isinstance(run.get(key), bool) else None
+              for key in ("slice", "slices")}
+    return dict(run, id=clean_text(run["id"], 120), site=clean_text(run.get("site"), 80) or None,
+                job=clean_text(run.get("job"), 40) or None,
+                registry={clean_text(name, 120): clean_text(digest, 64) for name, digest in run["registry"].items()},
+                **number)
 
 
 def _registry_difference(first: Mapping[str, str], other: Mapping[str, str]) -> List[str]:
@@ -298,10 +304,12 @@ def merge_reports(
         matrices.append(_without_rows(matrix, drop) if drop else matrix)
 
     runs = [run for _source, _report, run, _matrix in parts]
-    count = count or max([run.get("slices") or 0 for run in runs] or [0]) or None
+    # The slices of a part that is itself a merged report (a site that sliced its own audit) are its own.
+    sliced = [run for run in runs if not run.get("parts")]
+    count = count or max([run.get("slices") or 0 for run in sliced] or [0]) or None
     missing = []
     if count:
-        present = {run.get("slice") for run in runs if run.get("slice")}
+        present = {run.get("slice") for run in sliced if run.get("slice")}
         if present:
             missing.extend("slice %d of %d" % (number, count) for number in range(1, count + 1) if number not in present)
         else:
@@ -321,6 +329,10 @@ def merge_reports(
     for source, report, run, _matrix in parts:
         reasons.extend("%s: %s" % (part_label(run), reason) for reason in report.get("partial_reasons") or []
                        if isinstance(reason, str) and reason.startswith(_INTERRUPTED))
+        inner = [clean_text(item, 120) for item in run.get("missing") or [] if isinstance(item, str)]
+        if run.get("parts") and inner:
+            # What a merged part lacked stays lacking in the merge of merges.
+            reasons.append("%s: no report from %s" % (part_label(run), _names(inner)))
 
     started = sorted(str(report["started_at"]) for _source, report, _run, _matrix in parts if report.get("started_at"))
     try:

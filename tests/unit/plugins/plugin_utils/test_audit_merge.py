@@ -204,3 +204,22 @@ def test_run_identity_from_options_and_awx():
     _identity, errors = run_identity("r", 0, "x", "", {}, NOW, digests)
     assert errors == ["echo_audit_slice must be a whole number >= 1, got 0",
                       "echo_audit_slices must be a whole number >= 1, got 'x'"]
+
+
+def test_a_merged_report_merges_again_as_one_part(audit):
+    """A site that slices its own audit merges its slices, and the central merge takes that site's merged report."""
+    north_slices = copy.deepcopy(audit["slices"][:2])
+    for report in north_slices:
+        report["run"].update(site="north", slices=2)
+    north = merge_reports(parts(north_slices), NOW)
+    assert north["complete"] and north["run"]["site"] == "north"
+    south = copy.deepcopy(audit["slices"][2])
+    south["run"].update(slice=None, slices=None, site="south")
+    fleet = merge_reports([("north.json", north), ("south.json", south)], NOW, planned_sites=["north", "south"])
+    assert normalised(fleet) == normalised(audit["whole"])
+    assert [part["label"] for part in fleet["run"]["parts"]] == ["site north", "site south"]
+    # What a site's merge lacked, the central merge still says.
+    lacking = merge_reports(parts(north_slices[:1]), NOW)
+    assert lacking["partial_reasons"] == ["no report from slice 2 of 2"]
+    fleet = merge_reports([("north.json", lacking), ("south.json", south)], NOW)
+    assert fleet["partial_reasons"] == ["site north: no report from slice 2 of 2"]
