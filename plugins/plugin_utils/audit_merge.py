@@ -314,7 +314,7 @@ def merge_reports(
             missing.extend("slice %d of %d" % (number, count) for number in range(1, count + 1) if number not in present)
         else:
             # Under AWX a slice does not know its number: count the distinct slices (AWX jobs) instead.
-            reported = len({_part_key(run) for run in runs})
+            reported = len({_part_key(run) for run in sliced})
             if reported < count:
                 missing.append("%d of %d slice(s)" % (count - reported, count))
     sites = [str(site) for site in (planned_sites or [])]
