@@ -168,6 +168,27 @@ options:
         inventory, when no source host lists the device among its peers, or when one calling AE title is to be
         accepted by the device from one host and refused from another.
     type: dict
+  run_id:
+    description:
+      - The audit run this play belongs to (C(echo_audit_run_id)); every slice or site of one audit gives the same.
+      - Empty - the AWX workflow job (C(awx-workflow-<awx_workflow_job_id>), which the slices of a sliced job share),
+        else the AWX job (C(awx-job-<awx_job_id>)), else the start time with a random tail.
+    type: str
+    default: ""
+  slice:
+    description: This play's slice number of the run, from 1 (C(echo_audit_slice)). AWX does not tell a slice its
+      number, so under AWX job slicing leave it empty; each slice is then told apart by its AWX job.
+    type: raw
+  slices:
+    description: How many slices the run has (C(echo_audit_slices)); under AWX, the job template's slice count.
+    type: raw
+  site:
+    description: The site (or controller) that runs this play (C(echo_audit_site)), for runs merged per site.
+    type: str
+    default: ""
+  awx:
+    description: C(job_id) and C(workflow_job_id), what AWX sets as C(awx_job_id) and C(awx_workflow_job_id).
+    type: dict
   unmatched_hosts_pattern:
     description:
       - Set by the collection's playbooks when their host pattern (C(echo_audit_hosts), default C(dicom_sources))
@@ -196,8 +217,9 @@ plans:
   returned: success
   type: dict
 run:
-  description: The run for M(dicom.network.echo_audit_report), C(journal), C(started_at), C(check_mode) and the
-    checked C(options).
+  description: The run for M(dicom.network.echo_audit_report), C(journal), C(started_at), C(check_mode), the
+    checked C(options) and C(identity) (C(id), C(slice), C(slices), C(site), C(job) and C(registry), a digest of
+    each C(dicom_aes) entry), which becomes the report's C(run).
   returned: success
   type: dict
 standin:
@@ -250,6 +272,11 @@ ARGUMENT_SPEC = dict(
     count=dict(type="raw"),
     max_pdu=dict(type="raw"),
     tls=dict(type="raw"),
+    run_id=dict(type="str", default=""),
+    slice=dict(type="raw"),
+    slices=dict(type="raw"),
+    site=dict(type="str", default=""),
+    awx=dict(type="dict"),
     unmatched_hosts_pattern=dict(type="str", default=""),
     standin=dict(type="dict"),
 )

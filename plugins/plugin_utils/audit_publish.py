@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import clean_text, parse_report
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import run_label
 
 HISTORY_SCHEMA_VERSION = 1
 HISTORY_KIND = "dicom.network.echo_audit publish history"
@@ -127,6 +128,8 @@ def run_entry(report: Any, formats: Any) -> Dict[str, Any]:
         "complete": complete if isinstance(complete, bool) else None,
         "partial_reasons": [clean_text(r, 300) for r in reasons[:_MAX_REASONS]] if isinstance(reasons, list) else [],
         "source_hosts": len(hosts) if isinstance(hosts, list) else None,
+        # Which run and part of it (slice, site, or the parts a merged report has): slices and wholes alike.
+        "run": run_label(report.get("run")),
     }
     entry.update(counts)
     entry["pass_rate"] = pass_rate(counts["ok"], counts["total"])
@@ -157,6 +160,8 @@ def _checked_entry(entry: Any, where: str) -> Dict[str, Any]:
         "started_at": _text(entry, "started_at", where, 40, optional=True),
         "title": _text(entry, "title", where, _MAX_TITLE),
         "formats": _formats(entry.get("formats"), "%s.formats" % where),
+        # Histories written before reports had a run section have none.
+        "run": _text(entry, "run", where, 300, optional=True),
     }
     for key in _COUNTS:
         value = entry.get(key)

@@ -78,6 +78,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     variant_certificate,
     variant_services,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import run_label
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_metrics import render_metrics
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_lines
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import expiry_line
@@ -276,6 +277,7 @@ def _services_csv(services: Sequence[Sequence[Any]]) -> List[str]:
 
 def _summary_section(ctx: _Report) -> Dict[str, Any]:
     report = ctx.report
+    label = run_label(report.get("run"), name_parts=True)
     return {
         "title": ctx.title,
         "generated_at": report.get("generated_at"),
@@ -284,6 +286,7 @@ def _summary_section(ctx: _Report) -> Dict[str, Any]:
         "partial_reasons": list(report.get("partial_reasons") or []),
         "counts": report["summary"],
         "source_hosts_text": _source_hosts_text(report),
+        "run_text": "Run %s" % label if label else None,
         "baseline_counts": _baseline_counts(report["baseline"]) if report.get("baseline") else None,
     }
 

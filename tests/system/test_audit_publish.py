@@ -329,9 +329,9 @@ def test_a_corrupt_history_stops_publishing_before_anything_changes(network, pub
     run = publish_only(network, "corrupt-run", {
         # The implicit localhost this time, not an inventory host.
         "echo_audit_publish_host": "localhost", "echo_audit_publish_dir": str(root), "echo_audit_publish_keep": 1,
-        # What the report step leaves for publishing: the report's head and this run's files.
-        "__echo_audit_report": {"head": json.loads(report.read_text()), "run_reports": {"json": str(report)}},
-        "__echo_audit_plan": {"run": {"options": {"report_formats": ["json"]}}}})
+        # What the report step leaves for publishing: the report's head, its formats and this run's files.
+        "__echo_audit_report": {"head": json.loads(report.read_text()), "formats": ["json"],
+                                "run_reports": {"json": str(report)}}})
     assert run.rc != 0
     assert "localhost:%s/history.json: not valid JSON" % root in run.output
     assert "Nothing was written or deleted on localhost" in run.output
