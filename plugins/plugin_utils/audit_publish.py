@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import clean_text, parse_report
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import run_label
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import EXTENSIONS
 
 HISTORY_SCHEMA_VERSION = 1
 HISTORY_KIND = "dicom.network.echo_audit publish history"
@@ -31,7 +32,7 @@ HISTORY_KIND = "dicom.network.echo_audit publish history"
 # \Z, not $: "$" also matches before a final newline, and a stamp becomes a path to delete.
 STAMP = re.compile(r"\A[0-9]{8}T[0-9]{6}Z\Z")
 # Report format -> file extension; the role writes report.<extension> into each run directory.
-FORMATS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml"}
+FORMATS = EXTENSIONS
 _MODE = re.compile(r"\A0?[0-7]{3}\Z")
 _BASE_URL = re.compile(r"\Ahttps?://[^\s\"'<>\\]+\Z")
 _COUNTS = ("total", "ok", "failed", "not_run")

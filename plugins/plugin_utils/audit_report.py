@@ -127,7 +127,9 @@ CSV_HEADER = (
 NOT_NEGOTIATED = "not-negotiated"
 # Discovered services named in a cell's details; the JSON report has them all.
 MAX_DISCOVERED_NAMES = 20
-FORMATS = ("json", "html", "md", "csv", "junit", "prom")
+# Every format, with the extension of its files (the report step writes them, publishing copies them).
+EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml", "prom": "prom"}
+FORMATS = tuple(EXTENSIONS)
 # The formats a template of the role presents; the others are written here.
 TEMPLATES = {"html": "report.html.j2", "md": "report.md.j2"}
 _EXPECTS = ("accept", "reject", "blocked")

@@ -41,7 +41,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import (
     read_reports,
     select_run,
 )
-from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, render_reports
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import EXTENSIONS, build_view, render_reports
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_section
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import certificate_section, expiry_problems
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
@@ -53,7 +53,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.controller_files imp
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import without_secrets
 
-FORMAT_EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml", "prom": "prom"}
+FORMAT_EXTENSIONS = EXTENSIONS
 # Their defaults, the role's, for callers that do not give them (recover).
 COUNT_OPTIONS = {"markdown_max_columns": 30, "report_max_failures": 200, "console_max_lines": 20, "publish_keep": 30}
 BASELINE_SCOPES = ("all", "run")

@@ -34,7 +34,7 @@ INJECTED = "<script>alert(1)</script>"
 SEEDED = "20000101T000000Z"
 # A run directory history.json does not list: never deleted, even though its name is a stamp.
 UNLISTED = "20000102T000000Z"
-ALL_FORMATS = {"json", "html", "md", "csv", "junit.xml"}
+ALL_FORMATS = {"json", "html", "md", "csv", "junit.xml", "prom"}
 PASSWORD = "s3cret-Pa55-for-the-sink"
 GROUP = "daemon"  # in every Debian and RHEL base system
 
@@ -231,7 +231,7 @@ def test_history_lists_the_kept_runs_with_their_pass_rates(published):
         assert entry["generated_at"] == report["generated_at"] and entry["complete"] is report["complete"] is True
         assert entry["files"]["html"] == "runs/%s/report.html" % entry["stamp"]
     assert runs[0]["title"] == INJECTED  # stored as it is; the page escapes it
-    assert [r["formats"] for r in runs] == [["json", "html"], ["json", "html", "md", "csv", "junit"]]
+    assert [r["formats"] for r in runs] == [["json", "html"], ["json", "html", "md", "csv", "junit", "prom"]]
 
 
 def test_index_lists_runs_newest_first_with_rates_and_a_trend_point_per_run(published):

@@ -101,7 +101,7 @@ def test_a_run_writes_every_format_0640_with_latest_and_the_calling_only_row(tmp
     outcome = report_run(document, entries, opts, TEMPLATES)
     assert outcome["changed"] and outcome["verdict"] == {"failed": True, "reasons": ["1 of 3 check(s) not ok"]}
     assert outcome["lines"][0].startswith("Audit: 3 checks, 2 ok, 1 failed, 0 not run")
-    assert outcome["lines"][-2] == "reports: %s/latest.{json,html,md,csv,junit.xml,prom}" % opts["report_dir"]
+    assert outcome["lines"][-2] == "reports: %s/latest.{json,html,md,csv,junit.xml}" % opts["report_dir"]
     names = sorted(os.listdir(opts["report_dir"]))
     assert [name for name in names if name.startswith("latest.")] == [
         "latest.csv", "latest.html", "latest.json", "latest.junit.xml", "latest.md"]
