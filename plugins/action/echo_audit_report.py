@@ -12,6 +12,7 @@ from ansible.plugins.action import ActionBase
 from jinja2 import TemplateError
 
 from ansible_collections.dicom.network.plugins.modules.echo_audit_report import ARGUMENT_SPEC
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import trend_of
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
     AuditRunError,
     check_options,
@@ -125,6 +126,7 @@ class ActionModule(ActionBase):
         report = outcome["report"]
         result["head"] = {key: report.get(key) for key in _HEAD_KEYS}
         result["head"]["run"] = outcome["run"]
+        result["head"]["trend"] = trend_of(report)
         result["ansible_stats"] = {"data": {"echo_audit": {key: outcome[key] for key in STATS_KEYS}},
                                    "per_host": False, "aggregate": False}
         if self._task.diff and check_mode:

@@ -259,7 +259,9 @@ formats:
   type: list
   elements: str
 head:
-  description: The report's top-level keys other than its rows, columns and cells (what publishing reads).
+  description: The report's top-level keys other than its rows, columns and cells (what publishing reads), and
+    C(trend) - the count of peer changes since the baseline and each pair's average round trip (for at most 100
+    pairs), which the published index draws.
   returned: success, without recover
   type: dict
 recovered:

@@ -93,8 +93,10 @@ def _run_through(network, tmp_path: Path, label: str, swap: str, impl, rtt_delay
 def test_two_nightly_audits_show_expiring_certificates_and_every_change_in_every_format(tmp_path, network):
     report_dir = tmp_path / "reports"
     baseline = report_dir / "baseline.json"
+    published = tmp_path / "published"
+    publish = ("-e", "echo_audit_publish_host=localhost", "-e", "echo_audit_publish_dir=%s" % published)
     first = _run_through(network, tmp_path, "night-1", "swap-a", network["storescp"], 0,
-                         "-e", "echo_audit_baseline=%s" % baseline, "-e", "echo_audit_baseline_save=true")
+                         "-e", "echo_audit_baseline=%s" % baseline, "-e", "echo_audit_baseline_save=true", *publish)
     # Expired and self-signed certificates fail their checks; the 3-day one fails the run.
     assert first.returncode == 2, first.stdout[-4000:]
     cells = {cell["peer"]: cell for cell in json.loads(baseline.read_text())["cells"]}
@@ -102,7 +104,7 @@ def test_two_nightly_audits_show_expiring_certificates_and_every_change_in_every
     assert cells["impl"]["peer_implementation_version"].startswith("OFFIS_DCMTK")
 
     second = _run_through(network, tmp_path, "night-2", "swap-b", network["scps"]["impl"], 100,
-                          "-e", "echo_audit_baseline=%s" % baseline)
+                          "-e", "echo_audit_baseline=%s" % baseline, *publish)
     output = second.stdout
     assert second.returncode == 2 and "Traceback" not in output + second.stderr, output[-4000:]
     report = json.loads((report_dir / "latest.json").read_text())
@@ -158,6 +160,15 @@ def test_two_nightly_audits_show_expiring_certificates_and_every_change_in_every
     rtt = {sample.labels["peer"]: sample.value for sample in families["dicom_echo_audit_check_rtt_seconds"].samples}
     assert rtt["rtt"] >= 0.2 > rtt["impl"]
     assert (report_dir / "latest.prom").stat().st_mode & 0o777 == 0o640
+
+    # The published trend: both runs, the second with its 3 peer changes, and a sparkline per pair.
+    history = json.loads((published / "history.json").read_text())
+    assert [run["changes"] for run in history["runs"]] == [3, None]
+    slower = "src-1 as SRC -> RTT (rtt)"
+    assert history["runs"][0]["rtt"][slower] >= 3 * history["runs"][1]["rtt"][slower]
+    index = (published / "index.html").read_text()
+    assert "<h2>Round trips per pair</h2>" in index and "<script" not in index
+    assert index.count('<svg class="spark"') == len(history["runs"][0]["rtt"]) and "src-1 as SRC -&gt; RTT (rtt)" in index
 
 
 def _fingerprint(pem_path: str) -> str:
