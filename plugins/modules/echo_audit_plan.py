@@ -117,7 +117,8 @@ options:
     type: raw
     default: false
   fail_on_change:
-    description: C(echo_audit_fail_on_change), the verdict fails when a peer changed since the baseline (its implementation, max PDU, TLS certificate or round trip).
+    description: C(echo_audit_fail_on_change), the verdict fails when a peer changed since the baseline (its
+      implementation, max PDU, TLS certificate or round trip).
     type: raw
     default: false
   tls_expiry_warn_days:
