@@ -91,6 +91,10 @@ def render_metrics(report: Mapping[str, Any], cell_limit: int = CELL_LIMIT) -> s
             family("last_run_duration_seconds", "Wall time of the last audit run, from its start to its report.").add(
                 [], round(generated - started, 3))
 
+    counts = (report.get("baseline") or {}).get("counts") or {}
+    if "peer_changes" in counts:
+        family("peer_changes", "Pairs whose peer changed since the baseline (implementation, certificate, round trip).").add(
+            [], int(counts["peer_changes"]))
     cells = list(cells_of(report))
     if len(cells) <= cell_limit:
         _cell_series(cells, family)

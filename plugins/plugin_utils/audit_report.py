@@ -983,8 +983,26 @@ def _junit_text(ctx: _Report) -> str:
                 out.extend(_junit_service_cases(case, name, required, column, variant))
         out.append("\n </testsuite>")
     out.extend(_junit_standin(standin))
+    out.extend(_junit_changes(report.get("baseline")))
     out.append("\n</testsuites>\n")
     return "".join(out)
+
+
+def _junit_changes(baseline: Optional[Mapping[str, Any]]) -> List[str]:
+    """What changed on the peer side since the baseline, as one more test suite: a passing case per pair with the
+    changes as its output (a change is news, not a failure: echo_audit_fail_on_change fails the play instead)."""
+    pairs = [pair for kind in DIFF_KINDS for pair in (baseline or {}).get(kind, ()) if pair.get("changes")]
+    if not pairs:
+        return []
+    out = ["\n ", _xml_tag("testsuite", (("name", "changes since the baseline"), ("tests", len(pairs)),
+                                         ("failures", 0), ("errors", 0), ("skipped", "0"))), ">"]
+    for pair in pairs:
+        out.append('\n  %s>\n   <system-out>%s</system-out>\n  </testcase>' % (
+            _xml_tag("testcase", (("classname", "dicom.echo.changes"), ("name", "%s as %s -> %s (%s)" % (
+                pair["source_host"], pair["calling_ae_title"], pair["called_ae_title"], pair["peer"])))),
+            _xml_text("; ".join(pair["changes"]))))
+    out.append("\n </testsuite>")
+    return out
 
 
 def _junit_standin(section: Optional[Mapping[str, Any]]) -> List[str]:

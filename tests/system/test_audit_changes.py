@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Dict
+from xml.etree import ElementTree
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
@@ -148,6 +149,9 @@ def test_two_nightly_audits_show_expiring_certificates_and_every_change_in_every
     assert rows["rtt"]["changes"] == changed["rtt"][0] and rows["tls400"]["changes"] == ""
     assert rows["tls20"]["tls_days_left"] in ("19", "20") and rows["impl"]["tls_days_left"] == ""
     assert {row["attempts"] for row in rows.values()} == {"1"}
+    suites = {suite.get("name"): suite for suite in ElementTree.parse(report_dir / "latest.junit.xml").getroot()}
+    outputs = {case.get("name"): case.findtext("system-out") for case in suites["changes since the baseline"]}
+    assert outputs["src-1 as SRC -> RTT (rtt)"] == changed["rtt"][0] and len(outputs) == 3
 
     # The metrics: both of Prometheus's parsers read them; the documented series are there.
     prom = (report_dir / "latest.prom").read_text()
@@ -157,6 +161,7 @@ def test_two_nightly_audits_show_expiring_certificates_and_every_change_in_every
     assert checks == {"ok": report["summary"]["ok"], "failed": report["summary"]["failed"], "not_run": 0}
     days = {sample.labels["peer"]: sample.value for sample in families["dicom_echo_audit_check_tls_days_left"].samples}
     assert days["tls20"] in (19, 20) and days["expired"] < 0 and "impl" not in days
+    assert families["dicom_echo_audit_peer_changes"].samples[0].value == 3
     rtt = {sample.labels["peer"]: sample.value for sample in families["dicom_echo_audit_check_rtt_seconds"].samples}
     assert rtt["rtt"] >= 0.2 > rtt["impl"]
     assert (report_dir / "latest.prom").stat().st_mode & 0o777 == 0o640
