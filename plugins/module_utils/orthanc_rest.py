@@ -291,8 +291,8 @@ def answer_problem(url: str, method: str, path: str, status: int, headers: Mappi
                 "own host; run the task there (delegate_to) or allow this client" % (where, method, path))
     if 300 <= status < 400:
         return ("%s redirected %s %s (HTTP %d to %s); redirects are not followed, so that the credentials are sent "
-                "to that URL only: point url at the API itself" % (where, method, path, status,
-                                                                      headers.get("location", "?")))
+                "to that URL only: point url at the API itself"
+                % (where, method, path, status, headers.get("location", "?")))
     body = _json_or_none(text)
     if isinstance(body, Mapping) and "OrthancStatus" in body:
         hint = " (is url the API's base URL, without a path Orthanc does not serve?)" if status == 404 else ""
@@ -558,7 +558,7 @@ def echo_one(client: OrthancClient, system: Mapping[str, Any], plan: EchoPlan, t
         status, headers, text = client.request("POST", path, body, timeout=wait)
     except OrthancHttpTimeout:
         answer = OrthancAnswer(Classification(
-            "timeout", "echo", "Orthanc did not answer the echo request within %g s (%d x timeout + http_timeout)"
+            "timeout", "echo", "Orthanc did not answer the echo request within %g s (%d x timeout %d s + http_timeout)"
             % (wait, ECHO_STEPS, timeout_s)), None)
     else:
         if status in (200, 500):

@@ -116,8 +116,8 @@ options:
         description:
           - The calling AE title the peer is echoed with.
           - For a modality of Orthanc it must equal the AE title Orthanc really calls it with (that modality's
-            C(LocalAet), else Orthanc's C(DicomAet)), or the task fails before any echo and says which it is: the
-            check that the inventory's calling AE is Orthanc's.
+            C(LocalAet), else Orthanc's C(DicomAet)), or the task fails before any echo and says which it is. This is
+            the check that the inventory's calling AE is Orthanc's.
           - For a peer that is no modality of Orthanc, it is sent as C(LocalAet); without it Orthanc calls as its
             C(DicomAet).
         type: str
@@ -252,7 +252,9 @@ results:
       type: str
       sample: null
     calling_ae_title:
-      description: The calling AE Orthanc used, its modality's C(LocalAet), else O(peers[].calling_ae_title) for an unregistered peer, else Orthanc's C(DicomAet).
+      description:
+        - The calling AE Orthanc used, its modality's C(LocalAet), else O(peers[].calling_ae_title) for an unregistered
+          peer, else Orthanc's C(DicomAet).
       type: str
       sample: PACS_ARCHIVE
     expect:

@@ -282,8 +282,9 @@ def test_https_verifies_the_api_certificate(archive):
     ({"url": "{html_url}/orthanc"},
      "{html_url}/orthanc is not an Orthanc REST API: GET /system answered HTTP 404 (text/html): <html><body>Please "
      "log in</body></html>"),
-    ({"url": "{url}/nosuch"}, "the Orthanc REST API at {url}/nosuch answered GET /system with HTTP 404: Unknown resource "
-                           "(OrthancStatus 17) (is url the API's base URL, without a path Orthanc does not serve?)"),
+    ({"url": "{url}/nosuch"},
+     "the Orthanc REST API at {url}/nosuch answered GET /system with HTTP 404: Unknown resource (OrthancStatus 17) "
+     "(is url the API's base URL, without a path Orthanc does not serve?)"),
     ({"url": "{silent_url}", "http_timeout": 1},
      "the Orthanc REST API at {silent_url} did not answer GET /system within 1 s"),
 ])

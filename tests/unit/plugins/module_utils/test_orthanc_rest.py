@@ -23,6 +23,7 @@ from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import 
     classify_echo_answer,
     compare_registry,
     drift_message,
+    echo_one,
     plan_echoes,
     read_modalities,
     read_system,
@@ -309,8 +310,8 @@ def test_requests_send_basic_auth_follow_no_redirect_and_read_no_netrc():
      "cannot resolve the host of the Orthanc REST API at http://127.0.0.1:8042: Name or service not known"),
     (http.client.RemoteDisconnected("Remote end closed connection without response"),
      "closed the connection without an HTTP answer"),
-    (urllib.error.URLError(ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
-                                                          "failed: unable to get local issuer certificate")),
+    (urllib.error.URLError(ssl.SSLCertVerificationError(
+        1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate")),
      "cannot verify the TLS certificate of the Orthanc REST API at http://127.0.0.1:8042"),
 ])
 def test_api_failures_are_one_line_naming_the_url_never_the_password(answer, words):
@@ -349,3 +350,27 @@ def test_answer_problem_quotes_orthancs_own_error():
         "OrthancStatus": 15}))
     assert text == ("the Orthanc REST API at http://x answered POST /tools/dicom-echo with HTTP 400: Bad file format "
                     "(OrthancStatus 15): Integer value expected in field: Timeout")
+
+
+def test_an_echo_orthanc_does_not_answer_in_time_is_a_timeout_that_meets_no_expectation():
+    client, calls = client_answering(socket.timeout("timed out"))
+    (plan,) = plans_for([{"ae_title": "WS1", "host": "10.0.0.51", "expect": "blocked"}])
+    result = echo_one(client, {"ae_title": "PACS"}, plan, 3)
+    assert calls[0][1]["timeout"] == 4 * 3 + 10.0  # every DCMTK step may take the whole timeout
+    assert (result["outcome"], result["phase"], result["ok"]) == ("timeout", "echo", False)
+    assert result["message"].startswith("Orthanc did not answer the echo request within 22 s (4 x timeout 3 s + "
+                                        "http_timeout); echoed by Orthanc at http://127.0.0.1:8042 as AE PACS through "
+                                        "modality 'ws1'")
+    assert result["orthanc"]["http_status"] is None
+    assert json.loads(calls[0][1]["data"]) == {"Timeout": 3}
+
+
+def test_an_unregistered_peer_is_posted_to_tools_dicom_echo_with_its_local_aet():
+    client, calls = client_answering(FakeResponse(200, "{}"))
+    (plan,) = plans_for([{"ae_title": "LAB", "host": "10.0.0.90", "port": 11112, "calling_ae_title": "AS_LAB"}])
+    result = echo_one(client, {"ae_title": "PACS"}, plan, 5)
+    assert calls[0][0] == "http://127.0.0.1:8042/tools/dicom-echo" and calls[0][1]["method"] == "POST"
+    assert json.loads(calls[0][1]["data"]) == {"AET": "LAB", "Host": "10.0.0.90", "Port": 11112, "Timeout": 5,
+                                               "LocalAet": "AS_LAB"}
+    assert (result["outcome"], result["calling_ae_title"], result["echoed_by"]) == (
+        "success", "AS_LAB", "Orthanc at http://127.0.0.1:8042 as AE AS_LAB")
