@@ -25,18 +25,16 @@ from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_c
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Classification, Observation, classify, classify_connect_error, expectation_met, rtt_statistics, with_services)
 from ansible_collections.dicom.network.plugins.module_utils.echo_services import (
-    Service, associations, resolve_peers, service_results)
-from ansible_collections.dicom.network.plugins.module_utils.echo_tls import TlsSetupError, ssl_contexts
+    ServicePlan, negotiate_remaining, plan_peers, service_results)
+from ansible_collections.dicom.network.plugins.module_utils.echo_tls import (
+    TlsSetupError, certificate_facts, ssl_contexts, unverified_certificate)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoRequest, PeerSpec, bind_family, check_bind_address)
 
 try:
     from pydicom import config as pydicom_config
-    from pynetdicom import build_context, evt
+    from pynetdicom import evt
     from pynetdicom.sop_class import Verification
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-    # Built once: associate() works on a copy of it for each association.
-    _VERIFICATION_CONTEXT = build_context(Verification, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
 except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
     evt = None
 
@@ -80,16 +78,13 @@ class _PeerRun:
     the transport hooks (``connect``, ``connect_failed``, ``received``) of _pynetdicom_compat."""
 
     def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext],
-                 services: Tuple[Service, ...] = ()):
-        self.spec, self.request, self.ssl_context = spec, request, ssl_context
+                 plan: ServicePlan):
+        self.spec, self.request, self.ssl_context, self.plan = spec, request, ssl_context, plan
         self.obs = self.observation(request.count)
-        # The presentation contexts of each association beyond Verification (one association when
-        # they fit in it), and the peer's answer to each SOP class: (result code, transfer syntax).
-        self.services = services
-        self.associations = associations(services)
-        self.contexts: List[list] = []  # the presentation contexts of each association (run_echoes)
+        # The peer's answer to each SOP class of the plan (result code, transfer syntax), and the failure
+        # of an association after the echo's, when the services needed more than one.
         self.answers: Dict[str, Tuple[Optional[int], Optional[str]]] = {}
-        self.later_failure: Optional[Classification] = None  # of an association after the first
+        self.later_failure: Optional[Classification] = None
         self.lock, self.done = threading.Lock(), threading.Event()
         self.phase, self.phase_timeout = "resolve", request.connect_timeout
         self.phase_since: Optional[float] = None
@@ -106,6 +101,7 @@ class _PeerRun:
         self.debug_lines: List[str] = []
         self.peer_info: Optional[Dict[str, Any]] = None
         self.transfer_syntax: Optional[str] = None
+        self.tls_certificate: Optional[Dict[str, Any]] = None
         self.release_complete = False
         self.expected_msg_id: Optional[int] = None
         self.pdu_in_body: Optional[Tuple[int, int]] = None  # (type, length) of the PDU being read
@@ -191,7 +187,16 @@ class _PeerRun:
         if tls_args:
             context, server_hostname = tls_args
             self.enter("tls", self.request.connect_timeout, _BACKSTOP_SLACK_S)
-            sock = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+            try:
+                sock = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+            except ssl.SSLCertVerificationError:
+                # Its expiry and fingerprint still tell why: one unverified handshake in the time left.
+                left = (self.deadline or 0.0) - _BACKSTOP_SLACK_S - time.monotonic()
+                der = unverified_certificate(address, server_hostname, left, self.request.bind_address) \
+                    if left > 0.1 else None
+                self.tls_certificate = certificate_facts(der, None, time.time())
+                raise
+            self.tls_certificate = certificate_facts(sock.getpeercert(True), sock.getpeercert(), time.time())
             # wrap_socket() moves the descriptor to the TLS socket: a timeout must shut that one down.
             self.raw_socket = sock
             cipher = sock.cipher()
@@ -480,43 +485,14 @@ def _echo_one(run: _PeerRun) -> None:
         return
     for index, address in enumerate(run.addresses):
         run.address = address
-        _associate_and_echo(run, run.contexts[0])
+        _associate_and_echo(run, run.plan.contexts[0])
         if not _may_try_next_address(run, index):
             break
         run.debug("TCP connect to %s failed (%s); trying the next address of %s"
                   % (address, run.obs.connect_error, run.spec.host))
         _forget_failed_connect(run)
-    if len(run.associations) > 1 and classify(run.obs).outcome == "success":
-        _negotiate_the_rest(run)
-
-
-def _contexts(services: Tuple[Service, ...], built: Dict[Tuple[Service, ...], list]) -> list:
-    """Verification's context and one per service; built once for all peers that propose the same
-    (4 ms for 127 of them: pynetdicom checks every UID)."""
-    if services not in built:
-        built[services] = [_VERIFICATION_CONTEXT] + [
-            build_context(service.uid, list(service.transfer_syntaxes)) for service in services]
-    return built[services]
-
-
-def _negotiate_the_rest(run: _PeerRun) -> None:
-    """The services that did not fit in the echo's association, one more association for each 127,
-    at the address that answered and under the same deadlines; the first failure ends them."""
-    echoed, timings, source_address = run.obs, dict(run.timings), run.source_address
-    try:
-        for number, services in enumerate(run.associations[1:], start=2):
-            run.obs = run.observation(count=0)
-            run.release_complete = False
-            _associate_and_echo(run, run.contexts[number - 1], echo=False)
-            verdict = classify(run.obs)
-            if verdict.outcome != "success":
-                verdict.message = "association %d of %d (services %s to %s): %s" % (
-                    number, len(run.associations), services[0].sop_class, services[-1].sop_class, verdict.message)
-                run.later_failure = verdict
-                break
-    finally:
-        run.obs, run.source_address = echoed, source_address
-        run.timings.update({key: value for key, value in timings.items() if key != "total"})
+    if len(run.plan.parts) > 1 and classify(run.obs).outcome == "success":
+        run.later_failure = negotiate_remaining(run, _associate_and_echo)
 
 
 def _association_thread(run: _PeerRun, wake: threading.Event) -> None:
@@ -538,7 +514,7 @@ def open_limit(parallel: int) -> int:
 
 def _hard_limit(request: EchoRequest, run: _PeerRun) -> float:
     """The longest one peer may take, even if its thread is stuck where no socket can be closed."""
-    more = len(run.associations) - 1  # each another connect, A-ASSOCIATE and A-RELEASE
+    more = len(run.plan.parts) - 1  # each another connect, A-ASSOCIATE and A-RELEASE
     return ((1 + max(len(run.addresses), 1) + more) * request.connect_timeout + 2 * (1 + more) * request.acse_timeout
             + request.count * request.dimse_timeout + (3 + more) * _PYNETDICOM_TIMEOUT_SLACK_S)
 
@@ -606,14 +582,12 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     """Echo every peer of ``request`` concurrently and return one result per peer, in input order."""
     compat.check_supported()
     check_bind_address(request.bind_address)
-    services = resolve_peers(request.peers)
+    plans = plan_peers(request.peers)
     contexts = ssl_contexts(spec.tls for spec in request.peers)
     runs: List[_PeerRun] = []
-    built: Dict[Tuple[Service, ...], list] = {}
     for spec in request.peers:
         context = contexts[spec.tls]
-        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context, services[spec.index])
-        run.contexts = [_contexts(part, built) for part in run.associations]
+        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context, plans[spec.index])
         if isinstance(context, TlsSetupError):
             run.obs.tls_setup_error = context.for_settings(spec.tls)
         runs.append(run)
@@ -649,7 +623,7 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
 
 def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
-    services = service_results(run.services, run.answers)
+    services = service_results(run.plan.services, run.answers)
     verdict = run.later_failure or with_services(classify(run.obs), services)
     result: Dict[str, Any] = {
         "name": spec.name, "ae_title": spec.ae_title, "host": spec.host, "port": spec.port,
@@ -659,7 +633,7 @@ def _result(run: _PeerRun) -> Dict[str, Any]:
         "phase": verdict.phase, "message": verdict.message, "status": verdict.status, "reject": verdict.reject,
         "rtt_ms": rtt_statistics(run.rtts), "timings_ms": dict(run.timings), "peer": run.peer_info,
         "transfer_syntax": run.transfer_syntax, "tls": spec.tls.enabled, "started_at": run.started_at,
-        "services": services,
+        "services": services, "tls_certificate": run.tls_certificate,
     }
     if run.request.debug:
         result["debug"] = list(run.debug_lines)

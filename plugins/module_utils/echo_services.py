@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import CONTEXT_RESULTS
+from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
+    CONTEXT_RESULTS, Classification, classify)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoInputError, PeerSpec, ServiceSpec)
 
 try:
     import pydicom.uid as pydicom_uid
     from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-    from pynetdicom import presentation, sop_class
+    from pynetdicom import build_context, presentation, sop_class
 except ImportError:  # reported to the user by _pynetdicom_dep.ensure_pynetdicom()
     pydicom_uid = None
 
@@ -135,18 +136,55 @@ def resolve_services(specs: Sequence[ServiceSpec], discover: Optional[str]) -> T
     return tuple(services)
 
 
-def resolve_peers(peers: Sequence[PeerSpec]) -> Dict[int, Tuple[Service, ...]]:
-    """Each peer's contexts to propose (by its index), every keyword and UID checked before any traffic.
-    Peers with the same services share one tuple."""
-    resolved: Dict[Tuple[Tuple[ServiceSpec, ...], Optional[str]], Tuple[Service, ...]] = {}
-    by_peer: Dict[int, Tuple[Service, ...]] = {}
+@dataclass(frozen=True)
+class ServicePlan:
+    """What one peer proposes: its services, and the presentation contexts of each association
+    (Verification's first in each; one association without services)."""
+
+    services: Tuple[Service, ...]
+    parts: List[Tuple[Service, ...]]
+    contexts: List[list]
+
+
+def plan_peers(peers: Sequence[PeerSpec]) -> Dict[int, ServicePlan]:
+    """Each peer's plan (by its index), every keyword and UID checked before any traffic. Peers that
+    propose the same share one plan: its contexts are built once (4 ms for 127 services, as pynetdicom
+    checks every UID), and associate() copies them for each association."""
+    verification = build_context(VERIFICATION_UID, list(default_transfer_syntaxes()))
+    plans: Dict[Tuple[Tuple[ServiceSpec, ...], Optional[str]], ServicePlan] = {}
+    by_peer: Dict[int, ServicePlan] = {}
     for peer in peers:
         key = (peer.services, peer.discover)
-        if key not in resolved:
+        if key not in plans:
             # A ServiceSpec's `where` names its peer already when the peer gave it.
-            resolved[key] = resolve_services(peer.services, peer.discover)
-        by_peer[peer.index] = resolved[key]
+            services = resolve_services(peer.services, peer.discover)
+            parts = associations(services)
+            plans[key] = ServicePlan(services, parts, [[verification] + [
+                build_context(service.uid, list(service.transfer_syntaxes)) for service in part] for part in parts])
+        by_peer[peer.index] = plans[key]
     return by_peer
+
+
+def negotiate_remaining(run: Any, associate: Callable[..., None]) -> Optional[Classification]:
+    """The services that did not fit in the echo's association of the engine's ``run``: one more
+    association for each 127, by ``associate(run, contexts, echo=False)`` (to the address that answered,
+    under the same deadlines), each only negotiated and released. The first failure ends them and is
+    returned; the echo's own observation and timings stay the run's."""
+    echoed, timings, source_address = run.obs, dict(run.timings), run.source_address
+    try:
+        for number in range(2, len(run.plan.parts) + 1):
+            run.obs, run.release_complete = run.observation(count=0), False
+            associate(run, run.plan.contexts[number - 1], echo=False)
+            verdict = classify(run.obs)
+            if verdict.outcome != "success":
+                part = run.plan.parts[number - 1]
+                verdict.message = "association %d of %d (services %s to %s): %s" % (
+                    number, len(run.plan.parts), part[0].sop_class, part[-1].sop_class, verdict.message)
+                return verdict
+        return None
+    finally:
+        run.obs, run.source_address = echoed, source_address
+        run.timings.update({key: value for key, value in timings.items() if key != "total"})
 
 
 def associations(services: Sequence[Service]) -> List[Tuple[Service, ...]]:

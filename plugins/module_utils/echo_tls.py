@@ -6,9 +6,13 @@ be used, why, in the settings' own words (OpenSSL only says "PEM lib")."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
+import socket
 import ssl
-from typing import Dict, Iterable, Optional, Tuple, Union
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import TlsSettings
 
@@ -109,3 +113,69 @@ def ssl_contexts(settings: Iterable[TlsSettings]) -> Dict[TlsSettings, Union[ssl
             except TlsSetupError as problem:
                 contexts[tls] = problem
     return contexts
+
+
+# The standard library's attribute names, as RFC 4514 (and cryptography) write them.
+_RDN_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+              "localityName": "L", "stateOrProvinceName": "ST", "domainComponent": "DC", "streetAddress": "STREET",
+              "userId": "UID"}
+_NO_DATES = ("the certificate was not verified, and reading its dates without verification needs the Python "
+             "package cryptography on this host")
+
+
+def _rfc4514(name: Any) -> Optional[str]:
+    """A name of ssl.getpeercert() (RDNs, most significant first) as RFC 4514 writes it (least first)."""
+    if not name:
+        return None
+    parts = []
+    for rdn in reversed(name):
+        parts.append("+".join("%s=%s" % (_RDN_NAMES.get(key, key), str(value).replace(",", "\\,"))
+                              for key, value in rdn))
+    return ",".join(parts)
+
+
+def certificate_facts(der: Optional[bytes], verified: Optional[dict], now: float) -> Optional[Dict[str, Any]]:
+    """What a peer's leaf certificate says: the SHA-256 fingerprint of its DER bytes always; subject, issuer,
+    not-after and whole days left from ``verified`` (ssl.getpeercert() of a verified peer) or else with the
+    cryptography package where this host has it, and a ``note`` where it has not (never a requirement)."""
+    if not der:
+        return None
+    facts: Dict[str, Any] = {"sha256": ":".join("%02X" % byte for byte in hashlib.sha256(der).digest()),
+                             "verified": bool(verified), "subject": None, "issuer": None, "not_after": None,
+                             "days_left": None}
+    if verified and verified.get("notAfter"):
+        facts["subject"], facts["issuer"] = _rfc4514(verified.get("subject")), _rfc4514(verified.get("issuer"))
+        not_after = float(ssl.cert_time_to_seconds(verified["notAfter"]))
+    else:
+        try:
+            from cryptography import x509  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            facts["note"] = _NO_DATES
+            return facts
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            facts["note"] = "the certificate cannot be read: %s" % exc
+            return facts
+        facts["subject"], facts["issuer"] = certificate.subject.rfc4514_string(), certificate.issuer.rfc4514_string()
+        expires = getattr(certificate, "not_valid_after_utc", None) or \
+            certificate.not_valid_after.replace(tzinfo=timezone.utc)
+        not_after = expires.timestamp()
+    facts["not_after"] = datetime.fromtimestamp(not_after, timezone.utc).isoformat().replace("+00:00", "Z")
+    facts["days_left"] = int(math.floor((not_after - now) / 86400.0))
+    return facts
+
+
+def unverified_certificate(address: tuple, server_hostname: Optional[str], timeout: float,
+                           bind_address: Optional[str]) -> Optional[bytes]:
+    """The leaf certificate (DER) of a peer whose certificate failed verification, by one more TLS handshake
+    without verification that sends nothing else; None when that fails too (it only adds to a report)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(address[:2], timeout=timeout,
+                                      source_address=(bind_address, 0) if bind_address else None) as raw:
+            with context.wrap_socket(raw, server_hostname=server_hostname) as sock:
+                return sock.getpeercert(binary_form=True)
+    except (OSError, ValueError):
+        return None

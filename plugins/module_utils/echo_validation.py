@@ -23,6 +23,8 @@ AE_TITLE_MAX_LENGTH = 16
 DEFAULT_PORT = 104
 DEFAULT_CALLING_AE_TITLE = "ECHOSCU"
 COUNT_RANGE = (1, 1000)
+RETRIES_RANGE = (0, 5)
+MAX_RETRY_DELAY_S = 600
 PARALLEL_RANGE = (1, 256)
 MAX_TIMEOUT_S = 86400  # a day; beyond threading.TIMEOUT_MAX (~9.2e9 s) Python's waits overflow
 MAX_PDU_RANGE = (0, 2 ** 32 - 1)
@@ -90,6 +92,8 @@ class EchoRequest:
     max_pdu: int
     debug: bool
     fail_on: str
+    retries: int = 0
+    retry_delay: float = 2.0
 
 
 def ae_title_problem(value: Any) -> Optional[str]:
@@ -219,6 +223,15 @@ def _check_timeout(value: Any, where: str) -> float:
     return seconds
 
 
+def _check_retry_delay(value: Any) -> float:
+    if value in (0, 0.0):
+        return 0.0
+    seconds = _check_timeout(value, "retry_delay")
+    if seconds > MAX_RETRY_DELAY_S:
+        raise EchoInputError("retry_delay must be at most %d seconds, got %r" % (MAX_RETRY_DELAY_S, value))
+    return seconds
+
+
 # The call-wide options a caller may check on its own, before any peer list exists.
 CALL_OPTION_CHECKS = {
     "connect_timeout": lambda value: _check_timeout(value, "connect_timeout"),
@@ -227,6 +240,8 @@ CALL_OPTION_CHECKS = {
     "parallel": lambda value: _check_range(value, "parallel", PARALLEL_RANGE),
     "count": lambda value: _check_range(value, "count", COUNT_RANGE),
     "max_pdu": _check_max_pdu,
+    "retries": lambda value: _check_range(value, "retries", RETRIES_RANGE),
+    "retry_delay": lambda value: _check_retry_delay(value),
 }
 
 
@@ -446,6 +461,8 @@ def validate_request(params: Mapping[str, Any]) -> EchoRequest:
         max_pdu=_check_max_pdu(16382 if max_pdu is None else max_pdu),
         debug=_check_bool(params.get("debug", False), "debug"),
         fail_on=fail_on,
+        retries=_check_range(params.get("retries", 0), "retries", RETRIES_RANGE),
+        retry_delay=_check_retry_delay(params.get("retry_delay", 2.0)),
     )
 
 

@@ -311,6 +311,23 @@ options:
     type: str
     choices: [unexpected, never]
     default: unexpected
+  retries:
+    description:
+      - How many times (0 to 5) to echo again a peer whose outcome was not as expected but may be different in
+        a moment, so that a busy archive raises no false alarm - a V(timeout), or a V(rejected) by the peer's
+        presentation service provider (V(local-limit-exceeded), V(temporary-congestion), its load and not its
+        configuration).
+      - Retries start after every peer has been echoed once, after O(retry_delay), and run concurrently like
+        the first round. Each result says how many attempts it took (RV(results[].attempts)) and keeps the
+        earlier ones (RV(results[].earlier_attempts)); one that met its expectation only on a retry says
+        C(ok after retry) in its message.
+      - Each retry can take as long as the first round's slowest peer; keep it small where timeouts are long.
+    type: int
+    default: 0
+  retry_delay:
+    description: Seconds to wait before each round of O(retries) (0 to 600).
+    type: float
+    default: 2
   journal:
     description:
       - Absolute path of a file on the B(controller) where the action plugin also writes this call's
@@ -600,6 +617,55 @@ results:
       type: bool
       returned: always
       sample: false
+    tls_certificate:
+      description:
+        - The peer's leaf certificate, for a TLS peer that sent one; null for a plain peer, or when no
+          handshake got that far.
+        - When verification fails, the module reads the certificate with one more TLS handshake without
+          verification (in the time left of O(connect_timeout)), so that an expired or unknown certificate
+          still shows its dates and fingerprint; nothing is sent over that connection.
+      type: dict
+      returned: always
+      sample: {"sha256": "3A:91:...:0F", "verified": true, "subject": "CN=pacs.example.org,O=Hospital",
+               "issuer": "CN=Hospital CA", "not_after": "2027-03-01T12:00:00Z", "days_left": 83}
+      contains:
+        sha256:
+          description: SHA-256 fingerprint of the certificate's DER bytes, as C(openssl x509 -fingerprint -sha256) writes it.
+          type: str
+        verified:
+          description: Whether the certificate was verified in this echo (O(tls.verify) on, and it passed).
+          type: bool
+        subject:
+          description: The subject as RFC 4514 writes it, or null when the dates could not be read.
+          type: str
+        issuer:
+          description: The issuer as RFC 4514 writes it, or null when the dates could not be read.
+          type: str
+        not_after:
+          description: The end of the validity period (ISO 8601, UTC), or null when it could not be read.
+          type: str
+        days_left:
+          description: Whole days until RV(results[].tls_certificate.not_after), negative once expired.
+          type: int
+        note:
+          description:
+            - Why subject, issuer and dates are missing. An unverified certificate is read with the Python
+              package C(cryptography) where the managed host has it (it is never required); without it, only
+              the fingerprint is known.
+          type: str
+          returned: when the dates could not be read
+    attempts:
+      description: How many times this peer was echoed (more than 1 only with O(retries)).
+      type: int
+      returned: always
+      sample: 1
+    earlier_attempts:
+      description: The attempts before the last one (see O(retries)), each with its outcome, phase, message and start time.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{"outcome": "rejected", "phase": "associate", "started_at": "2026-11-25T14:03:12.345+00:00",
+                "message": "A-ASSOCIATE-RJ (rejected-transient, source service-provider-presentation, reason local-limit-exceeded) ..."}]
     started_at:
       description: When the attempt started, ISO 8601 in UTC.
       type: str
@@ -655,6 +721,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_compat import UnsupportedPynetdicom
 from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_dep import ensure_pynetdicom
 from ansible_collections.dicom.network.plugins.module_utils.echo_engine import run_echoes
+from ansible_collections.dicom.network.plugins.module_utils.echo_retry import run_with_retries
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import summarize, summary_message
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError, validate_request
 
@@ -706,6 +773,8 @@ def main():
             tls=dict(type="dict", options=tls_options),
             debug=dict(type="bool", default=False),
             fail_on=dict(type="str", default="unexpected", choices=["unexpected", "never"]),
+            retries=dict(type="int", default=0),
+            retry_delay=dict(type="float", default=2),
             # Consumed by the action plugin on the controller; listed so the documentation matches.
             journal=dict(type="path"),
         ),
@@ -730,7 +799,7 @@ def main():
 
     started = time.monotonic()
     try:
-        results = run_echoes(request)
+        results = run_with_retries(request, run_echoes)
     except EchoInputError as exc:
         module.fail_json(msg="invalid input: %s" % exc)
     except UnsupportedPynetdicom as exc:

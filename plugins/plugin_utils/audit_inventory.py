@@ -10,12 +10,17 @@ one host and raises :class:`AuditInventoryError` at its first mistake.
 
 Inventory model (see ``roles/echo_audit/README.md``):
 
-* ``dicom_aes``: ``{name: {ae_title, host, port, site, kind, description, tls}}``; an entry without
-  ``host`` and ``port`` is an AE that only calls (a calling AE title, never a peer).
+* ``dicom_aes``: ``{name: {ae_title, host, port, site, kind, description, tls, services, discover}}``; an
+  entry without ``host`` and ``port`` is an AE that only calls (a calling AE title, never a peer).
+  ``services`` are what the AE must provide as a called AE, ``discover`` a family of SOP classes to
+  propose and report without requiring them (checked for syntax only: the controller has no pydicom).
 * per source host: ``dicom_local_aes`` (registry names it speaks as), ``dicom_peers`` and any
   ``dicom_peers_*`` lists (merged), ``dicom_bind_address``, ``dicom_echo_via``.
-* a peer entry is a registry name, ``{name: <registry name>, expect, local_aes}`` or an inline
-  peer ``{ae_title, host, port, name, expect, local_aes, site, kind, description, tls}``.
+* a peer entry is a registry name, ``{name: <registry name>, expect, local_aes, services, discover}`` or
+  an inline peer ``{ae_title, host, port, name, expect, local_aes, site, kind, description, tls, services,
+  discover}``. A peer entry's ``services`` or ``discover`` replaces the registry entry's for that route;
+  a route that expects ``reject`` or ``blocked`` checks no services (the registry's do not apply, and
+  setting them on the entry is a mistake).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
     TLS_KEYS,
     EchoInputError,
     ae_title_problem,
+    check_discover,
+    check_services,
     ipv4_literal_problem,
     merge_tls,
     type_name,
@@ -39,8 +46,9 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 
 PEER_VARIABLE = "dicom_peers"
 PEER_VARIABLE_PREFIX = "dicom_peers_"
-REGISTRY_KEYS = ("ae_title", "host", "port", "site", "kind", "description", "tls")
-REFERENCE_KEYS = ("name", "expect", "local_aes")
+REGISTRY_KEYS = ("ae_title", "host", "port", "site", "kind", "description", "tls", "services", "discover")
+ROUTE_KEYS = ("services", "discover")
+REFERENCE_KEYS = ("name", "expect", "local_aes") + ROUTE_KEYS
 INLINE_KEYS = REGISTRY_KEYS + ("name", "expect", "local_aes")
 DEFAULT_EXPECT = "accept"
 # Host lists in one error line: enough to find the hosts, short enough to read.
@@ -151,6 +159,24 @@ def _tls(value: Any, host: Optional[str], entry: str) -> Optional[Dict[str, Any]
     return dict(value)
 
 
+def _route_services(raw: Mapping[str, Any], host: Optional[str], entry: str) -> Dict[str, Any]:
+    """``services`` and ``discover`` of an entry as the echo module takes them (only those given), checked
+    for syntax as the module checks them: a keyword is not resolved here (no pydicom on the controller)."""
+    checked: Dict[str, Any] = {}
+    try:
+        if raw.get("services") is not None:
+            checked["services"] = [service.sop_class if not service.transfer_syntaxes else
+                                   {"sop_class": service.sop_class,
+                                    "transfer_syntaxes": list(service.transfer_syntaxes)}
+                                   for service in check_services(raw["services"])]
+        discover = check_discover(raw.get("discover"))
+        if discover is not None:
+            checked["discover"] = discover
+    except EchoInputError as error:
+        raise AuditInventoryError(host, entry, str(error)) from None
+    return checked
+
+
 def _unknown_keys(raw: Mapping[str, Any], allowed: Sequence[str], host: Optional[str], entry: str) -> None:
     unknown = sorted(str(key) for key in raw if key not in allowed)
     if unknown:
@@ -181,6 +207,11 @@ def _ae(raw: Any, host: Optional[str], entry: str, allowed: Sequence[str] = REGI
         raise AuditInventoryError(host, entry, "has %s but no %s: give both host and port (where the AE listens), or "
                                   "neither for an AE that only calls" % (("host", "port") if has_host else ("port", "host")))
     listens = has_host or allowed is not REGISTRY_KEYS
+    needs = _route_services(raw, host, entry)
+    if needs and not listens:
+        raise AuditInventoryError(host, entry, "has %s but no host and port: only an AE that listens provides "
+                                  "services; give it host and port, or remove %s"
+                                  % (" and ".join(needs), " and ".join(needs)))
     return {
         "ae_title": str(raw["ae_title"]).strip(" "),
         "host": _network_host(raw.get("host"), host, entry) if listens else None,
@@ -189,6 +220,7 @@ def _ae(raw: Any, host: Optional[str], entry: str, allowed: Sequence[str] = REGI
         "kind": _text(raw.get("kind"), host, entry, "kind"),
         "description": _text(raw.get("description"), host, entry, "description"),
         "tls": _tls(raw.get("tls"), host, entry),
+        "needs": needs,
     }
 
 
@@ -357,11 +389,24 @@ def _peer(raw: Any, registry: Mapping[str, Dict[str, Any]], host: str, entry: st
     if expect not in EXPECTATIONS:
         raise AuditInventoryError(host, "%s (%s)" % (entry, name), "expect must be one of %s, got %s"
                                   % (", ".join(EXPECTATIONS), _show(expect)))
+    # The entry's own services and discover replace the registry's, each on its own.
+    needs = dict(ae["needs"])
+    if not inline:
+        needs.update(_route_services(raw, host, "%s (%s)" % (entry, name)))
+    if expect != "accept":
+        given = [key for key in ROUTE_KEYS if raw.get(key) is not None]
+        if given:
+            raise AuditInventoryError(host, "%s (%s)" % (entry, name), "sets %s but expects %s: services are checked "
+                                      "only on a route that must accept; remove %s from this entry"
+                                      % (" and ".join(given), expect, " and ".join(given)))
+        # A registry entry's services are what it provides to the callers it accepts, not to this one.
+        needs = {}
     return {
         "name": str(name),
         "ae": ae,
         "inline": inline,
         "expect": expect,
+        "needs": needs,
         "local_aes": _peer_local_aes(raw.get("local_aes"), host, "%s (%s).local_aes" % (entry, name)),
         "entry": "%s (%s)" % (entry, name),
     }
@@ -373,6 +418,8 @@ def _module_peer(peer: Mapping[str, Any]) -> Dict[str, Any]:
             "expect": peer["expect"]}
     if ae["tls"] is not None:
         spec["tls"] = ae["tls"]
+    # Only what is given: the plan (plan.json, the module's arguments) stays as small as without services.
+    spec.update(peer["needs"])
     return spec
 
 
@@ -541,10 +588,11 @@ def _resolve(host: str, aes: Mapping[str, Dict[str, Any]], broken: Set[str], loc
                                                   "host's dicom_local_aes (%s)" % (_show(name), ", ".join(declared)))
                 previous = by_name.get(peer["name"])
                 if previous is not None:
-                    if all(previous[key] == peer[key] for key in ("ae", "expect", "local_aes")):
+                    if all(previous[key] == peer[key] for key in ("ae", "expect", "local_aes", "needs")):
                         continue
                     raise AuditInventoryError(host, peer["entry"], "peer %s is already listed with other settings in "
-                                              "%s: list it once, or give both entries the same expect and local_aes"
+                                              "%s: list it once, or give both entries the same expect, local_aes, "
+                                              "services and discover"
                                               % (peer["name"], previous["entry"]))
                 target = _target(peer["ae"])
                 if peer["inline"] and target in registered:

@@ -20,6 +20,11 @@ builds the *packed* form the report step renders from (about 8 times smaller, as
 read): the report's top-level keys, the distinct answers once in ``variants``, and per cell
 ``[row, column, variant, rtt, timings, started_at]`` in ``packed_cells``. :func:`cells_of`
 gives the cells of either form, :func:`build_report` the report itself.
+
+A cell's ``services`` (what the module negotiated besides Verification: required services and
+discovered ones) are part of its variant: a route's services answer the same from every host.
+A variant of a report written before services existed has none (an empty list in its cells), and a
+baseline cell without ``services`` shows no service change in the diff.
 """
 
 from __future__ import annotations
@@ -49,7 +54,12 @@ TIMING_KEYS = ("connect", "associate", "echo", "release", "total")
 PACKING = 1
 # A variant: what one check answered, shared by every cell that answered the same.
 (V_EXPECT, V_OUTCOME, V_OK, V_MESSAGE, V_PHASE, V_STATUS, V_REJECT, V_VERSION, V_CLASS_UID, V_MAX_PDU, V_ADDRESS,
- V_SOURCE_ADDRESS, V_TRANSFER_SYNTAX, V_NOT_RUN_REASON) = range(14)
+ V_SOURCE_ADDRESS, V_TRANSFER_SYNTAX, V_NOT_RUN_REASON, V_SERVICES, V_TLS, V_ATTEMPTS) = range(17)
+# A variant's TLS certificate (None: no TLS, or none seen), in TLS_FIELDS order (the module's tls_certificate).
+TLS_FIELDS = ("sha256", "not_after", "days_left", "verified", "subject", "issuer", "note")
+# A variant's services: a tuple of services, each a tuple in SERVICE_FIELDS order (a cell's dictionaries).
+SERVICE_FIELDS = ("sop_class", "uid", "required", "accepted", "transfer_syntax", "result")
+S_SOP_CLASS, S_UID, S_REQUIRED, S_ACCEPTED, S_TRANSFER_SYNTAX, S_RESULT = range(6)
 # A packed cell. rtt and timings are lists in RTT_KEYS / TIMING_KEYS order where False marks a key the
 # module did not return (a number is never False: compare with "is"), or None when it returned none;
 # rtt is one number when min, avg and max are the same non-zero number (one echo per check, the default).
@@ -262,6 +272,62 @@ def _hashable(value: Any) -> Any:
     return value if value is None or not isinstance(value, dict) else tuple(value.items())
 
 
+def _service(entry: Any) -> Optional[Tuple[Any, ...]]:
+    """One service of a module result, cleaned, in SERVICE_FIELDS order (None: not a service)."""
+    if not isinstance(entry, Mapping):
+        return None
+    get = entry.get
+    return (clean_text(get("sop_class"), 80) or clean_text(get("uid"), 80) or "?", clean_text(get("uid"), 80),
+            get("required") is True, get("accepted") is True, clean_text(get("transfer_syntax"), 80),
+            clean_text(get("result"), 40))
+
+
+def pack_services(value: Any) -> Tuple[Tuple[Any, ...], ...]:
+    """A cell's or result's ``services`` list as a variant holds it."""
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(service for service in map(_service, value) if service is not None)
+
+
+def pack_certificate(value: Any) -> Optional[Tuple[Any, ...]]:
+    """The module's ``tls_certificate`` of a result as a variant holds it (cleaned), or None."""
+    if not isinstance(value, Mapping) or not value.get("sha256"):
+        return None
+    days = value.get("days_left")
+    return (clean_text(value.get("sha256"), 100), clean_text(value.get("not_after"), 40),
+            days if isinstance(days, int) and not isinstance(days, bool) else None, value.get("verified") is True,
+            clean_text(value.get("subject"), 300), clean_text(value.get("issuer"), 300), clean_text(value.get("note"), 300))
+
+
+def variant_certificate(variant: Sequence[Any]) -> Optional[Dict[str, Any]]:
+    """A variant's TLS certificate as a dictionary; None for a variant without one (or of an older report)."""
+    packed = variant[V_TLS] if len(variant) > V_TLS else None
+    return dict(zip(TLS_FIELDS, packed)) if packed else None
+
+
+def variant_attempts(variant: Sequence[Any]) -> int:
+    """How many times the check was echoed (1 for a variant of an older report)."""
+    return variant[V_ATTEMPTS] if len(variant) > V_ATTEMPTS and variant[V_ATTEMPTS] else 1
+
+
+def variant_services(variant: Sequence[Any]) -> Sequence[Sequence[Any]]:
+    """A variant's services; none for a variant of a report written before services existed."""
+    return variant[V_SERVICES] if len(variant) > V_SERVICES and variant[V_SERVICES] else ()
+
+
+def refused(service: Sequence[Any]) -> bool:
+    """A service the peer negotiated and did not accept (a service never negotiated is not refused)."""
+    return not service[S_ACCEPTED] and service[S_RESULT] is not None
+
+
+def service_states(services: Optional[Sequence[Sequence[Any]]]) -> Optional[Dict[str, Tuple[str, bool]]]:
+    """The required services that were negotiated, by UID (or name): (name, accepted). None: not known."""
+    if services is None:
+        return None
+    return {service[S_UID] or service[S_SOP_CLASS]: (service[S_SOP_CLASS], bool(service[S_ACCEPTED]))
+            for service in services if service[S_REQUIRED] and (service[S_ACCEPTED] or refused(service))}
+
+
 class _Variants:
     """The distinct answers of a matrix; a cell refers to its answer by index.
 
@@ -274,6 +340,7 @@ class _Variants:
         self.values: List[Tuple[Any, ...]] = []
         self._by_value: Dict[Tuple[Any, ...], int] = {}
         self._by_raw: Dict[Tuple[Any, ...], int] = {}
+        self._services: Dict[Any, Tuple[Tuple[Any, ...], ...]] = {}
 
     def add(self, variant: Tuple[Any, ...]) -> int:
         key = tuple(_hashable(item) for item in variant)
@@ -284,7 +351,25 @@ class _Variants:
         return index
 
     def not_run(self, expect: str, reason: str, message: str) -> int:
-        return self.add((expect, NOT_RUN, False, message, None, None, None, None, None, None, None, None, None, reason))
+        return self.add((expect, NOT_RUN, False, message, None, None, None, None, None, None, None, None, None, reason,
+                         (), None, 1))
+
+    def services(self, value: Any) -> Tuple[Tuple[Any, ...], ...]:
+        """:func:`pack_services` of a result's services, cleaned once per distinct list (a route's
+        services answer the same from every host)."""
+        if not value:
+            return ()
+        try:
+            key: Any = tuple(tuple(map(entry.get, SERVICE_FIELDS)) for entry in value)
+            key = (key, tuple(type(item) for entry in key for item in entry))
+            packed = self._services.get(key)
+        except (AttributeError, TypeError):
+            key, packed = None, None
+        if packed is None:
+            packed = pack_services(value)
+            if key is not None:
+                self._services[key] = packed
+        return packed
 
     def answer(self, expect: str, result: Mapping[str, Any]) -> int:
         """The variant of one module result (a result of dicom.network.echo for one peer)."""
@@ -294,7 +379,8 @@ class _Variants:
             peer = {}
         raw = (expect, get("outcome"), get("ok") is True, get("message"), get("phase"), get("status"),
                peer.get("implementation_version_name"), peer.get("implementation_class_uid"), peer.get("max_pdu"),
-               get("address"), get("source_address"), get("transfer_syntax"))
+               get("address"), get("source_address"), get("transfer_syntax"), self.services(get("services")),
+               pack_certificate(get("tls_certificate")), _int(get("attempts")) or 1)
         reject = get("reject")
         if reject is None:
             try:
@@ -309,7 +395,7 @@ class _Variants:
         index = self.add((
             expect, clean_text(raw[1], 40) or "unknown", raw[2], clean_text(raw[3]) or "", clean_text(raw[4], 20),
             _int(raw[5]), _reject(reject), clean_text(raw[6], 80), clean_text(raw[7], 80), _int(raw[8]),
-            clean_text(raw[9], 80), clean_text(raw[10], 80), clean_text(raw[11], 80), None))
+            clean_text(raw[9], 80), clean_text(raw[10], 80), clean_text(raw[11], 80), None, raw[12], raw[13], raw[14]))
         if key is not None:
             self._by_raw[key] = index
         return index
@@ -425,6 +511,8 @@ class Matrix:
             "peer_max_pdu": variant[V_MAX_PDU], "address": variant[V_ADDRESS],
             "source_address": variant[V_SOURCE_ADDRESS], "transfer_syntax": variant[V_TRANSFER_SYNTAX],
             "started_at": packed[C_STARTED_AT], "not_run_reason": variant[V_NOT_RUN_REASON],
+            "services": [dict(zip(SERVICE_FIELDS, service)) for service in variant_services(variant)],
+            "tls_certificate": variant_certificate(variant), "attempts": variant_attempts(variant),
         }
 
     def dicts(self) -> Iterator[Dict[str, Any]]:
@@ -572,14 +660,70 @@ def _in_scope(cell: Mapping[str, Any], hosts: Optional[Iterable[str]], peers: Op
     return True
 
 
+def _service_changes(was: Mapping[str, Any], now: Mapping[str, Any]) -> Tuple[List[str], List[str]]:
+    """Required services accepted before and refused now, and refused before and accepted now (by name).
+
+    ``services`` of a diff cell is :func:`service_states` (None: the side knows no services).
+    """
+    before, after = was.get("services"), now.get("services")
+    if not before or not after:
+        return [], []
+    broke = sorted(name for key, (name, accepted) in after.items() if not accepted and before.get(key, ("", False))[1])
+    fixed = sorted(name for key, (name, accepted) in after.items()
+                   if accepted and key in before and not before[key][1])
+    return broke, fixed
+
+
+# RTT drift: a pair whose round trip grew at least this many times and by at least this many ms.
+RTT_DRIFT_FACTOR, RTT_DRIFT_MS = 3.0, 20.0
+# What a peer announced or showed, compared with the baseline: (diff key, words).
+_PEER_FACTS = (("implementation_class_uid", "implementation class UID"),
+               ("implementation_version", "implementation version"), ("max_pdu", "max PDU"))
+
+
+def rtt_average(packed: Any) -> Optional[float]:
+    """The average round trip of a packed cell's ``rtt`` (see C_RTT), or None."""
+    if isinstance(packed, (int, float)) and not isinstance(packed, bool):
+        return float(packed)
+    if isinstance(packed, (list, tuple)) and len(packed) > 1 and isinstance(packed[1], (int, float)) \
+            and not isinstance(packed[1], bool):
+        return float(packed[1])
+    return None
+
+
+def peer_changes(was: Mapping[str, Any], now: Mapping[str, Any]) -> List[str]:
+    """What changed on the peer side of a pair since the baseline, in words: what the peer announces
+    (implementation, max PDU), its TLS certificate, and its round trip (RTT_DRIFT_FACTOR times and
+    RTT_DRIFT_MS more). A fact only one side knows (a baseline written before it was recorded, a check
+    that did not reach the peer) is no change."""
+    changes = []
+    for key, words in _PEER_FACTS:
+        before, after = was.get(key), now.get(key)
+        if before is not None and after is not None and before != after:
+            changes.append("%s %s -> %s" % (words, before, after))
+    before, after = was.get("tls_sha256"), now.get("tls_sha256")
+    if before and after and before != after:
+        changes.append("TLS certificate %s... -> %s...%s" % (
+            before[:11], after[:11], " (valid until %s)" % now["tls_not_after"] if now.get("tls_not_after") else ""))
+    before, after = was.get("rtt_avg"), now.get("rtt_avg")
+    if before is not None and after is not None and after >= RTT_DRIFT_FACTOR * before \
+            and after - before >= RTT_DRIFT_MS:
+        changes.append("RTT %.1f ms -> %.1f ms (%.1fx)" % (before, after, after / before if before else float("inf")))
+    return changes
+
+
 def diff_cells(
     before: Sequence[Mapping[str, Any]],
     after: Sequence[Mapping[str, Any]],
     hosts: Optional[Iterable[str]] = None,
     peers: Optional[Iterable[str]] = None,
 ) -> Dict[str, List[Dict[str, Any]]]:
-    """Pairs that broke, were fixed, appeared, disappeared, or changed outcome with the same verdict.
+    """Pairs that broke, were fixed, appeared, disappeared, or changed: another outcome with the same
+    verdict, or the peer itself changed (:func:`peer_changes`, listed as ``changes`` of any pair).
 
+    A required service accepted before and refused now is a regression: its pair broke even when it
+    was not ok before for another reason (``services_broke`` names them); refused before and accepted
+    now, it was fixed (``services_fixed``). A service that breaks wins over one fixed in the same pair.
     ``hosts`` / ``peers`` restrict both sides (a verify run limited to a few hosts or peers must
     not report everything else as disappeared). ``diff(a, b)`` mirrors ``diff(b, a)``.
     """
@@ -590,6 +734,8 @@ def diff_cells(
     diff: Dict[str, List[Dict[str, Any]]] = {kind: [] for kind in DIFF_KINDS}
     for key in sorted(set(old) | set(new)):
         was, now = old.get(key), new.get(key)
+        broke, fixed = _service_changes(was, now) if was is not None and now is not None else ([], [])
+        changes = peer_changes(was, now) if was is not None and now is not None else []
         if was is None:
             kind = "appeared"
         elif now is None:
@@ -598,16 +744,28 @@ def diff_cells(
             kind = "broke"
         elif now["ok"] and not was["ok"]:
             kind = "fixed"
-        elif was["outcome"] != now["outcome"]:
+        elif broke:
+            kind = "broke"
+        elif fixed:
+            kind = "fixed"
+        elif was["outcome"] != now["outcome"] or changes:
             kind = "changed"
         else:
             continue
         either = now or was
-        diff[kind].append({
+        pair = {
             "source_host": key[0], "calling_ae_title": key[1], "peer": key[2],
             "called_ae_title": either.get("called_ae_title") or "",
             "before": _side(was), "after": _side(now),
-        })
+        }
+        # Only where a service changed: a diff without services reads as it always did.
+        if broke:
+            pair["services_broke"] = broke
+        if fixed:
+            pair["services_fixed"] = fixed
+        if changes:
+            pair["changes"] = changes
+        diff[kind].append(pair)
     return diff
 
 
@@ -621,9 +779,11 @@ def new_failures(diff: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
 
 
 def baseline_counts(diff: Mapping[str, Sequence[Mapping[str, Any]]]) -> Dict[str, int]:
-    """The number of pairs per diff list (DIFF_KINDS order), then ``new_failures``."""
+    """The number of pairs per diff list (DIFF_KINDS order), then ``new_failures`` and ``peer_changes``
+    (pairs whose peer changed: see :func:`peer_changes`)."""
     counts = {kind: len(diff[kind]) for kind in DIFF_KINDS}
     counts["new_failures"] = new_failures(diff)
+    counts["peer_changes"] = sum(1 for kind in DIFF_KINDS for pair in diff[kind] if pair.get("changes"))
     return counts
 
 
@@ -637,6 +797,15 @@ def parse_report(baseline: Any, source: str = "baseline") -> Any:
             raise AuditMatrixError("%s: not a JSON report of dicom.network.echo_audit (invalid JSON: %s)"
                                    % (source, error))
     return baseline
+
+
+def _peer_facts(class_uid: Any, version: Any, max_pdu: Any, certificate: Optional[Sequence[Any]],
+                rtt: Any) -> Dict[str, Any]:
+    """The facts :func:`peer_changes` compares, of a cell of either side."""
+    return {"implementation_class_uid": clean_text(class_uid, 80), "implementation_version": clean_text(version, 80),
+            "max_pdu": _int(max_pdu), "tls_sha256": certificate[0] if certificate else None,
+            "tls_not_after": certificate[1] if certificate else None,
+            "rtt_avg": rtt if isinstance(rtt, (int, float)) and not isinstance(rtt, bool) else None}
 
 
 def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, Any]]:
@@ -673,6 +842,11 @@ def baseline_cells(baseline: Any, source: str = "baseline") -> List[Dict[str, An
             "peer": cell["peer"], "called_ae_title": clean_text(cell.get("called_ae_title"), 64) or "",
             "outcome": cell["outcome"], "ok": cell["ok"], "expect": clean_text(cell.get("expect"), 20),
             "message": clean_text(cell.get("message")) or "",
+            # A report written before services existed knows none: no service change against it.
+            "services": service_states(pack_services(cell["services"])) if "services" in cell else None,
+            **_peer_facts(cell.get("peer_implementation_class_uid"), cell.get("peer_implementation_version"),
+                          cell.get("peer_max_pdu"), pack_certificate(cell.get("tls_certificate")),
+                          (cell.get("rtt_ms") or {}).get("avg") if isinstance(cell.get("rtt_ms"), Mapping) else None),
         })
     return checked
 
@@ -760,11 +934,15 @@ def _report_head(
         hosts = report["scope"]["source_hosts"] if baseline_scope == "run" else None
         peers = list(only_peers) if baseline_scope == "run" and only_peers else None
         # What the diff reads of a cell comes from its variant: taken once per distinct answer.
-        answers = [{"outcome": variant[V_OUTCOME], "ok": variant[V_OK], "expect": variant[V_EXPECT],
-                    "message": variant[V_MESSAGE]} for variant in matrix.variants]
+        answers = [dict({"outcome": variant[V_OUTCOME], "ok": variant[V_OK], "expect": variant[V_EXPECT],
+                         "message": variant[V_MESSAGE], "services": service_states(variant_services(variant))},
+                        **_peer_facts(variant[V_CLASS_UID], variant[V_VERSION], variant[V_MAX_PDU],
+                                      variant[V_TLS] if len(variant) > V_TLS else None, None))
+                   for variant in matrix.variants]
         new = [dict(answers[packed[C_VARIANT]], source_host=rows[packed[C_ROW]]["source_host"],
                     calling_ae_title=rows[packed[C_ROW]]["calling_ae_title"], peer=columns[packed[C_COLUMN]]["name"],
-                    called_ae_title=columns[packed[C_COLUMN]]["ae_title"]) for packed in matrix.cells]
+                    called_ae_title=columns[packed[C_COLUMN]]["ae_title"], rtt_avg=rtt_average(packed[C_RTT]))
+               for packed in matrix.cells]
         diff = diff_cells(old, new, hosts=hosts, peers=peers)
         report["baseline"] = dict(
             source=source,
@@ -820,7 +998,7 @@ def build_report(plans: Mapping[str, Any], results: Optional[Mapping[str, Any]],
 
 
 _REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "scope", "complete", "partial_reasons", "sites",
-                 "rows", "columns", "cells", "summary", "baseline", "standin")
+                 "rows", "columns", "cells", "summary", "baseline", "certificates", "standin")
 
 
 def is_packed(report: Mapping[str, Any]) -> bool:
@@ -845,7 +1023,9 @@ def matrix_of(report: Mapping[str, Any]) -> Matrix:
             variants.add((cell["expect"], cell["outcome"], cell["ok"], cell["message"], cell.get("phase"),
                           cell.get("status"), cell.get("reject"), cell.get("peer_implementation_version"),
                           cell.get("peer_implementation_class_uid"), cell.get("peer_max_pdu"), cell.get("address"),
-                          cell.get("source_address"), cell.get("transfer_syntax"), cell.get("not_run_reason"))),
+                          cell.get("source_address"), cell.get("transfer_syntax"), cell.get("not_run_reason"),
+                          pack_services(cell.get("services")), pack_certificate(cell.get("tls_certificate")),
+                          _int(cell.get("attempts")) or 1)),
             _pack_rtt(rtt),
             [timings[key] if key in timings else False for key in TIMING_KEYS] if timings else None,
             cell.get("started_at")])

@@ -7,7 +7,7 @@ CSV and JUnit XML, and the console summary.
 Pure functions, free of Ansible (jinja2 and markupsafe are ansible-core's own requirements).
 
 * :func:`render_reports` renders the formats asked for. HTML and Markdown are made of *sections*
-  (summary, legend, baseline diff, probes, failures, matrix): each is built by one function of
+  (summary, legend, baseline diff, probes, failures, services refused, matrix): each is built by one function of
   ``SECTIONS`` into plain data, and each template (``report.html.j2``, ``report.md.j2`` of the
   role) presents it in one ``{% block %}``: loops and escaping only, autoescape for HTML and
   :func:`markdown_escape` (the templates' ``md_escape`` filter) for Markdown. A new section is one builder
@@ -46,6 +46,12 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     DIFF_KINDS,
     NOT_RUN,
     RTT_KEYS,
+    S_ACCEPTED,
+    S_REQUIRED,
+    S_RESULT,
+    S_SOP_CLASS,
+    S_TRANSFER_SYNTAX,
+    S_UID,
     TIMING_KEYS,
     V_EXPECT,
     V_MESSAGE,
@@ -65,10 +71,16 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     outcome_order,
     parse_report,
     paused_gc,
+    refused,
     rtt_values,
     unpack_numbers,
+    variant_attempts,
+    variant_certificate,
+    variant_services,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_metrics import render_metrics
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_lines
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import expiry_line
 
 # One symbol per outcome, so a cell reads without colour; every symbol is in common system fonts
 # (DejaVu, Segoe UI Symbol, Arial Unicode).
@@ -76,6 +88,7 @@ SYMBOLS = {
     "success": "\u2713",           # check mark
     "rejected": "\u2298",          # circled division slash
     "context_rejected": "\u25D0",  # circle with left half black
+    "service_rejected": "\u25D1",  # circle with right half black: echo answered, a required service refused
     "status_failure": "!",
     "aborted": "\u21AF",           # downwards zigzag arrow
     "timeout": "\u25F7",           # circle with upper right quadrant (a clock)
@@ -92,6 +105,7 @@ LABELS = {
     "success": "success (echo answered)",
     "rejected": "association rejected",
     "context_rejected": "Verification context rejected",
+    "service_rejected": "echo answered, but a required service was refused",
     "status_failure": "echo answered with a failure status",
     "aborted": "association aborted",
     "timeout": "timed out",
@@ -106,8 +120,13 @@ CSV_HEADER = (
     "source_host", "calling_ae_title", "calling_site", "peer", "called_ae_title", "called_site", "peer_host",
     "peer_port", "expect", "outcome", "ok", "message", "phase", "status", "rtt_min_ms", "rtt_avg_ms",
     "rtt_max_ms", "peer_implementation_version", "started_at", "not_run_reason", "source_address", "echoed_from",
+    "services_refused", "services", "tls_days_left", "attempts", "changes",
 )
-FORMATS = ("json", "html", "md", "csv", "junit")
+# A service's result where it was never negotiated (the association did not get that far).
+NOT_NEGOTIATED = "not-negotiated"
+# Discovered services named in a cell's details; the JSON report has them all.
+MAX_DISCOVERED_NAMES = 20
+FORMATS = ("json", "html", "md", "csv", "junit", "prom")
 # The formats a template of the role presents; the others are written here.
 TEMPLATES = {"html": "report.html.j2", "md": "report.md.j2"}
 _EXPECTS = ("accept", "reject", "blocked")
@@ -207,12 +226,49 @@ class _Report:
                         "css": "o%d" % index, "index": index, "count": counts.get(outcome, 0)}
                        for index, outcome in enumerate(outcome_order(list(counts) + list(SYMBOLS)))]
         self.outcome_index = {entry["outcome"]: entry["index"] for entry in self.legend}
+        # Per variant: its services, and the required ones it refused (a few hundred variants, not 90,000 cells).
+        self.services = [variant_services(variant) for variant in self.variants]
+        self.refused = [[service for service in services if service[S_REQUIRED] and refused(service)]
+                        for services in self.services]
 
     def failure(self, packed: Sequence[Any]) -> Dict[str, Any]:
         row, column, variant = self.rows[packed[C_ROW]], self.columns[packed[C_COLUMN]], self.variants[packed[C_VARIANT]]
         return {"source_host": row["source_host"], "calling_ae_title": row["calling_ae_title"], "peer": column["name"],
                 "called_ae_title": column["ae_title"], "outcome": variant[V_OUTCOME], "expect": variant[V_EXPECT],
                 "message": variant[V_MESSAGE]}
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+
+def _service_result(service: Sequence[Any]) -> str:
+    return service[S_RESULT] or NOT_NEGOTIATED
+
+
+def _services_detail(services: Sequence[Sequence[Any]]) -> Optional[str]:
+    """A cell's services as its details show them: each required one, then what discovery found."""
+    if not services:
+        return None
+    lines = ["services:"]
+    for service in services:
+        if service[S_REQUIRED]:
+            state = "ok" if service[S_ACCEPTED] else "REFUSED" if refused(service) else "-"
+            lines.append("  %s %s: %s%s" % (state, service[S_SOP_CLASS], _service_result(service),
+                                            " (%s)" % service[S_TRANSFER_SYNTAX] if service[S_TRANSFER_SYNTAX] else ""))
+    discovered = [service for service in services if not service[S_REQUIRED]]
+    if discovered:
+        accepted = [service[S_SOP_CLASS] for service in discovered if service[S_ACCEPTED]]
+        names = ", ".join(accepted[:MAX_DISCOVERED_NAMES]) + (
+            ", and %d more" % (len(accepted) - MAX_DISCOVERED_NAMES) if len(accepted) > MAX_DISCOVERED_NAMES else "")
+        lines.append("  discovered: %d of %d accepted%s" % (len(accepted), len(discovered), ": " + names if names else ""))
+    return "\n".join(lines)
+
+
+def _services_csv(services: Sequence[Sequence[Any]]) -> List[str]:
+    """The CSV's ``services_refused`` (required services refused) and ``services`` (each as name=result)."""
+    return [";".join(service[S_SOP_CLASS] for service in services if service[S_REQUIRED] and refused(service)),
+            ";".join("%s=%s%s" % (service[S_SOP_CLASS], _service_result(service),
+                                  "" if service[S_REQUIRED] else " (discovered)") for service in services)]
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -255,8 +311,9 @@ def _baseline_counts(baseline: Mapping[str, Any]) -> Dict[str, int]:
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
-    return "%s; %d new failure(s)" % (", ".join("%d %s" % (counts[kind], kind) for kind in DIFF_KINDS),
-                                      counts["new_failures"])
+    return "%s; %d new failure(s)%s" % (", ".join("%d %s" % (counts[kind], kind) for kind in DIFF_KINDS),
+                                        counts["new_failures"],
+                                        "; %d peer change(s)" % counts["peer_changes"] if counts.get("peer_changes") else "")
 
 
 def _other_audit(report: Mapping[str, Any]) -> str:
@@ -284,9 +341,14 @@ def _side_text(side: Optional[Mapping[str, Any]], other: Optional[Mapping[str, A
 def _pair(pair: Mapping[str, Any]) -> Dict[str, str]:
     """A baseline pair as texts; the formats put their own arrows between them (Markdown would escape ours)."""
     before, after = pair["before"], pair["after"]
+    # The services that changed, said after the outcome (the outcome may be the same on both sides).
+    changes = "; ".join(["%s: %s" % (label, ", ".join(pair[key])) for key, label in (
+        ("services_broke", "refused now"), ("services_fixed", "accepted now")) if pair.get(key)]
+        + list(pair.get("changes") or ()))
     return {"source_host": pair["source_host"], "calling_ae_title": pair["calling_ae_title"],
             "called_ae_title": pair["called_ae_title"], "peer": pair["peer"],
-            "before": _side_text(before, after), "after": _side_text(after, before)}
+            "before": _side_text(before, after),
+            "after": _side_text(after, before) + (" [%s]" % changes if changes else "")}
 
 
 def _pair_line(pair: Mapping[str, Any]) -> str:
@@ -335,6 +397,29 @@ def _failures_section(ctx: _Report) -> Dict[str, Any]:
         if count else "Not ok (0)"
     return {"heading": heading, "total": total, "open": 0 < total <= 50,
             "cells": [ctx.failure(packed) for packed in ctx.failures[:limit]], "hidden": max(0, total - limit)}
+
+
+def _services_section(ctx: _Report) -> Dict[str, Any]:
+    """Every required service a peer refused, one line per cell and service (the first ``failures_limit``).
+
+    A refused required service makes its cell not ok, so only the cells that are not ok are read.
+    """
+    lines: List[Dict[str, Any]] = []
+    total = 0
+    for packed in ctx.failures:
+        services = ctx.refused[packed[C_VARIANT]]
+        if not services:
+            continue
+        total += len(services)
+        if len(lines) < ctx.failures_limit:
+            row, column = ctx.rows[packed[C_ROW]], ctx.columns[packed[C_COLUMN]]
+            lines.extend({"source_host": row["source_host"], "calling_ae_title": row["calling_ae_title"],
+                          "called_ae_title": column["ae_title"], "peer": column["name"],
+                          "service": service[S_SOP_CLASS], "uid": service[S_UID] or "",
+                          "result": _service_result(service)} for service in services)
+    lines = lines[:ctx.failures_limit]
+    return {"heading": "Services refused (%d)" % total, "total": total, "lines": lines,
+            "hidden": total - len(lines)}
 
 
 # A matrix cell as the formats show it: the CSS classes of its outcome (and "x" when not ok), and its symbol.
@@ -434,15 +519,16 @@ def _html_data(ctx: _Report, labels: Sequence[str], failing_rows: List[int], fai
     A cell is ``[column, details]``, or ``[column, details, rtt]`` with a round trip: one number when
     min, avg and max are the same (one echo), else ``[min, avg, max]``. ``details`` indexes
     ``details``, whose entries are ``[outcome, ok, expect, message, implementation version, status,
-    phase, not-run reason]`` (texts: indexes into ``strings``), one per distinct answer: the page
-    has 90,000 cells but a few hundred answers.
+    phase, not-run reason, services]`` (texts: indexes into ``strings``), one per distinct answer: the
+    page has 90,000 cells but a few hundred answers.
     """
     strings = _Strings()
     details = [[ctx.outcome_index[variant[V_OUTCOME]], 1 if variant[V_OK] else 0,
                 _EXPECTS.index(variant[V_EXPECT]) if variant[V_EXPECT] in _EXPECTS else -1,
                 strings(variant[V_MESSAGE]), strings(variant[V_VERSION]), variant[V_STATUS],
                 _PHASES.index(variant[V_PHASE]) if variant[V_PHASE] in _PHASES else -1,
-                strings(variant[V_NOT_RUN_REASON])] for variant in ctx.variants]
+                strings(variant[V_NOT_RUN_REASON]), strings(_services_detail(services))]
+               for variant, services in zip(ctx.variants, ctx.services)]
     by_row: List[List[List[Any]]] = [[] for row in ctx.rows]
     for packed in ctx.matrix.cells:
         rtt = packed[C_RTT]
@@ -472,6 +558,21 @@ def _html_data(ctx: _Report, labels: Sequence[str], failing_rows: List[int], fai
 
 # The sections of the HTML and Markdown reports, in the order they are built; each template has a block
 # of the same name.
+def _certificates_section(ctx: _Report) -> Optional[Dict[str, Any]]:
+    """The TLS certificates that expired or expire within the warning days (audit_tls), soonest first;
+    None when the run saw none of those."""
+    section = ctx.report.get("certificates")
+    if not section:
+        return None
+    shown = [entry for entry in section["certificates"] if entry["state"] in ("expired", "fail", "warn")]
+    if not shown:
+        return None
+    return {"warn_days": section["warn_days"], "fail_days": section["fail_days"], "total": len(shown),
+            "lines": [dict(entry, when=("expired %d day(s) ago" % -entry["days_left"]) if entry["state"] == "expired"
+                           else "%d day(s) left" % entry["days_left"]) for entry in shown[:ctx.failures_limit]],
+            "hidden": max(0, len(shown) - ctx.failures_limit)}
+
+
 SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("summary", _summary_section),
     ("standin", _standin_section),
@@ -479,6 +580,8 @@ SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("baseline", _baseline_section),
     ("probes", _probes_section),
     ("failures", _failures_section),
+    ("services", _services_section),
+    ("certificates", _certificates_section),
     ("matrix", _matrix_section),
 )
 
@@ -510,6 +613,12 @@ def _console(ctx: _Report, limit: int) -> List[str]:
         lines.append("PARTIAL report: %s" % "; ".join(report["partial_reasons"]))
     lines.extend(standin_lines(report.get("standin"), limit))
     lines.extend("REGRESSION %s" % _pair_line(pair) for pair in regressions[:limit])
+    changed = [pair for kind in ("fixed", "changed") for pair in (baseline or {}).get(kind, ()) if pair.get("changes")]
+    lines.extend("CHANGED %s" % _pair_line(pair) for pair in changed[:limit])
+    certificates = (report.get("certificates") or {}).get("certificates") or []
+    expiring = [entry for entry in certificates if entry["state"] in ("expired", "fail", "warn")]
+    lines.extend("TLS %s %s" % ("EXPIRED" if entry["state"] == "expired" else "EXPIRES", expiry_line(entry))
+                 for entry in expiring[:limit])
     # Checks that did not run for one reason (a host unreachable, pynetdicom missing) are one line per
     # source and calling AE, not one per peer.
     shown: List[List[Any]] = []
@@ -534,7 +643,8 @@ def _console(ctx: _Report, limit: int) -> List[str]:
             lines.append("NOT RUN %s as %s -> %s: %s" % (
                 cell["source_host"], cell["calling_ae_title"],
                 peers[0] if len(peers) == 1 else "%d peers (%s)" % (len(peers), named), cell["message"]))
-    hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit)
+    hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit) + max(0, len(changed) - limit) \
+        + max(0, len(expiring) - limit)
     if hidden:
         lines.append("... %d more line(s) in the reports" % hidden)
     return lines
@@ -688,15 +798,20 @@ def _csv_text(ctx: _Report) -> str:
     columns = [_csv_fields([column[key] for key in ("name", "ae_title", "site", "host", "port")])
                for column in ctx.columns]
     variants = [(_csv_fields([variant[key] for key in (V_EXPECT, V_OUTCOME, V_OK, V_MESSAGE, V_PHASE, V_STATUS)]),
-                 _csv_fields([variant[V_VERSION]]), _csv_fields([variant[V_NOT_RUN_REASON], variant[V_SOURCE_ADDRESS]]))
-                for variant in ctx.variants]
+                 _csv_fields([variant[V_VERSION]]), _csv_fields([variant[V_NOT_RUN_REASON], variant[V_SOURCE_ADDRESS]]),
+                 _csv_fields(_services_csv(services) + [
+                     (variant_certificate(variant) or {}).get("days_left"), variant_attempts(variant)]))
+                for variant, services in zip(ctx.variants, ctx.services)]
+    # What changed on the peer's side since the baseline (audit_matrix.peer_changes), by pair.
+    changes = {(pair["source_host"], pair["calling_ae_title"], pair["peer"]): _csv_fields(["; ".join(pair["changes"])])
+               for kind in DIFF_KINDS for pair in (ctx.report.get("baseline") or {}).get(kind, ()) if pair.get("changes")}
     rtts: Dict[Any, str] = {}
     started: Dict[Any, str] = {}
     lines = [_csv_fields(CSV_HEADER)]
     append = lines.append
     for packed in ctx.matrix.cells:
         row, probe = rows[packed[C_ROW]]
-        first, version, last = variants[packed[C_VARIANT]]
+        first, version, last, services = variants[packed[C_VARIANT]]
         rtt = packed[C_RTT]
         # One echo per check (the default): rtt is one float, and the same value comes back often.
         rtt_text = rtts.get(rtt) if rtt.__class__ is float else None
@@ -710,8 +825,10 @@ def _csv_text(ctx: _Report) -> str:
             started_text = _csv_fields([started_at])
             if started_at.__class__ is str:
                 started[started_at] = started_text
-        append("%s,%s,%s,%s,%s,%s,%s,%s" % (row, columns[packed[C_COLUMN]], first, rtt_text, version, started_text,
-                                            last, probe))
+        change = changes.get((ctx.rows[packed[C_ROW]]["source_host"], ctx.rows[packed[C_ROW]]["calling_ae_title"],
+                              ctx.columns[packed[C_COLUMN]]["name"]), "") if changes else ""
+        append("%s,%s,%s,%s,%s,%s,%s,%s,%s,%s" % (row, columns[packed[C_COLUMN]], first, rtt_text, version, started_text,
+                                                  last, probe, services, change))
     lines.append("")
     return "\r\n".join(lines)
 
@@ -751,8 +868,40 @@ def _rtt_text(rtt: Sequence[Any]) -> str:
     return "%s / %s / %s ms" % tuple("%g" % value if value is not None else "?" for value in rtt)
 
 
+def _junit_services(ctx: _Report) -> List[Tuple[List[Sequence[Any]], int, int]]:
+    """Per variant: its required services (one test case each), how many were refused (failures) and how
+    many never negotiated (skipped: the cell's own case says why)."""
+    counts = []
+    for services, refusals in zip(ctx.services, ctx.refused):
+        required = [service for service in services if service[S_REQUIRED]]
+        counts.append((required, len(refusals), sum(1 for service in required if service[S_RESULT] is None)))
+    return counts
+
+
+def _junit_service_cases(case: str, name: str, required: Sequence[Sequence[Any]], column: Mapping[str, Any],
+                         variant: Sequence[Any]) -> List[str]:
+    """The test cases of a cell's required services: failure when refused, skipped when never negotiated."""
+    out = []
+    for service in required:
+        out.append(case % (_xml_attribute("%s provides %s" % (name, service[S_SOP_CLASS])), 0.0))
+        if service[S_ACCEPTED]:
+            out.append(" />")
+        elif service[S_RESULT] is None:
+            out.append(">\n   %s />\n  </testcase>" % _xml_tag("skipped", (
+                ("message", "not negotiated: %s: %s" % (variant[V_OUTCOME], variant[V_MESSAGE])),)))
+        else:
+            text = "\n".join(line for line in (
+                "service: %s" % service[S_SOP_CLASS], "uid: %s" % service[S_UID] if service[S_UID] else "",
+                "result: %s" % service[S_RESULT], "peer: %s:%s" % (column["host"], column["port"])) if line)
+            out.append(">\n   %s>%s</failure>\n  </testcase>" % (_xml_tag("failure", (
+                ("type", "service_refused"), ("message", "%s refused: %s" % (service[S_SOP_CLASS], service[S_RESULT])))),
+                _xml_text(text)))
+    return out
+
+
 def _junit_text(ctx: _Report) -> str:
-    """One test suite per calling AE, one test case per cell: failure when not as expected, error when not run.
+    """One test suite per calling AE, one test case per cell: failure when not as expected, error when not run;
+    then one test case per required service of the cell: failure when refused, skipped when never negotiated.
 
     Written as ElementTree writes the same tree indented with one space (what it always was), in a fraction
     of its time: a failure element depends on the cell's variant and column, a case name on its row and
@@ -762,14 +911,21 @@ def _junit_text(ctx: _Report) -> str:
     summary = report["summary"]
     stamp = report.get("generated_at") or ""
     by_row: List[List[Sequence[Any]]] = [[] for row in rows]
+    uses = [0] * len(variants)
     for packed in ctx.matrix.cells:
         by_row[packed[C_ROW]].append(packed)
+        uses[packed[C_VARIANT]] += 1
+    services = _junit_services(ctx)
+    # Test cases, failures and skipped cases of the services, over all cells.
+    extra = [sum(uses[index] * len(entry[0]) for index, entry in enumerate(services)),
+             sum(uses[index] * entry[1] for index, entry in enumerate(services)),
+             sum(uses[index] * entry[2] for index, entry in enumerate(services))]
     standin = report.get("standin")
     standin_cases = (len(standin["callers"]) or 1, standin["counts"]["problems"]) if standin else (0, 0)
     out = ['<?xml version="1.0" encoding="UTF-8"?>\n', _xml_tag("testsuites", (
-        ("name", ctx.title), ("tests", summary["total"] + standin_cases[0]),
-        ("failures", summary["failed"] + standin_cases[1]),
-        ("errors", summary["not_run"]), ("timestamp", stamp)))]
+        ("name", ctx.title), ("tests", summary["total"] + standin_cases[0] + extra[0]),
+        ("failures", summary["failed"] + standin_cases[1] + extra[1]),
+        ("errors", summary["not_run"]), ("timestamp", stamp)) + ((("skipped", extra[2]),) if extra[2] else ()))]
     if not rows:
         out.append(" />\n")
         return "".join(out)
@@ -780,10 +936,13 @@ def _junit_text(ctx: _Report) -> str:
         failures = sum(1 for packed in row_cells if not variants[packed[C_VARIANT]][V_OK]
                        and variants[packed[C_VARIANT]][V_OUTCOME] != NOT_RUN)
         errors = sum(1 for packed in row_cells if variants[packed[C_VARIANT]][V_OUTCOME] == NOT_RUN)
+        row_services = [services[packed[C_VARIANT]] for packed in row_cells]
         out.append("\n ")
         out.append(_xml_tag("testsuite", (
             ("name", "%s as %s" % (row["source_host"], row["calling_ae_title"])), ("hostname", row["source_host"]),
-            ("tests", len(row_cells)), ("failures", failures), ("errors", errors), ("skipped", "0"),
+            ("tests", len(row_cells) + sum(len(entry[0]) for entry in row_services)),
+            ("failures", failures + sum(entry[1] for entry in row_services)), ("errors", errors),
+            ("skipped", sum(entry[2] for entry in row_services)),
             ("time", "%.6f" % sum(seconds)), ("timestamp", stamp))))
         if not row_cells:
             out.append(" />")
@@ -793,10 +952,13 @@ def _junit_text(ctx: _Report) -> str:
             "dicom.echo.%s.%s" % (row["source_host"], row["calling_ae_title"])).replace("%", "%%")
         for packed, time_s in zip(row_cells, seconds):
             column, variant = columns[packed[C_COLUMN]], variants[packed[C_VARIANT]]
-            out.append(case % (_xml_attribute("%s -> %s (%s) expect %s" % (
-                row["calling_ae_title"], column["ae_title"], column["name"], variant[V_EXPECT])), time_s))
+            name = "%s -> %s (%s)" % (row["calling_ae_title"], column["ae_title"], column["name"])
+            out.append(case % (_xml_attribute("%s expect %s" % (name, variant[V_EXPECT])), time_s))
+            required = services[packed[C_VARIANT]][0]
             if variant[V_OK]:
                 out.append(" />")
+                if required:
+                    out.extend(_junit_service_cases(case, name, required, column, variant))
                 continue
             outcome, expect, message = variant[V_OUTCOME], variant[V_EXPECT], variant[V_MESSAGE]
             rtt = rtt_values(packed[C_RTT]) if packed[C_RTT] else None
@@ -812,6 +974,8 @@ def _junit_text(ctx: _Report) -> str:
             out.append(">\n   %s>%s</%s>\n  </testcase>" % (
                 _xml_tag(element, (("type", outcome), ("message", "%s, expected %s: %s" % (outcome, expect, message)))),
                 _xml_text(text), element))
+            if required:
+                out.extend(_junit_service_cases(case, name, required, column, variant))
         out.append("\n </testsuite>")
     out.extend(_junit_standin(standin))
     out.append("\n</testsuites>\n")
@@ -844,7 +1008,8 @@ def _junit_standin(section: Optional[Mapping[str, Any]]) -> List[str]:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-_WRITERS: Dict[str, Callable[[_Report], str]] = {"json": _json_text, "csv": _csv_text, "junit": _junit_text}
+_WRITERS: Dict[str, Callable[[_Report], str]] = {"json": _json_text, "csv": _csv_text, "junit": _junit_text,
+                                                 "prom": lambda ctx: render_metrics(ctx.report)}
 
 
 def render_reports(

@@ -36,6 +36,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, render_reports
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_section
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import certificate_section, expiry_problems
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
     ControllerFileError,
     FileSpec,
@@ -45,7 +46,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.controller_files imp
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import without_secrets
 
-FORMAT_EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml"}
+FORMAT_EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml", "prom": "prom"}
 # Their defaults, the role's, for callers that do not give them (recover).
 COUNT_OPTIONS = {"markdown_max_columns": 30, "report_max_failures": 200, "console_max_lines": 20, "publish_keep": 30}
 BASELINE_SCOPES = ("all", "run")
@@ -110,6 +111,16 @@ def _absolute(path: str, cwd: Optional[str] = None) -> str:
     return os.path.realpath(os.path.join(cwd or os.getcwd(), path))
 
 
+def _octal_mode(mode: Any, name: str, errors: List[str]) -> int:
+    example = "0750" if name.endswith("dir_mode") else "0640"
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        mode = "%04o" % mode if mode < 0o1000 else str(mode)
+    if not isinstance(mode, str) or not _OCTAL_MODE.fullmatch(mode):
+        errors.append('%s must be an octal mode in quotes like "%s", got %s' % (name, example, mode))
+        mode = example
+    return int(mode, 8)
+
+
 def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Dict[str, Any], List[str]]:
     """The role's report options, normalised, and every problem with them (each names its variable)."""
     errors: List[str] = []
@@ -125,13 +136,12 @@ def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Di
     for name, default in COUNT_OPTIONS.items():
         value = raw.get(name)
         options[name] = _whole_number(default if value is None else value, "echo_audit_" + name, errors)
-    mode = raw.get("report_dir_mode", "0750")
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        mode = "%04o" % mode if mode < 0o1000 else str(mode)
-    if not isinstance(mode, str) or not _OCTAL_MODE.fullmatch(mode):
-        errors.append('echo_audit_report_dir_mode must be an octal mode in quotes like "0750", got %s' % (mode,))
-        mode = "0750"
-    options["report_dir_mode"] = int(mode, 8)
+    options["report_dir_mode"] = _octal_mode(raw.get("report_dir_mode", "0750"), "echo_audit_report_dir_mode", errors)
+    options["metrics_mode"] = _octal_mode(raw.get("metrics_mode", "0640"), "echo_audit_metrics_mode", errors)
+    for name, default in (("tls_expiry_warn_days", 30), ("tls_expiry_fail_days", 7)):
+        value = raw.get(name, default)
+        # Empty (or null) switches the warning or the failure off.
+        options[name] = None if value is None or value == "" else _whole_number(value, "echo_audit_" + name, errors)
     prefix = raw.get("report_prefix")
     if not isinstance(prefix, str) or not prefix or "/" in prefix or prefix.startswith("."):
         errors.append("echo_audit_report_prefix must be a file name part such as echo-audit, got %r" % (prefix,))
@@ -141,7 +151,8 @@ def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Di
     if scope not in BASELINE_SCOPES:
         errors.append("echo_audit_baseline_scope must be all or run, got %r" % (scope,))
     options["baseline_scope"] = scope
-    for name in ("baseline_save", "baseline_save_partial", "journal", "fail_on_unexpected", "fail_on_regression"):
+    for name in ("baseline_save", "baseline_save_partial", "journal", "fail_on_unexpected", "fail_on_regression",
+                 "fail_on_change"):
         options[name] = _flag(raw.get(name, False), "echo_audit_" + name, errors)
     report_dir = raw.get("report_dir")
     if not isinstance(report_dir, str) or not report_dir.strip():
@@ -301,13 +312,16 @@ def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], option
             limit=document.get("limit"), interrupted=interrupted, setup_failures=setup_failures)
     except AuditMatrixError as error:
         raise AuditRunError(str(error)) from None
+    report["certificates"] = certificate_section(matrix_of(report), options.get("tls_expiry_warn_days", 30),
+                                                 options.get("tls_expiry_fail_days", 7))
     if standin:
         report["standin"] = standin_section(matrix_of(report), standin)
     return report
 
 
 def verdict(view: Mapping[str, Any], options: Mapping[str, Any],
-            standin: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+            standin: Optional[Mapping[str, Any]] = None,
+            certificates: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     summary = view["summary"]
     counts = view.get("baseline_counts")
     reasons = []
@@ -316,6 +330,12 @@ def verdict(view: Mapping[str, Any], options: Mapping[str, Any],
     new_failures = (counts.get("new_failures", counts.get("broke", 0)) if counts else 0) or 0
     if options["fail_on_regression"] and new_failures > 0:
         reasons.append("%d new failure(s) since the baseline (%d pair(s) broke)" % (new_failures, counts.get("broke", 0)))
+    if options.get("fail_on_change") and counts and counts.get("peer_changes"):
+        reasons.append("%d pair(s) whose peer changed since the baseline" % counts["peer_changes"])
+    expiring = expiry_problems(certificates)
+    if expiring:
+        reasons.append("%d TLS certificate(s) expired or expiring within %s day(s)" % (
+            len(expiring), certificates["fail_days"]))
     if standin and standin["problems"]:
         reasons.append("%d go-live problem(s) with %s" % (len(standin["problems"]), standin["device"]["name"]))
     return {"failed": bool(reasons), "reasons": reasons}
@@ -337,7 +357,8 @@ def write_run_reports(report: Mapping[str, Any], options: Mapping[str, Any], tem
         if fmt == "json" and baseline_path:
             specs.append(FileSpec(baseline_path, data))
     try:
-        plans = [plan_file(spec, REPORT_MODE, check_mode=check_mode) for spec in specs]
+        plans = [plan_file(spec, options.get("metrics_mode", REPORT_MODE) if spec.dest.endswith(".prom") else REPORT_MODE,
+                           check_mode=check_mode) for spec in specs]
         if not check_mode:
             apply_plans(plans)
     except ControllerFileError as error:
@@ -388,7 +409,7 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
     if len(lines) == 2:
         # All as expected: one line says it and where the reports are.
         lines = ["%s; %s" % tuple(lines)]
-    judged = verdict(view, options, report.get("standin"))
+    judged = verdict(view, options, report.get("standin"), report.get("certificates"))
     if judged["failed"]:
         lines.append("failed because %s" % " and ".join(judged["reasons"]))
     return {

@@ -31,7 +31,12 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
 
 def standin_plan(plans: Mapping[str, Mapping[str, Any]], device: str) -> Tuple[Optional[Dict[str, Any]], List[str]]:
     """The device (a registry name) and the calling AE titles that must reach it, by expectation:
-    ``({name, ae_title, host, port, accept, reject, blocked}, errors)``."""
+    ``({name, ae_title, host, port, accept, reject, blocked}, errors)``.
+
+    The device's ``services`` and ``discover`` are taken off its routes in ``plans``: the stand-in answers
+    Verification only, so every caller would be ``service_rejected``; the device's services are checked
+    once it is live.
+    """
     meta: Optional[Mapping[str, Any]] = None
     expected: Dict[str, Dict[str, List[str]]] = {expect: {} for expect in EXPECTATIONS}
     for host in sorted(plans):
@@ -40,6 +45,8 @@ def standin_plan(plans: Mapping[str, Mapping[str, Any]], device: str) -> Tuple[O
         for call in plan["calls"]:
             for peer in call["peers"]:
                 if peer.get("name") == device:
+                    peer.pop("services", None)
+                    peer.pop("discover", None)
                     expected[peer.get("expect") or "accept"].setdefault(call["calling_ae_title"], []).append(host)
     if meta is None or not any(expected.values()):
         return None, ["echo_audit_standin_device: no source host in this play lists %s among its peers (dicom_peers): "

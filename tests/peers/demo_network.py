@@ -4,7 +4,9 @@ Used by ``scripts/demo`` (the README's main command) and by the end-to-end audit
 behave as a PACS team meets them in real life: an archive that only knows registered callers
 (each from its registered address), a worklist without a Verification context, a printer that
 is off, a modality that refuses unknown callers, a slow modality, a site-B archive with an
-allowlist. Seven source hosts speak from their own 127.x addresses; one more (an ultrasound
+allowlist, a router between the sites that takes CT and MR images but not the enhanced CT images the
+new site-B CT sends (its required service is refused), and the site-B archive's storage classes
+discovered from the router. Seven source hosts speak from their own 127.x addresses; one more (an ultrasound
 cart) cannot be reached, so its row must come out ``not_run``.
 """
 from __future__ import annotations
@@ -19,6 +21,9 @@ from .base import ManagedProcess, closed_port, stop_all
 from .pynetdicom_peers import start_pynetdicom_peers
 
 SITE_A, SITE_B = "Site A (main hospital)", "Site B (outpatient clinic)"
+# What the router takes (pynetdicom_scp's "contexts"): CT and MR images, implicit and explicit VR little endian.
+CT_IMAGE_STORAGE, MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"
+LITTLE_ENDIAN = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]
 
 # Source hosts: inventory name -> (source address, registry names of the AEs it speaks as).
 SOURCES = {
@@ -67,7 +72,9 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
                        "allowed_calling": ["PACS_ARCHIVE", "WS_A1", "ECHOSCU"]}, ""),
             "mr_a1": ({"behaviour": "accept", "ae_title": "MR_A1"}, ""),
             "ws_a2": ({"behaviour": "accept", "ae_title": "WS_A2"}, ""),
-            "router_b": ({"behaviour": "accept", "ae_title": "ROUTER_B"}, ""),
+            # Takes CT and MR images, not Enhanced CT: the new CT's route to it is service_rejected.
+            "router_b": ({"behaviour": "accept", "ae_title": "ROUTER_B",
+                          "contexts": [[CT_IMAGE_STORAGE, LITTLE_ENDIAN], [MR_IMAGE_STORAGE, LITTLE_ENDIAN]]}, ""),
             "ct_b1": ({"behaviour": "slow", "delay": 1.5, "ae_title": "CT_B1"}, ""),
             "printer_b": ({"behaviour": "accept", "ae_title": "PRINTER_B"}, ""),
             "ws_b1": ({"behaviour": "reject-called", "ae_title": "WS_B1"}, ""),
@@ -82,6 +89,8 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
         add("ws_a2", "WS_A2", scps["ws_a2"].port, SITE_A, "workstation",
             "Reading room 2 <script>alert('demo: descriptions are escaped')</script>")
         add("router_b", "ROUTER_B", scps["router_b"].port, SITE_B, "router", "DICOM router between the sites")
+        # What every caller sends through the router; a route may ask for more (ct-b1, below).
+        aes["router_b"]["services"] = ["CTImageStorage", "MRImageStorage"]
         add("ct_b1", "CT_B1", scps["ct_b1"].port, SITE_B, "modality", "New CT at site B, answers slowly")
         add("printer_b", "PRINTER_B", scps["printer_b"].port, SITE_B, "printer", "Film printer, site B")
         add("ws_b1", "WS_B1", scps["ws_b1"].port, SITE_B, "workstation", "Site B review station")
@@ -123,13 +132,16 @@ def write_inventory(directory: Path, aes: Dict[str, Dict[str, Any]], unreachable
     per_host = {
         "ct-a1": {"dicom_peers": ["ris_mwl", "printer_a", "ws_a1"]},
         "mr-a1": {"dicom_peers": ["ris_mwl", "ws_a1", {"name": "ct_a1", "expect": "reject"}]},
-        "ct-b1": {"dicom_peers": ["qr_b", "mwl_b", "printer_b"]},
+        # The new CT sends enhanced CT images through the router, which does not take them.
+        "ct-b1": {"dicom_peers": ["qr_b", "mwl_b", "printer_b",
+                                  {"name": "router_b", "services": ["CTImageStorage", "EnhancedCTImageStorage"]}]},
         "ws-a1": {"dicom_peers": ["ct_a1", "mr_a1"]},
         # Only the archive and reading room 1 may query the ED CT: reading room 2 must be refused.
         "ws-a2": {"dicom_peers": [{"name": "ct_a1", "expect": "reject"}, "mr_a1"]},
         # Segmentation: site B workstations have no route to site A's printer network.
         "ws-b1": {"dicom_peers": ["qr_b", "router_b", {"name": "printer_a", "expect": "blocked"}]},
-        "router-b": {"dicom_peers": ["pacs_archive", "qr_b", "mwl_b", "ws_b1"]},
+        # Which storage classes the site-B archive takes, found out and reported, none required.
+        "router-b": {"dicom_peers": ["pacs_archive", {"name": "qr_b", "discover": "storage"}, "mwl_b", "ws_b1"]},
     }
     for host, (address, local_aes) in SOURCES.items():
         data = {"dicom_bind_address": address, "dicom_local_aes": local_aes}

@@ -87,6 +87,8 @@ def test_every_expected_cell_is_there_once_including_the_unreachable_host(audit)
     ("router-b", "QR_B", "success", True),                     # dcmqrscp allowlist, from its address
     ("ct-b1", "PRINTER_B", "success", True),
     ("router-b", "WS_B1", "success", True),
+    ("ct-b1", "ROUTER_B", "service_rejected", False),          # the router takes no enhanced CT
+    ("ws-b1", "ROUTER_B", "success", True),                    # ... but CT and MR, as the registry needs
 ])
 def test_cells_show_what_each_real_peer_did(audit, source, called, outcome, ok):
     cell = _cell(audit.report, source, called)
@@ -98,6 +100,23 @@ def test_the_archive_checks_the_source_address(audit):
     assert "calling-ae-title-not-recognized" in cell["message"]
 
 
+def test_services_required_refused_and_discovered(audit):
+    refused = _cell(audit.report, "ct-b1", "ROUTER_B")
+    assert [(s["sop_class"], s["required"], s["accepted"], s["result"]) for s in refused["services"]] == [
+        ("CTImageStorage", True, True, "acceptance"),
+        ("EnhancedCTImageStorage", True, False, "abstract-syntax-not-supported")]
+    assert [s["sop_class"] for s in _cell(audit.report, "ws-b1", "ROUTER_B")["services"]] == [
+        "CTImageStorage", "MRImageStorage"]
+    discovered = _cell(audit.report, "router-b", "QR_B")["services"]
+    assert discovered and not any(s["required"] for s in discovered)
+    assert {"CTImageStorage", "EnhancedCTImageStorage"} <= {s["sop_class"] for s in discovered if s["accepted"]}
+    markdown = (audit.report_dir / "latest.md").read_text()
+    assert "## Services refused (1)" in markdown
+    assert "| CT\\_B1 | ct-b1 | ROUTER\\_B | router\\_b | EnhancedCTImageStorage | abstract-syntax-not-supported |" \
+        in markdown
+    assert "NOT OK ct-b1 as CT_B1 -> ROUTER_B (router_b): service_rejected" in audit.completed.stdout
+
+
 def test_csv_junit_and_markdown_agree_with_the_json(audit):
     cells = audit.report["cells"]
     with open(audit.report_dir / "latest.csv", newline="", encoding="utf-8") as handle:
@@ -105,8 +124,10 @@ def test_csv_junit_and_markdown_agree_with_the_json(audit):
     assert len(rows) == len(cells)
     suite = ElementTree.parse(audit.report_dir / "latest.junit.xml").getroot()
     testcases = suite.findall(".//testcase")
-    assert len(testcases) == len(cells)
-    not_ok = sum(1 for c in cells if not c["ok"])
+    # One per cell, and one per service a route requires.
+    required = [s for c in cells for s in c["services"] if s["required"]]
+    assert len(testcases) == len(cells) + len(required)
+    not_ok = sum(1 for c in cells if not c["ok"]) + sum(1 for s in required if not s["accepted"])
     assert sum(1 for case in testcases if case.find("failure") is not None or case.find("error") is not None) == not_ok
     markdown = (audit.report_dir / "latest.md").read_text()
     assert markdown.index("## Not ok (") < markdown.index("RIS\\_MWL") < markdown.index("## Matrix")

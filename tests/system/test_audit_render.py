@@ -552,6 +552,12 @@ def test_example_inventory_resolves_for_every_source_host(tmp_path):
                                                          "router_b": "accept"}
     assert peers("probe-mod-b.example.org", "us_b1")["printer_b"] == "accept"
     assert peers("ws-b1.example.org", "ws_b1") == {"router_b": "accept", "pacs_archive": "blocked", "ris_mwl": "reject"}
+    # The archive's services go with every route that must be accepted, not with the blocked one.
+    archive = {host: [p for c in plan["calls"] for p in c["peers"] if p["name"] == "pacs_archive"][0]
+               for host, plan in resolved.items() if host in ("probe-mod-a.example.org", "ws-b1.example.org")}
+    assert archive["probe-mod-a.example.org"]["services"] == ["CTImageStorage", "MRImageStorage",
+                                                              "StudyRootQueryRetrieveInformationModelFind"]
+    assert "services" not in archive["ws-b1.example.org"]
     assert resolved["probe-mod-a.example.org"]["bind_address"] == "192.0.2.40"
     # The Windows CT is echoed by its probe, from the address registered for it.
     assert resolved["ct-b2.example.org"]["bind_address"] == "198.51.100.43"

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.peers.tls import CLIENT_KEY_PASSWORD
-from tests.system.helpers import client_sockets, echo, echo_one, peer_entry, settle_threads, timed
+from tests.system.helpers import client_sockets, echo, echo_one, peer_entry, run_module, settle_threads, timed
 
 pytestmark = pytest.mark.peers
 
@@ -536,3 +536,86 @@ def test_many_peers_in_one_call_keep_order_stay_bounded_and_leak_nothing(
     assert wall < 2 * 4 + MARGIN_S
     assert settle_threads(threads_before) <= threads_before
     assert client_sockets(server_ports) <= sockets_before
+
+
+def _days_until(pem_path: str) -> int:
+    """Whole days until the certificate's notAfter, as openssl reads it (not the module's code)."""
+    done = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", pem_path], capture_output=True,
+                          text=True, check=True, timeout=30)
+    not_after = ssl.cert_time_to_seconds(done.stdout.strip().split("=", 1)[1])
+    return int((not_after - time.time()) // 86400)
+
+
+def _openssl_x509(pem_path: str, *options: str) -> str:
+    done = subprocess.run(["openssl", "x509", "-noout", "-nameopt", "RFC2253", *options, "-in", pem_path],
+                          capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout.strip().split("=", 1)[1]
+
+
+@pytest.mark.parametrize("peer_key, cert_key, verify, outcome", [
+    ("tls", "server_cert", True, "success"),
+    ("tls", "server_cert", False, "success"),
+    ("tls-expired", "expired_cert", True, "tls_error"),
+    ("tls-untrusted", "untrusted_cert", True, "tls_error"),
+])
+def test_the_peer_certificate_is_described_verified_or_not(tls_peers, tls_material, peer_key, cert_key, verify,
+                                                           outcome):
+    """Subject, issuer, expiry and fingerprint of the leaf certificate, compared with what openssl reads from
+    the file the peer serves; a certificate that failed verification is read by one more, unverified
+    handshake (with cryptography, which this venv has, for its dates)."""
+    result = echo_one(tls_peers[peer_key], tls=_tls(tls_material, verify=verify))
+    assert result["outcome"] == outcome, result["message"]
+    facts = result["tls_certificate"]
+    assert facts["sha256"] == _openssl_x509(tls_material[cert_key], "-fingerprint", "-sha256")
+    assert facts["verified"] is (verify and outcome == "success")
+    assert facts["days_left"] in (_days_until(tls_material[cert_key]), _days_until(tls_material[cert_key]) + 1)
+    assert facts["subject"] == _openssl_x509(tls_material[cert_key], "-subject")
+    assert facts["issuer"] == _openssl_x509(tls_material[cert_key], "-issuer")
+    assert "CN=localhost" in facts["subject"]
+    assert facts["not_after"].endswith("Z") and "note" not in facts
+    if peer_key == "tls-expired":
+        assert facts["days_left"] < -365 and facts["not_after"] == "2020-12-31T23:59:59Z"
+
+
+def test_a_plain_peer_has_no_certificate(pynetdicom_peers):
+    assert echo_one(pynetdicom_peers["accept"])["tls_certificate"] is None
+
+
+def test_a_busy_peer_is_echoed_again_and_the_result_says_ok_after_retry(tmp_path):
+    """The module with ``retries: 1``: a real pynetdicom SCP whose one association is held by DCMTK's echoscu
+    for 2 s rejects us (local-limit-exceeded); 2.5 s later it is free and the retry succeeds. The peer that
+    must be blocked (a closed port) is as expected at once and never retried."""
+    from tests.peers.base import closed_port
+    from tests.peers.pynetdicom_peers import start_pynetdicom_peers
+    echoscu = "/usr/bin/echoscu"
+    if not os.access(echoscu, os.X_OK):
+        pytest.skip("DCMTK echoscu is not installed")
+    proc, peers = start_pynetdicom_peers(tmp_path / "busy", {
+        "busy": ({"behaviour": "slow", "delay": 2, "ae_title": "BUSY_SCP", "max_associations": 1}, "")},
+        prefix="busy")
+    peer = peers["busy"]
+    holder = subprocess.Popen([echoscu, "-aec", "BUSY_SCP", peer.host, str(peer.port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while peer.counter() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        done = run_module({"peers": [peer_entry(peer, name="busy"),
+                                     {"name": "firewalled", "ae_title": "X", "host": "127.0.0.1", "port": closed_port(),
+                                      "expect": "blocked"}],
+                           "retries": 1, "retry_delay": 2.5, "dimse_timeout": 5})
+        wall = time.monotonic() - started
+        assert done.returncode == 0 and done.stderr == "", done.stdout + done.stderr
+        busy, firewalled = json.loads(done.stdout)["results"]
+        assert (busy["outcome"], busy["ok"], busy["attempts"]) == ("success", True, 2), busy["message"]
+        (first,) = busy["earlier_attempts"]
+        assert (first["outcome"], first["phase"]) == ("rejected", "associate")
+        assert "local-limit-exceeded" in first["message"]
+        assert busy["message"].endswith("; ok after retry (attempt 2; first: rejected during associate)")
+        assert (firewalled["outcome"], firewalled["attempts"], firewalled["earlier_attempts"]) == ("refused", 1, [])
+        assert 2.5 + 2 <= wall < 2.5 + 2 + 5, wall  # one delay, one slow echo: no second round for the firewall
+    finally:
+        holder.kill()
+        holder.wait(10)
+        proc.stop()

@@ -13,6 +13,7 @@ import socket
 import pytest
 
 from ansible_collections.dicom.network.plugins.module_utils import echo_engine
+from ansible_collections.dicom.network.plugins.module_utils.echo_services import plan_peers
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import validate_request
 
 T0 = 1000.0
@@ -43,7 +44,8 @@ def make_runs(count, **params):
     params = dict({"connect_timeout": 3, "acse_timeout": 3, "dimse_timeout": 3, "parallel": 2}, **params)
     peers = [{"name": "p%d" % i, "ae_title": "SCP", "host": "127.0.0.1", "port": 11112} for i in range(count)]
     request = validate_request(dict(params, peers=peers))
-    return [echo_engine._PeerRun(spec, request, None) for spec in request.peers]
+    plans = plan_peers(request.peers)
+    return [echo_engine._PeerRun(spec, request, None, plans[spec.index]) for spec in request.peers]
 
 
 class Harness:

@@ -9,7 +9,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_services import
     SERVICES_PER_ASSOCIATION,
     Service,
     associations,
-    resolve_peers,
+    plan_peers,
     resolve_services,
     service_results,
 )
@@ -126,7 +126,7 @@ def test_resolution_mistakes_are_named_with_close_matches(services, message):
 def test_a_peer_mistake_names_the_peer():
     request = validate_request({"peers": [peer(name="ok"), peer(name="pacs", services=["CTImageStorge"])]})
     with pytest.raises(EchoInputError, match=r"^peers\[1\] \(pacs\)\.services\[0\] 'CTImageStorge' is not"):
-        resolve_peers(request.peers)
+        plan_peers(request.peers)
 
 
 def test_discovery_adds_what_is_not_required_and_keeps_required_ones_required():
@@ -142,6 +142,19 @@ def test_discovery_adds_what_is_not_required_and_keeps_required_ones_required():
     everything = resolve_services((), "all")
     assert len({s.uid for s in everything}) == len(everything) > len(discovered)
     assert "1.2.840.10008.1.1" not in {s.uid for s in everything}
+
+
+def test_peers_that_propose_the_same_share_one_plan_with_verification_first_in_each_association():
+    request = validate_request({"services": ["CTImageStorage"], "peers": [
+        peer(name="a"), peer(name="b"), peer(name="c", discover="all"), peer(name="d", services=[])]})
+    plans = plan_peers(request.peers)
+    assert plans[0] is plans[1]
+    assert [len(contexts) for contexts in plans[0].contexts] == [2]
+    assert [len(contexts) for contexts in plans[2].contexts] == [128, len(plans[2].services) - 127 + 1]
+    assert all(contexts[0].abstract_syntax == "1.2.840.10008.1.1" for contexts in plans[2].contexts)
+    assert plans[2].contexts[0][1].abstract_syntax == CT
+    assert list(plans[2].contexts[0][1].transfer_syntax) == [IMPLICIT, EXPLICIT]
+    assert (plans[3].services, [len(c) for c in plans[3].contexts]) == ((), [1])
 
 
 def test_more_than_one_association_holds_carries_the_rest_in_further_ones():

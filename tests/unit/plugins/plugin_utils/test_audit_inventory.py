@@ -327,7 +327,8 @@ def test_two_registries_each_mistake_names_the_hosts_that_have_it():
     assert errors == [
         "dicom_aes.extra of ws3, ws4: has port but no host: give both host and port (where the AE listens), or "
         "neither for an AE that only calls",
-        "dicom_aes.mwl of ws3, ws4: unknown key(s) expect; valid keys are ae_title, host, port, site, kind, description, tls",
+        "dicom_aes.mwl of ws3, ws4: unknown key(s) expect; valid keys are ae_title, host, port, site, kind, description, "
+        "tls, services, discover",
         "dicom_aes of ws5: is not defined: define the AE registry, usually in group_vars/all (see inventory.example)",
     ]
     assert sorted(plans) == ["ws1", "ws2", "ws3", "ws4"]
@@ -554,3 +555,76 @@ def test_property_resolve_hosts_agrees_with_resolve_host(hosts):
     if all(name in plans for name in hosts):
         checks = sum(plan["checks"] for plan in plans.values())
         assert (errors == []) == (checks > 0)
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+
+SERVICES = dict(REGISTRY, archive=dict(REGISTRY["archive"], services=[
+    "CTImageStorage", {"sop_class": "1.2.840.10008.5.1.4.1.1.4", "transfer_syntaxes": ["ExplicitVRLittleEndian"]}]))
+
+
+def test_registry_services_go_to_every_route_and_a_peer_entry_replaces_them_for_its_own():
+    plan = resolve_host("probe-a", SERVICES, ["ct1", "mr1"], {
+        "dicom_peers": ["archive", {"name": "printer", "discover": "storage"}],
+        "dicom_peers_x": []})
+    archive = plan["calls"][0]["peers"][0]
+    assert archive["services"] == ["CTImageStorage", {"sop_class": "1.2.840.10008.5.1.4.1.1.4",
+                                                      "transfer_syntaxes": ["ExplicitVRLittleEndian"]}]
+    assert "discover" not in archive
+    assert plan["calls"][0]["peers"][1] == {"name": "printer", "ae_title": "PRINT_A", "host": "192.0.2.70",
+                                            "port": 5040, "expect": "accept", "discover": "storage"}
+    routed = resolve_host("probe-a", SERVICES, ["ct1"], {"dicom_peers": [
+        {"name": "archive", "services": ["EnhancedCTImageStorage"], "discover": "all"}]})
+    assert routed["calls"][0]["peers"][0]["services"] == ["EnhancedCTImageStorage"]
+    assert routed["calls"][0]["peers"][0]["discover"] == "all"
+    # An empty list on the route: this caller needs none of the registry's services.
+    none = resolve_host("probe-a", SERVICES, ["ct1"], {"dicom_peers": [{"name": "archive", "services": []}]})
+    assert none["calls"][0]["peers"][0]["services"] == []
+
+
+def test_a_route_that_must_not_accept_checks_no_registry_services():
+    plan = resolve_host("probe-a", SERVICES, ["ct1"], {"dicom_peers": [{"name": "archive", "expect": "reject"}]})
+    assert plan["calls"][0]["peers"][0] == {"name": "archive", "ae_title": "PACS_ARCHIVE", "host": "192.0.2.10",
+                                            "port": 104, "expect": "reject"}
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"name": "archive", "expect": "reject", "services": ["CTImageStorage"]},
+     "dicom_peers[0] (archive): sets services but expects reject: services are checked only on a route that must "
+     "accept; remove services from this entry"),
+    ({"ae_title": "X1", "host": "192.0.2.99", "port": 104, "expect": "blocked", "discover": "storage"},
+     "dicom_peers[0] (X1@192.0.2.99:104): sets discover but expects blocked"),
+    ({"name": "archive", "services": ["1.2.840.10008.05.1"]},
+     "dicom_peers[0] (archive): services[0] is not a valid UID: numbers joined by single dots, without leading zeros"),
+    ({"name": "archive", "services": [{"sop_class": "CTImageStorage", "transfer_syntaxes": ["Not-A-Syntax"]}]},
+     "dicom_peers[0] (archive): services[0].transfer_syntaxes[0] must be a pydicom keyword"),
+    ({"name": "archive", "services": ["CTImageStorage", "MRImageStorage", "CTImageStorage"]},
+     "dicom_peers[0] (archive): services[2] names CTImageStorage again (also services[0])"),
+    ({"name": "archive", "services": "CTImageStorage"},
+     "dicom_peers[0] (archive): services must be a list of SOP classes"),
+    ({"name": "archive", "discover": "everything"},
+     "dicom_peers[0] (archive): discover must be one of storage, query_retrieve, worklist, all, got 'everything'"),
+])
+def test_bad_services_on_a_peer_entry_are_that_hosts_mistake(entry, problem):
+    plans, errors = resolve_hosts({"h1": source("ct1", [entry], SERVICES)})
+    assert plans == {} and len(errors) == 1
+    assert errors[0].startswith("host h1: " + problem), errors
+
+
+def test_bad_registry_services_are_said_once_for_every_host():
+    registry = dict(REGISTRY, mwl=dict(REGISTRY["mwl"], services=["ModalityWorklistInformationFind", "1.2.3."]),
+                    ct1=dict(REGISTRY["ct1"], host=None, port=None, discover="storage"))
+    hosts = {name: source(local, ["archive", "mwl"], registry) for name, local in (("h1", "mr1"), ("h2", "ws1"))}
+    _plans, errors = resolve_hosts(hosts)
+    assert errors == [
+        "dicom_aes.ct1: has discover but no host and port: only an AE that listens provides services; give it host "
+        "and port, or remove discover",
+        "dicom_aes.mwl: services[1] is not a valid UID: numbers joined by single dots, without leading zeros "
+        "(got '1.2.3.')"]
+
+
+def test_two_entries_for_one_peer_must_agree_on_services():
+    error = error_of(lists={"dicom_peers_a": [{"name": "archive", "services": ["CTImageStorage"]}],
+                            "dicom_peers": ["archive"]})
+    assert "give both entries the same expect, local_aes, services and discover" in str(error)

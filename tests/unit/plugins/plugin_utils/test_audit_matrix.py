@@ -284,7 +284,8 @@ def test_baseline_diff_in_report():
     assert disappeared == [("probe-b", "archive"), ("probe-b", "router")]
     assert [(p["source_host"], p["peer"]) for p in base["changed"]] == [("ws-1", "mwl")]
     assert base["appeared"] == []
-    assert base["counts"] == {"broke": 1, "fixed": 1, "appeared": 0, "disappeared": 2, "changed": 1, "new_failures": 1}
+    assert base["counts"] == {"broke": 1, "fixed": 1, "appeared": 0, "disappeared": 2, "changed": 1, "new_failures": 1,
+                              "peer_changes": 0}
     assert base["broke"][0]["before"] == {"outcome": "success", "ok": True, "expect": "accept", "message": "echo success"}
     assert base["broke"][0]["after"]["outcome"] == "timeout"
     scoped = report_of(runs, baseline=old, baseline_scope="run")["baseline"]
@@ -328,7 +329,8 @@ def test_new_failures_count_broke_and_appeared_pairs_that_are_not_ok():
     assert [(p["source_host"], p["peer"]) for p in base["appeared"]] == [
         ("probe-b", "archive"), ("probe-b", "router"), ("ws-1", "archive"), ("ws-1", "mwl")]
     # broke 1 (probe-a archive) + appeared and not ok 2 (probe-b not run); ws-1's appeared pairs are ok.
-    assert base["counts"] == {"broke": 1, "fixed": 0, "appeared": 4, "disappeared": 0, "changed": 0, "new_failures": 3}
+    assert base["counts"] == {"broke": 1, "fixed": 0, "appeared": 4, "disappeared": 0, "changed": 0, "new_failures": 3,
+                              "peer_changes": 0}
     assert list(base["counts"])[:5] == list(DIFF_KINDS), "the five counts stay as they were, new_failures after"
 
 
@@ -557,3 +559,81 @@ def test_one_echo_round_trip_is_packed_as_one_number():
                      "router": {"min": 4.39, "avg": 4.39}}
     assert math.copysign(1, cells["mwl"]["min"]) == -1
     assert unpack_report(packed) == build_report(plans, results, "now")
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+
+def service(name, accepted=True, required=True, result=None, uid=None):
+    """One entry of a module result's services."""
+    return {"sop_class": name, "uid": uid or "1.2.840.10008.5.1.4.1.1.%d" % (len(name) % 9 + 1), "required": required,
+            "accepted": accepted, "transfer_syntax": "1.2.840.10008.1.2.1" if accepted else None,
+            "result": result or ("acceptance" if accepted else "abstract-syntax-not-supported")}
+
+
+def services_runs(archive_services):
+    """Two hosts whose route to the archive needs services; the archive answers ``archive_services``."""
+    runs = {}
+    for host, local in (("probe-a", "ct1"), ("probe-b", "cr1")):
+        # The module names a service by keyword, or by UID where it has none (a hostile name is the peer's).
+        needed = [s["sop_class"] if s["sop_class"].isalnum() else s["uid"] for s in archive_services if s["required"]]
+        the_plan = plan(host, [local], [{"name": "archive", "services": needed}, "mwl"])
+        call = the_plan["calls"][0]
+        refused = [s for s in archive_services if s["required"] and not s["accepted"] and s["result"]]
+        results = [module_result(spec, call["calling_ae_title"], "service_rejected" if refused and
+                                 spec["name"] == "archive" else "success",
+                                 services=copy.deepcopy(archive_services) if spec["name"] == "archive" else [])
+                   for spec in call["peers"]]
+        runs[host] = {"plan": the_plan, "echo": {"results": [{"item": call, "results": results}]}}
+    return runs
+
+
+def test_cells_carry_their_services_and_a_route_answering_alike_from_every_host_is_one_variant():
+    answered = [service("CTImageStorage"), service("EnhancedCTImageStorage", accepted=False),
+                service("MRImageStorage", required=False)]
+    plans, results = split(services_runs(answered))
+    assert plans["probe-a"]["calls"][0]["peers"][0]["services"] == ["CTImageStorage", "EnhancedCTImageStorage"]
+    packed = build_packed(plans, results, "2025-01-02T03:04:05Z")
+    report = unpack_report(packed)
+    archive = [c for c in report["cells"] if c["peer"] == "archive"]
+    assert [c["services"] for c in archive] == [answered, answered]
+    assert [c["outcome"] for c in archive] == ["service_rejected"] * 2 and not any(c["ok"] for c in archive)
+    assert all(c["services"] == [] for c in report["cells"] if c["peer"] == "mwl")
+    # Both hosts' archive cells share one variant: the services are cleaned and stored once.
+    assert len({packed_cell[2] for packed_cell in packed["packed_cells"]}) == 2
+    # The full form packs back to the same cells.
+    assert list(matrix_of(report).dicts()) == report["cells"]
+
+
+def test_a_service_accepted_in_the_baseline_and_refused_now_is_a_regression_named_by_its_service():
+    before = [service("CTImageStorage"), service("EnhancedCTImageStorage", accepted=False)]
+    after = [service("CTImageStorage", accepted=False), service("EnhancedCTImageStorage", accepted=False)]
+    old = report_of(services_runs(before))
+    new = report_of(services_runs(after), baseline=old)
+    baseline = new["baseline"]
+    # Not ok on both sides, same outcome: only the service says that something broke.
+    assert [(pair["source_host"], pair["peer"], pair["services_broke"]) for pair in baseline["broke"]] == [
+        ("probe-a", "archive", ["CTImageStorage"]), ("probe-b", "archive", ["CTImageStorage"])]
+    assert baseline["counts"]["new_failures"] == 2
+    back = report_of(services_runs(before), baseline=new)["baseline"]
+    assert [pair["services_fixed"] for pair in back["fixed"]] == [["CTImageStorage"]] * 2
+    assert back["broke"] == []
+    # Discovered services and services never negotiated are no regression.
+    quiet = [service("CTImageStorage"), service("EnhancedCTImageStorage", accepted=False, result=None)]
+    assert report_of(services_runs(quiet), baseline=report_of(services_runs(
+        before + [service("MRImageStorage", required=False)])))["baseline"]["counts"]["broke"] == 0
+
+
+def test_a_baseline_written_before_services_shows_no_service_change():
+    before = [service("CTImageStorage"), service("EnhancedCTImageStorage", accepted=False)]
+    old = report_of(services_runs(before))
+    for cell in old["cells"]:
+        del cell["services"]
+    after = [service("CTImageStorage", accepted=False), service("EnhancedCTImageStorage", accepted=False)]
+    assert report_of(services_runs(after), baseline=old)["baseline"]["counts"] == dict.fromkeys(
+        DIFF_KINDS + ("new_failures", "peer_changes"), 0)
+    # A packed report of that time: variants without their services.
+    packed = build_packed(*split(services_runs(before)), "2025-01-02T03:04:05Z")
+    packed["variants"] = [list(variant[:14]) for variant in packed["variants"]]
+    assert all(cell["services"] == [] for cell in cells_of(packed))
+    assert report_of(services_runs(after), baseline=json.dumps(packed))["baseline"]["counts"]["broke"] == 0

@@ -48,6 +48,8 @@ from tests.unit.plugins.plugin_utils.test_audit_matrix import (
     plan,
     registered,
     report_of,
+    service,
+    services_runs,
     small_runs,
     split,
 )
@@ -202,7 +204,7 @@ def test_baseline_lines_show_an_expectation_that_changed():
 
 def test_baseline_counts_and_lines_say_how_many_failures_are_new():
     report = expectation_changed()
-    counts = {"broke": 1, "fixed": 0, "appeared": 1, "disappeared": 0, "changed": 0, "new_failures": 2}
+    counts = {"broke": 1, "fixed": 0, "appeared": 1, "disappeared": 0, "changed": 0, "new_failures": 2, "peer_changes": 0}
     summary = build_view(report, "summary")
     assert summary["baseline_counts"] == counts
     assert summary["console"][1] == ("against baseline old.json (2025-01-02T03:04:05Z): "
@@ -508,12 +510,36 @@ def hostile_report():
         if not cell["ok"]:
             cell["status"] = 0xC001
             cell["rtt_ms"] = {"avg": 2.5}
+    # Services with names no pydicom has, as a hand-edited report (or a hostile peer's UID) may hold them.
+    report["cells"][0]["services"] = HOSTILE_SERVICES
+    report["cells"][-1]["services"] = [dict(HOSTILE_SERVICES[1], result=None, transfer_syntax=None)]
     return report
+
+
+HOSTILE_SERVICES = [
+    {"sop_class": "CTImageStorage", "uid": "1.2.840.10008.5.1.4.1.1.2", "required": True, "accepted": True,
+     "transfer_syntax": "1.2.840.10008.1.2.1", "result": "acceptance"},
+    {"sop_class": '=HYPERLINK("x")<script>*_|]', "uid": "1.2.3.4", "required": True, "accepted": False,
+     "transfer_syntax": None, "result": "abstract-syntax-not-supported</failure>&"},
+    {"sop_class": "<b>Found</b>", "uid": "1.2.3.5", "required": False, "accepted": True,
+     "transfer_syntax": "1.2.840.10008.1.2", "result": "acceptance"},
+]
+
+
+def services_text(cell):
+    """The CSV's services_refused and services, from the cell's services list."""
+    services = cell.get("services") or []
+    return (";".join(s["sop_class"] for s in services if s["required"] and not s["accepted"] and s["result"]),
+            ";".join("%s=%s%s" % (s["sop_class"], s["result"] or "not-negotiated", "" if s["required"] else " (discovered)")
+                     for s in services))
 
 
 def csv_reference(report):
     """The CSV report as it was written before the packed form: one csv writer record per cell."""
     probes = {row["id"]: row["echoed_from"] for row in report["rows"] if row.get("echoed_from")}
+    changes = {(pair["source_host"], pair["calling_ae_title"], pair["peer"]): "; ".join(pair["changes"])
+               for pairs in (report.get("baseline") or {}).values() if isinstance(pairs, list)
+               for pair in pairs if pair.get("changes")}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
@@ -524,7 +550,9 @@ def csv_reference(report):
             cell["called_site"], cell["peer_host"], cell["peer_port"], cell["expect"], cell["outcome"], cell["ok"],
             cell["message"], cell["phase"], cell["status"], rtt.get("min"), rtt.get("avg"), rtt.get("max"),
             cell["peer_implementation_version"], cell["started_at"], cell["not_run_reason"], cell.get("source_address"),
-            probes.get(cell["row"]))])
+            probes.get(cell["row"])) + services_text(cell) + (
+            (cell.get("tls_certificate") or {}).get("days_left"), cell.get("attempts", 1),
+            changes.get((cell["source_host"], cell["calling_ae_title"], cell["peer"]), ""))])
     return buffer.getvalue()
 
 
@@ -536,6 +564,25 @@ def case_seconds(cell):
     return (total or 0) / 1000.0
 
 
+def service_cases(suite, classname, name, cell):
+    for service in cell.get("services") or []:
+        if not service["required"]:
+            continue
+        case = ElementTree.SubElement(suite, "testcase", {
+            "classname": classname, "name": "%s provides %s" % (name, service["sop_class"]), "time": "0.000000"})
+        if service["accepted"]:
+            continue
+        if service["result"] is None:
+            message = "not negotiated: %s: %s" % (cell["outcome"], cell["message"])
+            ElementTree.SubElement(case, "skipped", {"message": message})
+            continue
+        failure = ElementTree.SubElement(case, "failure", {
+            "type": "service_refused", "message": "%s refused: %s" % (service["sop_class"], service["result"])})
+        failure.text = "\n".join(line for line in (
+            "service: %s" % service["sop_class"], "uid: %s" % service["uid"] if service["uid"] else "",
+            "result: %s" % service["result"], "peer: %s:%s" % (cell["peer_host"], cell["peer_port"])) if line)
+
+
 def junit_reference(report):
     """The JUnit report as ElementTree writes it (times from timings_ms.total)."""
     def rtt_text(rtt):
@@ -543,28 +590,43 @@ def junit_reference(report):
             return ""
         return "%s / %s / %s ms" % tuple("%g" % rtt[key] if rtt.get(key) is not None else "?"
                                          for key in ("min", "avg", "max"))
+
+    def required(cell):
+        return [s for s in cell.get("services") or [] if s["required"]]
+
+    def refused(services):
+        return sum(1 for s in services if not s["accepted"] and s["result"])
+
+    def skipped(services):
+        return sum(1 for s in services if s["result"] is None)
+
     summary = report["summary"]
     stamp = report.get("generated_at") or ""
+    every = [s for cell in report["cells"] for s in required(cell)]
     root = ElementTree.Element("testsuites", {
-        "name": report.get("title") or "DICOM echo audit", "tests": str(summary["total"]),
-        "failures": str(summary["failed"]), "errors": str(summary["not_run"]), "timestamp": stamp})
+        "name": report.get("title") or "DICOM echo audit", "tests": str(summary["total"] + len(every)),
+        "failures": str(summary["failed"] + refused(every)), "errors": str(summary["not_run"]), "timestamp": stamp})
+    if skipped(every):
+        root.set("skipped", str(skipped(every)))
     by_row = {}
     for cell in report["cells"]:
         by_row.setdefault(cell["row"], []).append(cell)
     for row in report["rows"]:
         cells = by_row.get(row["id"], [])
         seconds = [case_seconds(cell) for cell in cells]
+        services = [s for cell in cells for s in required(cell)]
         suite = ElementTree.SubElement(root, "testsuite", {
             "name": "%s as %s" % (row["source_host"], row["calling_ae_title"]), "hostname": row["source_host"],
-            "tests": str(len(cells)), "failures": str(sum(1 for c in cells if not c["ok"] and c["outcome"] != NOT_RUN)),
-            "errors": str(sum(1 for c in cells if c["outcome"] == NOT_RUN)), "skipped": "0",
+            "tests": str(len(cells) + len(services)),
+            "failures": str(sum(1 for c in cells if not c["ok"] and c["outcome"] != NOT_RUN) + refused(services)),
+            "errors": str(sum(1 for c in cells if c["outcome"] == NOT_RUN)), "skipped": str(skipped(services)),
             "time": "%.6f" % sum(seconds), "timestamp": stamp})
         for cell, time_s in zip(cells, seconds):
+            classname = "dicom.echo.%s.%s" % (row["source_host"], row["calling_ae_title"])
+            name = "%s -> %s (%s)" % (row["calling_ae_title"], cell["called_ae_title"], cell["peer"])
             case = ElementTree.SubElement(suite, "testcase", {
-                "classname": "dicom.echo.%s.%s" % (row["source_host"], row["calling_ae_title"]),
-                "name": "%s -> %s (%s) expect %s" % (row["calling_ae_title"], cell["called_ae_title"], cell["peer"],
-                                                     cell["expect"]),
-                "time": "%.6f" % time_s})
+                "classname": classname, "name": "%s expect %s" % (name, cell["expect"]), "time": "%.6f" % time_s})
+            service_cases(suite, classname, name, cell)
             if cell["ok"]:
                 continue
             problem = ElementTree.SubElement(case, "error" if cell["outcome"] == NOT_RUN else "failure", {
@@ -800,3 +862,70 @@ def test_a_hand_edited_report_with_control_characters_still_gives_well_formed_xm
     assert_no_injected_markup(texts["html"])
     assert "<x/>" not in texts["md"] and "\n" not in markdown_escape(report["cells"][0]["message"])
     assert json.loads(texts["json"])["title"] == report["title"]
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+EVIL_SERVICE = '=HYPERLINK("x")<img src=x onerror=alert(1)>|*_'
+
+
+def services_report(**options):
+    """Two hosts whose archive accepts CT, refuses a service with a hostile name and answers a discovered one."""
+    answered = [service("CTImageStorage"), service(EVIL_SERVICE, accepted=False, uid="1.2.3.4"),
+                service("MRImageStorage", required=False)]
+    return report_of(services_runs(answered), **options)
+
+
+def test_services_refused_section_in_markdown_and_html_with_every_name_escaped():
+    texts = render(services_report())
+    markdown = texts["md"]
+    section = markdown[markdown.index("## Services refused (2)"):markdown.index("## Legend")]
+    lines = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert lines[0] == "| calling AE | source host | called AE | peer | service | result |"
+    assert lines[1] == ("| CT1 | probe-a | ARCHIVE | archive | =HYPERLINK(\"x\")&lt;img src=x onerror=alert(1)&gt;\\|\\*\\_ "
+                        "| abstract-syntax-not-supported |").replace("\\\\", "\\")
+    assert len(lines) == 3 and all(len(re.split(r"(?<!\\)\|", line)) == 8 for line in lines)
+    assert markdown.index("## Not ok (") < markdown.index("## Services refused") < markdown.index("## Matrix")
+    assert "\u25D1 | service\\_rejected | 2 |" in markdown
+    html = texts["html"]
+    parser = assert_no_injected_markup(html)
+    assert EVIL_SERVICE not in html
+    text = "".join(parser.text)
+    assert "Services refused (2)" in text and EVIL_SERVICE + "abstract-syntax-not-supported" in text
+    # The cell's details: required services with their results, then what discovery found.
+    data = page_data(html)
+    assert "services:\n  ok CTImageStorage: acceptance (1.2.840.10008.1.2.1)\n  REFUSED %s: " \
+        "abstract-syntax-not-supported\n  discovered: 1 of 1 accepted: MRImageStorage" % EVIL_SERVICE in data["strings"]
+    # No refused service: no section.
+    assert "Services refused" not in render(report_of(small_runs()), "md")
+
+
+def test_services_in_csv_json_and_junit():
+    texts = render(services_report())
+    rows = list(csv.DictReader(io.StringIO(texts["csv"], newline="")))
+    archive = [row for row in rows if row["peer"] == "archive"]
+    assert [row["services_refused"] for row in archive] == ["'" + EVIL_SERVICE] * 2
+    assert archive[0]["services"] == "CTImageStorage=acceptance;%s=abstract-syntax-not-supported;" \
+        "MRImageStorage=acceptance (discovered)" % EVIL_SERVICE
+    assert all(row["services"] == "" for row in rows if row["peer"] == "mwl")
+    cells = json.loads(texts["json"])["cells"]
+    assert [s["sop_class"] for s in cells[0]["services"]] == ["CTImageStorage", EVIL_SERVICE, "MRImageStorage"]
+    root = ElementTree.fromstring(texts["junit"].encode("utf-8"))
+    names = [case.get("name") for case in root.iter("testcase")]
+    # Per archive cell: its own case and one per required service; the discovered one is no test.
+    assert names[:3] == ["CT1 -> ARCHIVE (archive) expect accept", "CT1 -> ARCHIVE (archive) provides CTImageStorage",
+                         "CT1 -> ARCHIVE (archive) provides %s" % EVIL_SERVICE]
+    assert (root.get("tests"), root.get("failures")) == ("8", "4")
+    refused = [failure for failure in root.iter("failure") if failure.get("type") == "service_refused"]
+    assert [failure.get("message") for failure in refused] == [
+        "%s refused: abstract-syntax-not-supported" % EVIL_SERVICE] * 2
+
+
+def test_a_service_regression_is_named_in_every_baseline_view():
+    old = report_of(services_runs([service("CTImageStorage"), service("EnhancedCTImageStorage", accepted=False)]))
+    new = report_of(services_runs([service("CTImageStorage", accepted=False),
+                                   service("EnhancedCTImageStorage", accepted=False)]), baseline=old)
+    line = ("probe-a as CT1 -> ARCHIVE (archive): service_rejected (not ok) => service_rejected (not ok) "
+            "[refused now: CTImageStorage]")
+    assert "REGRESSION " + line in build_view(new)["console"]
+    assert "- " + line.replace("_", "\\_").replace("[", "\\[").replace("]", "\\]") in render(new, "md")

@@ -69,7 +69,7 @@ def test_options_from_the_command_line_and_their_errors_name_the_variable(tmp_pa
     assert checked["report_dir"] == str(tmp_path / "reports")
     _checked, errors = check_options(dict(RAW, report_formats="html,pdf", console_max_lines="-1",
                                           report_dir_mode="abc", baseline_scope="some"), cwd=str(tmp_path))
-    assert errors == ["echo_audit_report_formats: pdf is not a report format (choose from json, html, md, csv, junit)",
+    assert errors == ["echo_audit_report_formats: pdf is not a report format (choose from json, html, md, csv, junit, prom)",
                       "echo_audit_console_max_lines must be a whole number >= 0, got -1",
                       'echo_audit_report_dir_mode must be an octal mode in quotes like "0750", got abc',
                       "echo_audit_baseline_scope must be all or run, got 'some'"]

@@ -25,6 +25,15 @@ def test_the_plan_lists_callers_by_expectation():
                        "accept": ["CR1", "CT1"], "reject": ["WS1"], "blocked": []}
 
 
+def test_the_devices_services_are_not_asked_of_its_stand_in():
+    plans = dict(_plans(), **{"ws-2": plan("ws-2", ["ct1"], [{"name": "archive", "services": ["CTImageStorage"]},
+                                                             {"name": "mwl", "discover": "worklist"}])})
+    standin_plan(plans, "archive")
+    assert plans["ws-2"]["calls"][0]["peers"][0] == {"name": "archive", "ae_title": "ARCHIVE", "host": "192.0.2.10",
+                                                     "port": 104, "expect": "accept"}
+    assert plans["ws-2"]["calls"][0]["peers"][1]["discover"] == "worklist"
+
+
 def test_nobody_calling_the_device_and_one_title_both_accepted_and_refused_are_errors():
     assert standin_plan(_plans(), "mwl") == (None, [
         "echo_audit_standin_device: no source host in this play lists mwl among its peers (dicom_peers): nobody "
