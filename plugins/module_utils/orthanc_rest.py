@@ -595,7 +595,10 @@ def echo_one(client: OrthancClient, system: Mapping[str, Any], plan: EchoPlan, t
         "transfer_syntax": None,
         "services": [],
         "tls": plan.tls,
+        "tls_certificate": None,
         "started_at": started_at,
+        "attempts": 1,
+        "earlier_attempts": [],
         "echoed_by": echoed_by,
         "orthanc": {
             "url": client.url,

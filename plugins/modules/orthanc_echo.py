@@ -221,8 +221,8 @@ results:
   description:
     - One entry per peer, in the order of O(peers), with the keys of M(dicom.network.echo)'s
       RV(dicom.network.echo#module:results) and RV(results[].echoed_by) and RV(results[].orthanc).
-    - Keys Orthanc does not report are null (C(source_address), C(rtt_ms), C(peer), C(transfer_syntax), and the
-      phases of C(timings_ms) but C(total)); C(services) is empty.
+    - Keys Orthanc does not report are null (C(source_address), C(rtt_ms), C(peer), C(transfer_syntax),
+      C(tls_certificate), and the phases of C(timings_ms) but C(total)); C(services) is empty.
   returned: when O(peers) is given
   type: list
   elements: dict
@@ -326,6 +326,19 @@ results:
       description: Whether Orthanc echoed over DICOM TLS (the modality's C(UseDicomTls)).
       type: bool
       sample: false
+    tls_certificate:
+      description: Always null (Orthanc does not report the peer's certificate).
+      type: dict
+      sample: null
+    attempts:
+      description: Always 1 (no retries).
+      type: int
+      sample: 1
+    earlier_attempts:
+      description: Always empty.
+      type: list
+      elements: dict
+      sample: []
     started_at:
       description: When the echo request was sent, ISO 8601 in UTC.
       type: str

@@ -374,3 +374,23 @@ def test_an_unregistered_peer_is_posted_to_tools_dicom_echo_with_its_local_aet()
                                                "LocalAet": "AS_LAB"}
     assert (result["outcome"], result["calling_ae_title"], result["echoed_by"]) == (
         "success", "AS_LAB", "Orthanc at http://127.0.0.1:8042 as AE AS_LAB")
+
+
+def test_results_have_every_key_of_the_echo_modules_results():
+    import ast
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    echo_module = Path(__file__).resolve().parents[4] / "plugins" / "modules" / "echo.py"
+    tree = ast.parse(echo_module.read_text())
+    returns = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                   and getattr(node.targets[0], "id", None) == "RETURN")
+    keys = {k for k, v in yaml.safe_load(returns)["results"]["contains"].items()
+            if not re.search(r"when O\(debug", str(v.get("returned", "")))}
+    client, _calls = client_answering(FakeResponse(200, "{}"))
+    (plan,) = plans_for([{"ae_title": "WS1", "host": "10.0.0.51"}])
+    result = echo_one(client, {"ae_title": "PACS"}, plan, 3)
+    assert keys - set(result) == set()
+    assert set(result) - keys == {"echoed_by", "orthanc"}
