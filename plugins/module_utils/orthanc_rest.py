@@ -160,8 +160,13 @@ def check_registry(registry: Any) -> Dict[str, Dict[str, Any]]:
                                  % (where, type_name(entry)))
         if entry.get("ae_title") is None:
             raise EchoInputError("%s.ae_title is required" % where)
+        if entry.get("host") is None and entry.get("port") is None:
+            # An AE that only calls (a modality that sends): known by its AE title alone.
+            checked[str(name)] = dict(entry, ae_title=normalize_ae_title(entry["ae_title"], where + ".ae_title"),
+                                      host=None, port=None)
+            continue
         if entry.get("host") is None:
-            raise EchoInputError("%s.host is required" % where)
+            raise EchoInputError("%s.host is required with port (leave both out for an AE that only calls)" % where)
         host = entry["host"]
         if not isinstance(host, str) or not host.strip() or any(ord(c) < 0x21 for c in host.strip()):
             raise EchoInputError("%s.host must be a host name or address without spaces, got %r" % (where, host))
@@ -626,7 +631,7 @@ def run_echoes(client: OrthancClient, system: Mapping[str, Any], plans: List[Ech
 
 # --------------------------------------------------------------------------- drift
 def compare_registry(registry: Mapping[str, Mapping[str, Any]], modalities: Mapping[str, Mapping[str, Any]],
-                     orthanc_ae_title: str) -> Dict[str, Any]:
+                     orthanc_ae_title: str, required: Optional[List[str]] = None) -> Dict[str, Any]:
     """The inventory's AE registry against Orthanc's modality table.
 
     A registry AE is matched to the modality with its AE title (when several have it, the one also
@@ -635,7 +640,8 @@ def compare_registry(registry: Mapping[str, Mapping[str, Any]], modalities: Mapp
     shows as a mismatch of that one field, not as one AE missing and another unknown. The registry
     entry with Orthanc's own AE title is the archive itself and is not compared. Hosts are compared
     as written (case-insensitive): Orthanc compares a caller's address with a modality's Host
-    literally too.
+    literally too. ``required`` limits the AEs reported missing to those names (the AEs Orthanc must
+    reach); every registry AE still counts as known, so none of them is reported unknown.
     """
     entries = {mid: modality_summary(entry) for mid, entry in modalities.items()}
     taken: Dict[str, str] = {}
@@ -647,6 +653,8 @@ def compare_registry(registry: Mapping[str, Mapping[str, Any]], modalities: Mapp
         return mid not in taken
 
     def same_address(name: str, mid: str) -> bool:
+        if registry[name]["host"] is None:
+            return False
         return _same_host(entries[mid]["host"], registry[name]["host"]) and entries[mid]["port"] == registry[name]["port"]
 
     rules = (
@@ -674,15 +682,18 @@ def compare_registry(registry: Mapping[str, Mapping[str, Any]], modalities: Mapp
     for name, mid in pairs:
         ae = registry[name]
         if mid is None:
+            if required is not None and name not in required:
+                continue
             missing.append({"name": name, "ae_title": ae["ae_title"], "host": ae["host"], "port": ae["port"]})
             continue
         entry = entries[mid]
         fields = []
         if entry["ae_title"] != ae["ae_title"]:
             fields.append(("ae_title", ae["ae_title"], entry["ae_title"]))
-        if not _same_host(entry["host"], ae["host"]):
+        # An AE that only calls has no address in the registry to compare with.
+        if ae["host"] is not None and not _same_host(entry["host"], ae["host"]):
             fields.append(("host", ae["host"], entry["host"]))
-        if entry["port"] != ae["port"]:
+        if ae["host"] is not None and entry["port"] != ae["port"]:
             fields.append(("port", ae["port"], entry["port"]))
         for field_name, registry_value, orthanc_value in fields:
             mismatches.append({"name": name, "modality": mid, "field": field_name,
@@ -698,7 +709,8 @@ def compare_registry(registry: Mapping[str, Mapping[str, Any]], modalities: Mapp
         "mismatches": mismatches,
         "matched": in_sync,
         "skipped": skipped,
-        "summary": {"compared": len(names), "matched": len(in_sync), "missing": len(missing),
+        "summary": {"compared": len(names) if required is None else len([n for n in names if n in required]),
+                    "matched": len(in_sync), "missing": len(missing),
                     "unknown": len(unknown), "mismatches": len(mismatches)},
     }
 

@@ -116,6 +116,10 @@ options:
     description: C(echo_audit_fail_on_regression), the verdict fails on new failures since the baseline.
     type: raw
     default: false
+  fail_on_config_drift:
+    description: C(echo_audit_fail_on_config_drift), the verdict fails when an archive's modality table differs from the registry.
+    type: raw
+    default: false
   connect_timeout:
     description: C(echo_audit_connect_timeout), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:connect_timeout), before any echo.
     type: raw
@@ -215,6 +219,7 @@ ARGUMENT_SPEC = dict(
     publish_keep=dict(type="raw", default=30),
     fail_on_unexpected=dict(type="raw", default=True),
     fail_on_regression=dict(type="raw", default=False),
+    fail_on_config_drift=dict(type="raw", default=False),
     connect_timeout=dict(type="raw"),
     acse_timeout=dict(type="raw"),
     dimse_timeout=dict(type="raw"),

@@ -37,6 +37,9 @@ notes:
     without its status. RV(results[].reject) and RV(results[].status) are then null, and V(reject) expectations
     are met by any rejection, including a busy peer's. M(dicom.network.echo) from a managed host tells these apart.
 attributes:
+  action:
+    support: full
+    description: An action plugin on the controller writes O(journal) and adds RV(echoed_from).
   check_mode:
     support: full
     description: The echoes are read-only and run in check mode as well.
@@ -132,9 +135,18 @@ options:
     description:
       - The inventory's AE registry (C(dicom_aes)), name -> C({ae_title, host, port}) (other keys are ignored).
         Compared with Orthanc's modality table in RV(drift).
+      - An entry without host and port (an AE that only calls, such as a modality that sends) is compared by its AE
+        title alone.
       - The entry with Orthanc's own C(DicomAet) is the archive itself and is not compared. Pass only the AEs Orthanc
         must know.
     type: dict
+  registry_required:
+    description:
+      - The names of O(registry) that Orthanc must have as modalities (the AEs it must reach); only they are
+        reported missing in RV(drift). Every O(registry) AE still counts as known.
+      - Default, every entry of O(registry).
+    type: list
+    elements: str
   fail_on:
     description:
       - V(unexpected) fails the task when any peer's outcome does not match its expectation; V(never) always returns
@@ -146,6 +158,12 @@ options:
     description: Also fail the task when RV(drift) finds differences.
     type: bool
     default: false
+  journal:
+    description:
+      - Absolute path of a file on the B(controller) where the action plugin also writes this call's result as
+        soon as it returns (mode 0640; the directory must exist), as M(dicom.network.echo) does. The role
+        C(dicom.network.echo_audit) uses it. The password is never in it.
+    type: path
 seealso:
   - module: dicom.network.echo
   - name: Orthanc REST API
@@ -385,6 +403,11 @@ results:
         details:
           description: Orthanc's C(Details), DCMTK's text, verbatim, or null.
           type: str
+echoed_from:
+  description: What the audit's reports show as where the echoes came from, C(Orthanc REST at <url>).
+  returned: always
+  type: str
+  sample: Orthanc REST at https://pacs.example.org:8042
 summary:
   description: Counts over all peers, as in M(dicom.network.echo).
   returned: when O(peers) is given
@@ -486,8 +509,11 @@ def main():
                 ),
             ),
             registry=dict(type="dict"),
+            registry_required=dict(type="list", elements="str"),
             fail_on=dict(type="str", default="unexpected", choices=["unexpected", "never"]),
             fail_on_drift=dict(type="bool", default=False),
+            # Consumed by the action plugin on the controller; listed so the documentation matches.
+            journal=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -539,7 +565,7 @@ def main():
         messages.append(summary_message(results))
         failed = params["fail_on"] == "unexpected" and result["summary"]["failed"] > 0
     if registry is not None:
-        drift = compare_registry(registry, modalities, system["ae_title"])
+        drift = compare_registry(registry, modalities, system["ae_title"], params["registry_required"])
         result["drift"] = drift
         messages.append(drift_message(drift))
         failed = failed or (params["fail_on_drift"] and not drift["in_sync"])

@@ -998,7 +998,7 @@ def build_report(plans: Mapping[str, Any], results: Optional[Mapping[str, Any]],
 
 
 _REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "scope", "complete", "partial_reasons", "sites",
-                 "rows", "columns", "cells", "summary", "baseline", "certificates", "standin")
+                 "rows", "columns", "cells", "summary", "baseline", "certificates", "standin", "archive_configuration")
 
 
 def is_packed(report: Mapping[str, Any]) -> bool:

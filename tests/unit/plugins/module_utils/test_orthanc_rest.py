@@ -394,3 +394,20 @@ def test_results_have_every_key_of_the_echo_modules_results():
     result = echo_one(client, {"ae_title": "PACS"}, plan, 3)
     assert keys - set(result) == set()
     assert set(result) - keys == {"echoed_by", "orthanc"}
+
+
+def test_only_required_aes_can_be_missing_but_every_registry_ae_is_known():
+    registry = check_registry({"ws": {"ae_title": "WS1", "host": "10.0.0.51", "port": 11113},
+                               "far": {"ae_title": "FAR", "host": "10.9.0.1"},
+                               "old": {"ae_title": "CT_A1", "host": "10.0.0.41"}})
+    drift = compare_registry(registry, {"ws1": MODALITIES["ws1"], "ct": MODALITIES["ct"]}, "PACS", required=["ws"])
+    assert drift["missing"] == [] and drift["unknown"] == [] and drift["summary"]["compared"] == 1
+
+
+def test_an_ae_that_only_calls_is_known_by_its_ae_title():
+    registry = check_registry({"ct": {"ae_title": "CT_A1"}, "mr": {"ae_title": "MR_1"}})
+    assert registry["ct"]["host"] is None
+    drift = compare_registry(registry, {"ct": MODALITIES["ct"]}, "PACS", required=["ct"])
+    assert drift["matched"] == [{"name": "ct", "modality": "ct"}] and drift["in_sync"]
+    with pytest.raises(EchoInputError, match="registry.x.host is required with port"):
+        check_registry({"x": {"ae_title": "X", "port": 104}})
