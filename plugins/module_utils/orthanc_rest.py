@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
@@ -62,35 +62,6 @@ class OrthancHttpTimeout(OrthancApiError):
 
 
 # --------------------------------------------------------------------------- input
-def check_url(value: Any) -> str:
-    """The API's base URL without a trailing slash; credentials in it are refused (they would be logged)."""
-    if not isinstance(value, str) or not value.strip():
-        raise EchoInputError("url must be the base URL of the Orthanc REST API, e.g. http://pacs.example.org:8042, "
-                             "got %r" % (value,))
-    text = value.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise EchoInputError("url %r is not a valid URL: %s" % (_without_userinfo(text), exc)) from None
-    if parts.scheme not in ("http", "https"):
-        raise EchoInputError("url must start with http:// or https://, got %r" % (_without_userinfo(text),))
-    if parts.username is not None or parts.password is not None:
-        raise EchoInputError("url must not carry credentials (user:password@host): give them as username and "
-                             "password, which are never logged (got %s)" % _without_userinfo(text))
-    if not parts.hostname:
-        raise EchoInputError("url %r has no host" % (text,))
-    if parts.query or parts.fragment:
-        raise EchoInputError("url must be the API's base URL, without a query or fragment, got %r" % (text,))
-    if port == 0:
-        raise EchoInputError("url %r has port 0" % (text,))
-    return text.rstrip("/")
-
-
-def _without_userinfo(text: str) -> str:
-    return re.sub(r"(?<=://)[^/@]*@", "", text)
-
-
 def check_echo_timeout(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise EchoInputError("timeout must be a whole number of seconds (Orthanc accepts no fractions), got %r"

@@ -470,7 +470,6 @@ from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import 
     check_http_timeout,
     check_parallel,
     check_registry,
-    check_url,
     compare_registry,
     drift_message,
     modality_summary,
@@ -480,6 +479,7 @@ from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import 
     run_echoes,
     split_peers,
 )
+from ansible_collections.dicom.network.plugins.module_utils.rest_url import check_url
 
 
 def main():

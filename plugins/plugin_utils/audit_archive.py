@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError, type_name
-from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import check_url
+from ansible_collections.dicom.network.plugins.module_utils.rest_url import check_url
 
 # type -> how its echoes are labelled in the reports (the module is chosen in roles/echo_audit/tasks/echo.yml).
 API_TYPES = {"orthanc": "Orthanc REST"}

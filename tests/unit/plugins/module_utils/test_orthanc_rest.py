@@ -19,7 +19,6 @@ from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import 
     answer_problem,
     check_echo_timeout,
     check_registry,
-    check_url,
     classify_echo_answer,
     compare_registry,
     drift_message,
@@ -29,6 +28,7 @@ from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import 
     read_system,
     split_peers,
 )
+from ansible_collections.dicom.network.plugins.module_utils.rest_url import check_url
 
 PASSWORD = "s3cret-Pw!"
 
