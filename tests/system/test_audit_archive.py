@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Dict, Tuple
 
 import pytest
 import yaml
@@ -30,8 +31,8 @@ PASSWORD = "Api-pw-9f2c1e77"
 ARCHIVE_AE = "PACS_ARCHIVE"
 
 
-def _credential_injection() -> dict:
-    """The extra variables AWX injects for a credential of examples/awx-project's Orthanc API credential type."""
+def _credential_injection() -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The Orthanc API credential type of examples/awx-project, and the values of a credential of it."""
     spec = yaml.safe_load((REPO_ROOT / "examples" / "awx-project" / "credential-types" / "orthanc-api.yml").read_text())
     values = {"url": None, "username": USER, "password": PASSWORD}
     return spec, values
@@ -192,10 +193,9 @@ def test_the_password_is_nowhere_in_the_output_the_reports_or_the_journal(audit,
     play = audit.directory / "plan-and-echo.yml"
     play.write_text(yaml.safe_dump([{
         "name": "plan and echo only", "hosts": "dicom_sources", "gather_facts": False,
-        "tasks": [{"name": "plan", "ansible.builtin.include_role": {"name": "dicom.network.echo_audit",
-                                                                     "tasks_from": "plan.yml"}},
-                  {"name": "echo", "ansible.builtin.include_role": {"name": "dicom.network.echo_audit",
-                                                                     "tasks_from": "echo.yml"}}]}]))
+        "tasks": [{"name": step, "ansible.builtin.include_role": {"name": "dicom.network.echo_audit",
+                                                                   "tasks_from": "%s.yml" % step}}
+                  for step in ("plan", "echo")]}]))
     journal_reports = audit.directory / "journal-reports"
     completed = _playbook(audit.directory, audit.inventory, play, "-e", "@%s" % audit.extravars,
                           "-e", "echo_audit_report_dir=%s" % journal_reports, "-vvv")
