@@ -193,8 +193,8 @@ def test_the_password_is_nowhere_in_the_output_the_reports_or_the_journal(audit,
     play = audit.directory / "plan-and-echo.yml"
     play.write_text(yaml.safe_dump([{
         "name": "plan and echo only", "hosts": "dicom_sources", "gather_facts": False,
-        "tasks": [{"name": step, "ansible.builtin.include_role": {"name": "dicom.network.echo_audit",
-                                                                   "tasks_from": "%s.yml" % step}}
+        "tasks": [{"name": step,
+                   "ansible.builtin.include_role": {"name": "dicom.network.echo_audit", "tasks_from": step + ".yml"}}
                   for step in ("plan", "echo")]}]))
     journal_reports = audit.directory / "journal-reports"
     completed = _playbook(audit.directory, audit.inventory, play, "-e", "@%s" % audit.extravars,
