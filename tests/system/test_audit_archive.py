@@ -237,3 +237,24 @@ def test_a_bad_echo_api_stops_the_audit_before_any_echo(audit, network):
             "and password, which are never logged (got http://pacs:8080)") in output
     assert "host pacs: dicom_echo_api: and dicom_bind_address exclude each other" in output
     assert PASSWORD not in output
+
+
+def test_refused_credentials_make_the_archives_cells_not_run_with_the_reason(audit, network):
+    wrong = audit.directory / "wrong-credentials.yml"
+    injected = yaml.safe_load(audit.extravars.read_text())
+    injected["orthanc_api_password"] = PASSWORD + "-expired"
+    wrong.write_text(yaml.safe_dump(injected))
+    reports = audit.directory / "wrong-reports"
+    completed = _playbook(audit.directory, audit.inventory, REPO_ROOT / "playbooks" / "audit.yml", "-e", "@%s" % wrong,
+                          "-e", "echo_audit_report_dir=%s" % reports)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2 and "Traceback" not in output, output[-3000:]
+    report = json.loads((reports / "latest.json").read_text())
+    pacs = _cells(report, "pacs")
+    assert {(c["outcome"], c["not_run_reason"]) for c in pacs.values()} == {("not_run", "task_failed")}
+    assert all(c["message"].endswith("the Orthanc REST API at %s refused the credentials (HTTP 401 on GET /system): "
+                                     "check username and password" % network.url) for c in pacs.values())
+    assert {c["outcome"] for c in _cells(report, "ct-a1").values()} == {"success"}
+    (archive,) = report["archive_configuration"]["archives"]
+    assert archive["error"].endswith("refused the credentials (HTTP 401 on GET /system): check username and password")
+    assert PASSWORD not in output and injected["orthanc_api_password"] not in output
