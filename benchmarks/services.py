@@ -24,7 +24,7 @@ from typing import Dict, List
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO_ROOT, Row, Target, machine_info, table, targets_table, to_jsonable  # noqa: E402
+from benchmarks.common import Row, Target, machine_info, table, targets_table, to_jsonable  # noqa: E402
 from benchmarks.fleet import Fleet  # noqa: E402
 
 from tests.collection_path import ensure_collection_path  # noqa: E402
@@ -68,7 +68,7 @@ def _pynetdicom_loop_ms(host: str, port: int, ae_title: str, n: int, discover: b
                     for part in associations(services)]
     ae = AE(ae_title="BENCH")
     started = time.perf_counter()
-    for _ in range(n):
+    for _association in range(n):
         for number, proposal in enumerate(contexts):
             assoc = ae.associate(host, port, contexts=proposal, ae_title=ae_title)
             if not assoc.is_established:

@@ -119,5 +119,40 @@ def audit_inventory(n_rows: int, n_columns: int) -> Dict[str, Any]:
         "vars": {"dicom_peers_all": ["peer%03d" % c for c in range(n_columns)]}, "hosts": hosts}}}}
 
 
+def audit_reports(n_rows: int, n_columns: int, slices: int, run_id: str = "bench-run",
+                  generated_at: str = "2025-01-01T00:00:00Z") -> Dict[str, Any]:
+    """The packed report of one play over ``audit_inventory(n_rows, n_columns)`` with synthetic results
+    (``whole``), and the reports of the same audit run as ``slices`` plays of every ``slices``-th host
+    (``slices``: AWX job slicing's split), each with its run section, as the report step builds them."""
+    ensure_collection_path()
+    from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
+    from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import build_packed
+    from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import registry_digests
+    inventory = audit_inventory(n_rows, n_columns)["all"]
+    registry = inventory["vars"]["dicom_aes"]
+    group = inventory["children"]["dicom_sources"]
+    inputs = {host: {"dicom_aes": registry, "dicom_local_aes": variables["dicom_local_aes"],
+                     "peer_lists": {"dicom_peers_all": group["vars"]["dicom_peers_all"]}}
+              for host, variables in group["hosts"].items()}
+    plans, errors = resolve_hosts(inputs)
+    if errors:
+        raise ValueError(errors)
+    results = {host: {"results": [dict(echo_result(plan, host), item=None, echoed_from=None)]}
+               for host, plan in plans.items()}
+    digests = registry_digests([registry])
+
+    def report(hosts, identity):
+        built = build_packed({host: plans[host] for host in hosts}, {host: results[host] for host in hosts},
+                             generated_at, started_at=generated_at, title="Synthetic audit")
+        built["run"] = dict(identity, registry=digests)
+        return built
+
+    names = sorted(plans)
+    identity = {"id": run_id, "slice": None, "slices": None, "site": None, "job": None}
+    return {"whole": report(names, identity),
+            "slices": [report(names[number::slices], dict(identity, slice=number + 1, slices=slices))
+                       for number in range(slices)]}
+
+
 if __name__ == "__main__":
     print(json.dumps(write_journal(*sys.argv[1:4])))

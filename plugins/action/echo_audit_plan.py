@@ -15,6 +15,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.dicom.network.plugins.modules.echo_audit_plan import ARGUMENT_SPEC
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import api_peers
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import registry_digests, run_identity
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_plan
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
     check_options,
@@ -27,7 +28,8 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
 
 _PEER_LISTS = re.compile(r"^dicom_peers(_.+)?$")
 _HOST_VARIABLES = ("dicom_aes", "dicom_local_aes", "dicom_bind_address", "dicom_echo_via", "dicom_echo_api")
-ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu")
+ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu", "retries",
+                "retry_delay")
 
 
 def plain(value):
@@ -91,6 +93,11 @@ class ActionModule(ActionBase):
             if device and not problems:
                 standin, problems = standin_plan(plans, device)
                 errors.extend(problems)
+        started_at = utc_now()
+        registry = registry_digests([inputs[host].get("dicom_aes") for host in sorted(inputs)])
+        identity, problems = run_identity(args["run_id"], args["slice"], args["slices"], args["site"], args["awx"],
+                                          started_at, registry)
+        errors.extend(problems)
         errors.extend(read_baseline(options)[1])
         if not errors:
             errors.extend(check_report_dir(options, check_mode))
@@ -99,7 +106,7 @@ class ActionModule(ActionBase):
                           msg="the audit stops before any echo: %s" % " | ".join(errors))
             return result
 
-        run = {"started_at": utc_now(), "options": options, "check_mode": check_mode}
+        run = {"started_at": started_at, "options": options, "check_mode": check_mode, "identity": identity}
         earlier = interrupted_journals(options["report_dir"], planned_only=True) if options["journal"] else []
         try:
             run["journal"] = start_journal(options, run, plans, check_mode)

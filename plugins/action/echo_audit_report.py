@@ -12,21 +12,26 @@ from ansible.plugins.action import ActionBase
 from jinja2 import TemplateError
 
 from ansible_collections.dicom.network.plugins.modules.echo_audit_report import ARGUMENT_SPEC
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_publish import trend_of
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
     AuditRunError,
     check_options,
+    check_report_dir,
     interrupted_journals,
+    merge_run,
     read_journal,
     report_run,
+    string_list,
 )
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          "roles", "echo_audit", "templates")
 SETUP_FAILURE = "_echo_audit_setup_failure"
 # What set_stats publishes of the result, for AWX and ansible-runner.
-STATS_KEYS = ("title", "generated_at", "summary", "baseline", "lines", "complete", "partial_reasons", "verdict",
+STATS_KEYS = ("title", "generated_at", "run", "summary", "baseline", "lines", "complete", "partial_reasons", "verdict",
               "reports", "run_reports")
-_HEAD_KEYS = ("schema_version", "generated_at", "started_at", "title", "scope", "complete", "partial_reasons", "summary")
+_HEAD_KEYS = ("schema_version", "generated_at", "started_at", "title", "run", "scope", "complete", "partial_reasons",
+              "summary")
 
 
 class ActionModule(ActionBase):
@@ -43,6 +48,8 @@ class ActionModule(ActionBase):
         try:
             if args["recover"]:
                 result.update(self._recover(args))
+            elif args["merge"] is not None:
+                result.update(self._merge(args))
             else:
                 result.update(self._report(args, task_vars))
         except AuditRunError as error:
@@ -76,6 +83,18 @@ class ActionModule(ActionBase):
         shutil.rmtree(journal, ignore_errors=True)
         return self._result(outcome, check_mode)
 
+    def _merge(self, args):
+        options, errors = check_options(args)
+        errors.extend(check_report_dir(options, bool(self._task.check_mode)) if not errors else [])
+        sites = string_list(args["merge_sites"], "echo_audit_merge_sites", errors)
+        hosts = string_list(args["merge_hosts"], "echo_audit_merge_hosts", errors)
+        if errors:
+            raise AuditRunError(" | ".join(errors))
+        check_mode = bool(self._task.check_mode)
+        outcome = merge_run(args["merge"], options, TEMPLATES, check_mode=check_mode, run_id=args["merge_run_id"] or None,
+                            slices=args["merge_slices"], sites=sites, hosts=hosts)
+        return self._result(outcome, check_mode)
+
     def _recover(self, args):
         options, errors = check_options(dict(args, baseline="", baseline_save=False))
         if errors:
@@ -106,6 +125,8 @@ class ActionModule(ActionBase):
         result = {key: value for key, value in outcome.items() if key != "report"}
         report = outcome["report"]
         result["head"] = {key: report.get(key) for key in _HEAD_KEYS}
+        result["head"]["run"] = outcome["run"]
+        result["head"]["trend"] = trend_of(report)
         result["ansible_stats"] = {"data": {"echo_audit": {key: outcome[key] for key in STATS_KEYS}},
                                    "per_host": False, "aggregate": False}
         if self._task.diff and check_mode:

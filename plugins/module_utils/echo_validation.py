@@ -241,7 +241,7 @@ CALL_OPTION_CHECKS = {
     "count": lambda value: _check_range(value, "count", COUNT_RANGE),
     "max_pdu": _check_max_pdu,
     "retries": lambda value: _check_range(value, "retries", RETRIES_RANGE),
-    "retry_delay": lambda value: _check_retry_delay(value),
+    "retry_delay": _check_retry_delay,
 }
 
 

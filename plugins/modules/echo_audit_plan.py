@@ -116,6 +116,29 @@ options:
     description: C(echo_audit_fail_on_regression), the verdict fails on new failures since the baseline.
     type: raw
     default: false
+  fail_on_change:
+    description: C(echo_audit_fail_on_change), the verdict fails when a peer changed since the baseline (its
+      implementation, max PDU, TLS certificate or round trip).
+    type: raw
+    default: false
+  tls_expiry_warn_days:
+    description: C(echo_audit_tls_expiry_warn_days), a TLS certificate expiring within this many days is listed and warned about; empty for no warning.
+    type: raw
+    default: 30
+  tls_expiry_fail_days:
+    description: C(echo_audit_tls_expiry_fail_days), a TLS certificate expired or expiring within this many days fails the verdict; empty never fails.
+    type: raw
+    default: 7
+  metrics_mode:
+    description: C(echo_audit_metrics_mode), the file mode of the C(prom) report (for node_exporter's textfile collector).
+    type: raw
+    default: "0640"
+  retries:
+    description: C(echo_audit_retries), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:retries), before any echo.
+    type: raw
+  retry_delay:
+    description: C(echo_audit_retry_delay), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:retry_delay), before any echo.
+    type: raw
   fail_on_config_drift:
     description: C(echo_audit_fail_on_config_drift), the verdict fails when an archive's modality table differs from the registry.
     type: raw
@@ -150,6 +173,27 @@ options:
         inventory, when no source host lists the device among its peers, or when one calling AE title is to be
         accepted by the device from one host and refused from another.
     type: dict
+  run_id:
+    description:
+      - The audit run this play belongs to (C(echo_audit_run_id)); every slice or site of one audit gives the same.
+      - Empty - the AWX workflow job (C(awx-workflow-<awx_workflow_job_id>), which the slices of a sliced job share),
+        else the AWX job (C(awx-job-<awx_job_id>)), else the start time with a random tail.
+    type: str
+    default: ""
+  slice:
+    description: This play's slice number of the run, from 1 (C(echo_audit_slice)). AWX does not tell a slice its
+      number, so under AWX job slicing leave it empty; each slice is then told apart by its AWX job.
+    type: raw
+  slices:
+    description: How many slices the run has (C(echo_audit_slices)); under AWX, the job template's slice count.
+    type: raw
+  site:
+    description: The site (or controller) that runs this play (C(echo_audit_site)), for runs merged per site.
+    type: str
+    default: ""
+  awx:
+    description: C(job_id) and C(workflow_job_id), what AWX sets as C(awx_job_id) and C(awx_workflow_job_id).
+    type: dict
   unmatched_hosts_pattern:
     description:
       - Set by the collection's playbooks when their host pattern (C(echo_audit_hosts), default C(dicom_sources))
@@ -180,8 +224,9 @@ plans:
   returned: success
   type: dict
 run:
-  description: The run for M(dicom.network.echo_audit_report), C(journal), C(started_at), C(check_mode) and the
-    checked C(options).
+  description: The run for M(dicom.network.echo_audit_report), C(journal), C(started_at), C(check_mode), the
+    checked C(options) and C(identity) (C(id), C(slice), C(slices), C(site), C(job) and C(registry), a digest of
+    each C(dicom_aes) entry), which becomes the report's C(run).
   returned: success
   type: dict
 standin:
@@ -221,6 +266,12 @@ ARGUMENT_SPEC = dict(
     publish_keep=dict(type="raw", default=30),
     fail_on_unexpected=dict(type="raw", default=True),
     fail_on_regression=dict(type="raw", default=False),
+    fail_on_change=dict(type="raw", default=False),
+    tls_expiry_warn_days=dict(type="raw", default=30),
+    tls_expiry_fail_days=dict(type="raw", default=7),
+    metrics_mode=dict(type="raw", default="0640"),
+    retries=dict(type="raw"),
+    retry_delay=dict(type="raw"),
     fail_on_config_drift=dict(type="raw", default=False),
     connect_timeout=dict(type="raw"),
     acse_timeout=dict(type="raw"),
@@ -229,6 +280,11 @@ ARGUMENT_SPEC = dict(
     count=dict(type="raw"),
     max_pdu=dict(type="raw"),
     tls=dict(type="raw"),
+    run_id=dict(type="str", default=""),
+    slice=dict(type="raw"),
+    slices=dict(type="raw"),
+    site=dict(type="str", default=""),
+    awx=dict(type="dict"),
     unmatched_hosts_pattern=dict(type="str", default=""),
     standin=dict(type="dict"),
 )

@@ -419,7 +419,7 @@ class _Columns:
             raw, column = None, None
         if column is None:
             meta = _ae_meta(ae)
-            key = (meta["name"], meta["ae_title"], meta["host"].lower(), meta["port"])
+            key = _column_key(meta)
             if key not in self._by_key:
                 meta["inline"] = bool(ae.get("inline"))
                 self._by_key[key] = meta
@@ -429,16 +429,25 @@ class _Columns:
         return column
 
     def finish(self) -> List[Dict[str, Any]]:
-        columns = sorted(self._by_key.values(), key=_column_sort_key)
-        names: Dict[str, int] = {}
-        for column in columns:
-            names[column["name"]] = names.get(column["name"], 0) + 1
-        for column in columns:
-            # Inline peers on two hosts may share a name while pointing at different AEs.
-            unique = names[column["name"]] == 1
-            column["id"] = column["name"] if unique else "%s (%s@%s:%s)" % (
-                column["name"], column["ae_title"], column["host"], column["port"])
-        return columns
+        return _name_columns(sorted(self._by_key.values(), key=_column_sort_key))
+
+
+def _column_key(column: Mapping[str, Any]) -> Tuple[str, str, str, Optional[int]]:
+    """What makes a column distinct: one called AE (name, AE title, host, port)."""
+    return column["name"], column["ae_title"], column["host"].lower(), column["port"]
+
+
+def _name_columns(columns: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each column's id: its name, or name (AE@host:port) where two columns share a name."""
+    names: Dict[str, int] = {}
+    for column in columns:
+        names[column["name"]] = names.get(column["name"], 0) + 1
+    for column in columns:
+        # Inline peers on two hosts may share a name while pointing at different AEs.
+        unique = names[column["name"]] == 1
+        column["id"] = column["name"] if unique else "%s (%s@%s:%s)" % (
+            column["name"], column["ae_title"], column["host"], column["port"])
+    return columns
 
 
 def _plan(host: str, plan: Any) -> Mapping[str, Any]:
@@ -608,6 +617,39 @@ def collect(
     width = len(ordered_columns)
     pending.sort(key=lambda entry: entry[C_ROW] * width + entry[C_COLUMN])
     return Matrix(rows, ordered_columns, variants.values, pending)
+
+
+def combine(matrices: Sequence[Matrix]) -> Matrix:
+    """One matrix of several with disjoint rows (the slices of one audit), ordered as :func:`collect` orders one.
+
+    A column (called AE) several matrices share becomes one column, described as the first matrix describes it;
+    answers that are equal become one variant.
+    """
+    rows: List[Dict[str, Any]] = []
+    by_key: Dict[Tuple[str, str, str, Optional[int]], Dict[str, Any]] = {}
+    variants = _Variants()
+    pending: List[List[Any]] = []
+    for matrix in matrices:
+        own_rows = [dict(row) for row in matrix.rows]
+        rows.extend(own_rows)
+        own_columns = []
+        for column in matrix.columns:
+            key = _column_key(column)
+            if key not in by_key:
+                by_key[key] = dict(column)
+            own_columns.append(by_key[key])
+        own_variants = [variants.add(tuple(variant)) for variant in matrix.variants]
+        pending.extend([own_rows[packed[C_ROW]], own_columns[packed[C_COLUMN]], own_variants[packed[C_VARIANT]],
+                        packed[C_RTT], packed[C_TIMINGS], packed[C_STARTED_AT]] for packed in matrix.cells)
+    rows.sort(key=_row_sort_key)
+    columns = _name_columns(sorted(by_key.values(), key=_column_sort_key))
+    row_index = {id(row): index for index, row in enumerate(rows)}
+    column_index = {id(column): index for index, column in enumerate(columns)}
+    for entry in pending:
+        entry[C_ROW], entry[C_COLUMN] = row_index[id(entry[C_ROW])], column_index[id(entry[C_COLUMN])]
+    width = len(columns)
+    pending.sort(key=lambda entry: entry[C_ROW] * width + entry[C_COLUMN])
+    return Matrix(rows, columns, variants.values, pending)
 
 
 def _summarize(matrix: Matrix) -> Dict[str, Any]:
@@ -958,6 +1000,33 @@ def build_packed(
     plans: Mapping[str, Any],
     results: Optional[Mapping[str, Any]],
     generated_at: str,
+    interrupted: Optional[str] = None,
+    setup_failures: Optional[Mapping[str, Any]] = None,
+    **head: Any,
+) -> Dict[str, Any]:
+    """The report in its packed form: the keys of :func:`build_report` with ``packing``, ``variants`` and
+    ``packed_cells`` instead of ``cells``; ``head`` (``started_at``, ``title``, the baseline...) as for
+    :func:`packed_report`.
+
+    ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
+    hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
+    """
+    _check_scope(head.get("baseline_scope", "all"))
+    interrupted = clean_text(interrupted, 300)
+    missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
+    with paused_gc():
+        matrix = collect(plans, results, missing, setup_failures)
+        return packed_report(matrix, generated_at, interrupted=interrupted, **head)
+
+
+def _check_scope(baseline_scope: Any) -> None:
+    if baseline_scope not in BASELINE_SCOPES:
+        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
+
+
+def packed_report(
+    matrix: Matrix,
+    generated_at: str,
     started_at: Optional[str] = None,
     title: Optional[str] = None,
     baseline: Any = None,
@@ -966,22 +1035,15 @@ def build_packed(
     only_peers: Optional[Sequence[str]] = None,
     limit: Optional[str] = None,
     interrupted: Optional[str] = None,
-    setup_failures: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """The report in its packed form: the keys of :func:`build_report` with ``packing``, ``variants`` and
-    ``packed_cells`` instead of ``cells``.
+    """The packed report of a matrix (of :func:`collect` or :func:`combine`): summary, scope, partial
+    reasons and the diff against the baseline.
 
-    ``baseline_scope`` ``run`` compares only pairs of the source hosts in ``plans`` (and, with
-    ``only_peers``, of those peers); ``all`` reports every baseline pair missing now as disappeared.
-    ``interrupted`` (a message) marks a report rebuilt from the journal of a play that stopped early:
-    hosts without a journal entry become ``not_run`` cells with reason ``interrupted``.
+    ``baseline_scope`` ``run`` compares only pairs of the matrix's source hosts (and, with ``only_peers``,
+    of those peers); ``all`` reports every baseline pair missing now as disappeared.
     """
-    if baseline_scope not in BASELINE_SCOPES:
-        raise AuditMatrixError("baseline_scope must be one of %s, got %r" % (", ".join(BASELINE_SCOPES), baseline_scope))
-    interrupted = clean_text(interrupted, 300)
-    missing = ("interrupted", "no result: %s" % interrupted) if interrupted else None
+    _check_scope(baseline_scope)
     with paused_gc():
-        matrix = collect(plans, results, missing, setup_failures)
         report = _report_head(matrix, generated_at, started_at, title, baseline, baseline_source, baseline_scope,
                               only_peers, limit, interrupted)
     report.update(packing=PACKING, variants=matrix.variants, packed_cells=matrix.cells)
@@ -997,8 +1059,9 @@ def build_report(plans: Mapping[str, Any], results: Optional[Mapping[str, Any]],
     return unpack_report(build_packed(plans, results, generated_at, **options))
 
 
-_REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "scope", "complete", "partial_reasons", "sites",
-                 "rows", "columns", "cells", "summary", "baseline", "certificates", "standin", "archive_configuration")
+_REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "run", "scope", "complete", "partial_reasons",
+                 "sites", "rows", "columns", "cells", "summary", "baseline", "certificates", "standin",
+                 "archive_configuration")
 
 
 def is_packed(report: Mapping[str, Any]) -> bool:

@@ -22,7 +22,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import clean_text, parse_report
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import cells_of, clean_text, parse_report
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import run_label
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import EXTENSIONS
 
 HISTORY_SCHEMA_VERSION = 1
 HISTORY_KIND = "dicom.network.echo_audit publish history"
@@ -30,7 +32,7 @@ HISTORY_KIND = "dicom.network.echo_audit publish history"
 # \Z, not $: "$" also matches before a final newline, and a stamp becomes a path to delete.
 STAMP = re.compile(r"\A[0-9]{8}T[0-9]{6}Z\Z")
 # Report format -> file extension; the role writes report.<extension> into each run directory.
-FORMATS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml"}
+FORMATS = EXTENSIONS
 _MODE = re.compile(r"\A0?[0-7]{3}\Z")
 _BASE_URL = re.compile(r"\Ahttps?://[^\s\"'<>\\]+\Z")
 _COUNTS = ("total", "ok", "failed", "not_run")
@@ -38,6 +40,10 @@ _MAX_TITLE = 200
 _MAX_REASONS = 10
 
 # The trend chart: a fixed viewBox, so the page lays it out without any script.
+# Per-pair round-trip sparklines on the index: kept for audits of at most this many pairs (bigger ones
+# have the prom report's series for their monitoring).
+TREND_PAIRS = 100
+SPARK_WIDTH, SPARK_HEIGHT = 160, 28
 CHART_WIDTH = 640
 CHART_HEIGHT = 180
 _CHART_LEFT, _CHART_RIGHT, _CHART_TOP, _CHART_BOTTOM = 48, 16, 12, 30
@@ -127,10 +133,44 @@ def run_entry(report: Any, formats: Any) -> Dict[str, Any]:
         "complete": complete if isinstance(complete, bool) else None,
         "partial_reasons": [clean_text(r, 300) for r in reasons[:_MAX_REASONS]] if isinstance(reasons, list) else [],
         "source_hosts": len(hosts) if isinstance(hosts, list) else None,
+        # Which run and part of it (slice, site, or the parts a merged report has): slices and wholes alike.
+        "run": run_label(report.get("run")),
     }
     entry.update(counts)
     entry["pass_rate"] = pass_rate(counts["ok"], counts["total"])
+    # The report step's head carries its trend (it has no cells); a whole report has what it is made of.
+    trend = report.get("trend") if isinstance(report.get("trend"), Mapping) else trend_of(report)
+    changes, rtt = trend.get("changes"), trend.get("rtt")
+    entry["changes"] = changes if isinstance(changes, int) and not isinstance(changes, bool) and changes >= 0 else None
+    entry["rtt"] = {clean_text(key, 300): float(value) for key, value in rtt.items()
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)} \
+        if isinstance(rtt, Mapping) and len(rtt) <= TREND_PAIRS else None
     return entry
+
+
+def trend_of(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the published index draws of one report: its count of peer changes since the baseline (None
+    without a baseline) and each pair's average round trip (None beyond TREND_PAIRS pairs, or without cells)."""
+    baseline = report.get("baseline") if isinstance(report.get("baseline"), Mapping) else {}
+    counts = baseline.get("counts") if isinstance(baseline.get("counts"), Mapping) else {}
+    return {"changes": counts.get("peer_changes"), "rtt": _pair_rtts(report)}
+
+
+def pair_label(cell: Mapping[str, Any]) -> str:
+    return "%s as %s -> %s (%s)" % (cell.get("source_host"), cell.get("calling_ae_title"), cell.get("called_ae_title"),
+                                    cell.get("peer"))
+
+
+def _pair_rtts(report: Mapping[str, Any]) -> Optional[Dict[str, float]]:
+    """Each pair's average round trip in ms (pairs without one left out); None beyond TREND_PAIRS pairs."""
+    if report.get("summary", {}).get("total", 0) > TREND_PAIRS or ("cells" not in report and "packed_cells" not in report):
+        return None
+    rtts = {}
+    for cell in cells_of(report):
+        average = (cell.get("rtt_ms") or {}).get("avg")
+        if isinstance(average, (int, float)) and not isinstance(average, bool):
+            rtts[clean_text(pair_label(cell), 300)] = round(float(average), 3)
+    return rtts
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str, limit: int, optional: bool = False) -> Optional[str]:
@@ -157,6 +197,8 @@ def _checked_entry(entry: Any, where: str) -> Dict[str, Any]:
         "started_at": _text(entry, "started_at", where, 40, optional=True),
         "title": _text(entry, "title", where, _MAX_TITLE),
         "formats": _formats(entry.get("formats"), "%s.formats" % where),
+        # Histories written before reports had a run section have none.
+        "run": _text(entry, "run", where, 300, optional=True),
     }
     for key in _COUNTS:
         value = entry.get(key)
@@ -177,6 +219,17 @@ def _checked_entry(entry: Any, where: str) -> Dict[str, Any]:
     if hosts is not None and (isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 0):
         raise AuditPublishError("%s.source_hosts must be a whole number or null" % where)
     checked["source_hosts"] = hosts
+    changes = entry.get("changes")
+    if changes is not None and (isinstance(changes, bool) or not isinstance(changes, int) or changes < 0):
+        raise AuditPublishError("%s.changes must be a whole number or null" % where)
+    checked["changes"] = changes
+    rtt = entry.get("rtt")
+    if rtt is not None and (not isinstance(rtt, Mapping) or len(rtt) > TREND_PAIRS or not all(
+            isinstance(key, str) and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            for key, value in rtt.items())):
+        raise AuditPublishError("%s.rtt must be null or an object of at most %d pairs' round trips in ms"
+                                % (where, TREND_PAIRS))
+    checked["rtt"] = {clean_text(key, 300): float(value) for key, value in rtt.items()} if rtt is not None else None
     # Derived, so never trusted from the file.
     checked["pass_rate"] = pass_rate(checked["ok"], checked["total"])
     return checked
@@ -337,6 +390,32 @@ def chart(runs: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     }
 
 
+def sparklines(runs: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Each pair's round trip over the kept runs (oldest on the left), as an inline SVG polyline per pair,
+    scaled to the pair's own highest round trip; a run without the pair leaves a gap. Pairs by label."""
+    chronological = sorted(runs, key=lambda run: run["stamp"])
+    pairs = sorted({pair for run in chronological for pair in (run.get("rtt") or {})})
+    step = (SPARK_WIDTH - 4) / (len(chronological) - 1) if len(chronological) > 1 else 0.0
+    lines = []
+    for pair in pairs:
+        values = [(run.get("rtt") or {}).get(pair) for run in chronological]
+        highest = max(value for value in values if value is not None) or 1.0
+        segments: List[List[str]] = [[]]
+        for position, value in enumerate(values):
+            if value is None:
+                segments.append([])
+                continue
+            x = 2 + (position * step if len(chronological) > 1 else (SPARK_WIDTH - 4) / 2.0)
+            y = SPARK_HEIGHT - 2 - value / highest * (SPARK_HEIGHT - 4)
+            segments[-1].append("%.1f,%.1f" % (x, y))
+        known = [value for value in values if value is not None]
+        lines.append({"pair": pair, "polylines": [" ".join(points) for points in segments if points],
+                      "latest": "%.1f ms" % values[-1] if values[-1] is not None else "-",
+                      "range": "%.1f-%.1f ms" % (min(known), max(known)),
+                      "width": SPARK_WIDTH, "height": SPARK_HEIGHT})
+    return lines
+
+
 def index_view(history: Any, title: Any = None) -> Dict[str, Any]:
     """What index.html shows: the runs newest first with their links, totals, and the trend chart.
 
@@ -359,6 +438,8 @@ def index_view(history: Any, title: Any = None) -> Dict[str, Any]:
         "latest": rows[0] if rows else None,
         "average_text": rate_text(round(sum(rated) / len(rated), 1) if rated else None),
         "chart": chart(runs),
+        "sparklines": sparklines(runs),
+        "trend_pairs": TREND_PAIRS,
     }
 
 

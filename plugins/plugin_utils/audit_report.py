@@ -79,6 +79,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     variant_certificate,
     variant_services,
 )
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import run_label
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_metrics import render_metrics
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_lines
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import expiry_line
@@ -127,7 +128,9 @@ CSV_HEADER = (
 NOT_NEGOTIATED = "not-negotiated"
 # Discovered services named in a cell's details; the JSON report has them all.
 MAX_DISCOVERED_NAMES = 20
-FORMATS = ("json", "html", "md", "csv", "junit", "prom")
+# Every format, with the extension of its files (the report step writes them, publishing copies them).
+EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml", "prom": "prom"}
+FORMATS = tuple(EXTENSIONS)
 # The formats a template of the role presents; the others are written here.
 TEMPLATES = {"html": "report.html.j2", "md": "report.md.j2"}
 _EXPECTS = ("accept", "reject", "blocked")
@@ -277,6 +280,7 @@ def _services_csv(services: Sequence[Sequence[Any]]) -> List[str]:
 
 def _summary_section(ctx: _Report) -> Dict[str, Any]:
     report = ctx.report
+    label = run_label(report.get("run"), name_parts=True)
     return {
         "title": ctx.title,
         "generated_at": report.get("generated_at"),
@@ -285,6 +289,7 @@ def _summary_section(ctx: _Report) -> Dict[str, Any]:
         "partial_reasons": list(report.get("partial_reasons") or []),
         "counts": report["summary"],
         "source_hosts_text": _source_hosts_text(report),
+        "run_text": "Run %s" % label if label else None,
         "baseline_counts": _baseline_counts(report["baseline"]) if report.get("baseline") else None,
     }
 

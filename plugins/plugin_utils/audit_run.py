@@ -7,7 +7,8 @@ Free of Ansible imports. The ``dicom.network.echo_audit_plan`` action checks the
 inventory and starts the run's journal; the echo action writes each host's results into that
 journal as they come back; ``dicom.network.echo_audit_report`` reads the journal, builds the
 matrix, writes every report and says the verdict. ``recover`` reads the journal of a play that
-stopped before its report.
+stopped before its report; ``merge_run`` merges the reports of one run's slices or sites
+(:mod:`audit_merge`) and writes them like one run's.
 
 The journal is ``<report dir>/.journal-<stamp>-<random>/`` holding ``plan.json`` (the run and
 every host's plan, without secrets) and one JSON file per echo call. Without
@@ -35,7 +36,13 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     parse_report,
     results_from_journal,
 )
-from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import build_view, render_reports
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import (
+    AuditMergeError,
+    merge_reports,
+    read_reports,
+    select_run,
+)
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_report import EXTENSIONS, build_view, render_reports
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_section
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_tls import certificate_section, expiry_problems
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
@@ -47,7 +54,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.controller_files imp
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import without_secrets
 
-FORMAT_EXTENSIONS = {"json": "json", "html": "html", "md": "md", "csv": "csv", "junit": "junit.xml", "prom": "prom"}
+FORMAT_EXTENSIONS = EXTENSIONS
 # Their defaults, the role's, for callers that do not give them (recover).
 COUNT_OPTIONS = {"markdown_max_columns": 30, "report_max_failures": 200, "console_max_lines": 20, "publish_keep": 30}
 BASELINE_SCOPES = ("all", "run")
@@ -254,7 +261,7 @@ def start_journal(options: Mapping[str, Any], run: Mapping[str, Any], plans: Map
     os.chmod(directory, JOURNAL_MODE)
     document = {"schema": RUN_SCHEMA, "started_at": run["started_at"], "title": options["title"],
                 "only_peers": options["only_peers"], "limit": options["limit"], "kept": keep,
-                "plans": without_secrets(plans)}
+                "identity": run.get("identity"), "plans": without_secrets(plans)}
     try:
         atomic_write(os.path.join(directory, PLAN_FILE), json.dumps(document, default=str).encode("utf-8"),
                      REPORT_MODE, sync=False)
@@ -314,8 +321,9 @@ def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], option
             limit=document.get("limit"), interrupted=interrupted, setup_failures=setup_failures)
     except AuditMatrixError as error:
         raise AuditRunError(str(error)) from None
-    report["certificates"] = certificate_section(matrix_of(report), options.get("tls_expiry_warn_days", 30),
-                                                 options.get("tls_expiry_fail_days", 7))
+    if isinstance(document.get("identity"), Mapping):
+        # Which run, slice and site this is: what merging and the published history go by.
+        report["run"] = dict(document["identity"])
     if standin:
         report["standin"] = standin_section(matrix_of(report), standin)
     archives = archive_section(document["plans"], results)
@@ -388,6 +396,39 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
         raise AuditRunError(problems[0])
     report = build_run_report(document, entries, options, generated_at, baseline_text, setup_failures, interrupted,
                               standin)
+    return conclude_run(report, options, templates_dir, generated_at, baseline_text, check_mode, interrupted, name)
+
+
+def merge_run(patterns: Any, options: Mapping[str, Any], templates_dir: str, check_mode: bool = False,
+              run_id: Optional[str] = None, slices: Any = None, sites: Optional[Sequence[str]] = None,
+              hosts: Optional[Sequence[str]] = None, cwd: Optional[str] = None) -> Dict[str, Any]:
+    """Merge the reports of one run's slices or sites (paths or globs), then write and judge the merged reports
+    as :func:`report_run` does one run's."""
+    generated_at = utc_now()
+    baseline_text, problems = read_baseline(options)
+    if problems:
+        raise AuditRunError(problems[0])
+    try:
+        reports, notes = select_run(read_reports(patterns, cwd), run_id)
+        report = merge_reports(reports, generated_at, planned_slices=slices,
+                               planned_sites=sites, planned_hosts=hosts, baseline=baseline_text,
+                               baseline_source=options.get("baseline") or None, baseline_scope=options["baseline_scope"])
+    except AuditMergeError as error:
+        raise AuditRunError("the reports cannot be merged: %s" % error) from None
+    merged = report["run"]
+    notes = ["merged %d report(s) of run %s: %s" % (len(merged["parts"]), merged["id"],
+                                                    ", ".join(part["label"] for part in merged["parts"]))] \
+        + notes + merged["notes"]
+    return conclude_run(report, options, templates_dir, generated_at, baseline_text, check_mode, notes=notes)
+
+
+def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_dir: str, generated_at: str,
+                 baseline_text: Optional[str], check_mode: bool = False, interrupted: Optional[str] = None,
+                 name: Optional[str] = None, notes: Sequence[str] = ()) -> Dict[str, Any]:
+    """Write and judge a built report (of one run, or merged): the console lines, baseline and latest.* rules."""
+    # The TLS certificates the checks saw, rated against this run's expiry days (a merged run's too).
+    report["certificates"] = certificate_section(matrix_of(report), options.get("tls_expiry_warn_days", 30),
+                                                 options.get("tls_expiry_fail_days", 7))
     view = build_view(report, "summary", console_limit=options["console_max_lines"])
     partial = list(report["partial_reasons"])
     name = name or _free_name(options, stamp_of(generated_at))
@@ -395,7 +436,7 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
     latest_path = report_paths(options, "latest").get("json")
     protected = bool(partial) and not options["baseline_save_partial"] and options["baseline"] == latest_path
     latest = not interrupted and not protected
-    notes = []
+    notes = list(notes)
     baseline_path = None
     if options["baseline_save"] and not interrupted:
         if "json" not in options["report_formats"]:
@@ -416,7 +457,7 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
     where = "%s/%s.{%s}" % (options["report_dir"], "latest" if latest else name, extensions)
     lines = list(view["console"]) + notes
     lines.append("reports (check mode, not written): %s" % where if check_mode else "reports: %s" % where)
-    if len(lines) == 2:
+    if len(lines) == 2 and not notes:
         # All as expected: one line says it and where the reports are.
         lines = ["%s; %s" % tuple(lines)]
     judged = verdict(view, options, report.get("standin"), report.get("certificates"), report.get("archive_configuration"))
@@ -436,5 +477,8 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
         "run_reports": {} if check_mode else written["run_reports"],
         "would_write": written["written"] if check_mode else [],
         "name": name,
+        "formats": list(options["report_formats"]),
+        # The run's identity without the registry digests (thousands of entries in a large inventory).
+        "run": {key: value for key, value in (report.get("run") or {}).items() if key not in ("registry", "notes")},
         "report": report,
     }

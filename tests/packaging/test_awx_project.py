@@ -103,6 +103,41 @@ def test_timeout_limits_are_ones_the_echo_module_accepts():
         assert 0 < question["min"] <= question["max"] <= MAX_TIMEOUT_S, variable
 
 
+def _role_options(*entries):
+    specs = yaml.safe_load((REPO_ROOT / "roles" / "echo_audit" / "meta" / "argument_specs.yml").read_text())
+    return {name: option for entry in entries for name, option in specs["argument_specs"][entry]["options"].items()}
+
+
+def test_the_fleet_recipes_use_the_projects_playbooks_and_the_roles_options():
+    """The sliced job template and its merge, and the per-site audit and its central merge: every variable is an
+    option of the entry point the playbook runs, the merge expects the slice count the template slices into, and the
+    workflow's nodes are those job templates, the merge running whatever the slices' outcome."""
+    sliced = json.loads((PROJECT / "fleet-sliced.json").read_text())
+    per_site = json.loads((PROJECT / "fleet-per-site.json").read_text())
+    templates = sliced["job_templates"] + [per_site["site_audit"], per_site["central_merge"]]
+    entry = {"audit.yml": ("main",), "merge.yml": ("main", "merge")}
+    for template in templates:
+        assert (PROJECT / template["playbook"]).is_file(), template["name"]
+        variables = yaml.safe_load(template["extra_vars"])
+        options = _role_options(*entry[template["playbook"]])
+        assert set(variables) <= set(options), (template["name"], set(variables) - set(options))
+    audit, merge = sliced["job_templates"]
+    audit_vars, merge_vars = (yaml.safe_load(template["extra_vars"]) for template in (audit, merge))
+    assert audit["job_slice_count"] == audit_vars["echo_audit_slices"] == merge_vars["echo_audit_merge_slices"] > 1
+    # The merge reads where the slices write.
+    assert merge_vars["echo_audit_merge_reports"][0].startswith(audit_vars["echo_audit_report_dir"] + "/")
+    nodes = {node["identifier"]: node for node in sliced["workflow"]["workflow_nodes"]}
+    assert nodes["slices"]["unified_job_template"]["name"] == audit["name"]
+    assert nodes["merge"]["unified_job_template"]["name"] == merge["name"]
+    assert nodes["slices"]["related"] == {"always_nodes": [{"identifier": "merge"}]}
+    site_vars, central_vars = (yaml.safe_load(per_site[key]["extra_vars"]) for key in ("site_audit", "central_merge"))
+    assert site_vars["echo_audit_site"] in central_vars["echo_audit_merge_sites"]
+    assert site_vars["echo_audit_run_id"] == central_vars["echo_audit_merge_run_id"]
+    assert site_vars["echo_audit_publish_host"] == central_vars["echo_audit_merge_from_host"]
+    assert site_vars["echo_audit_publish_dir"].startswith(central_vars["echo_audit_merge_from_dir"] + "/")
+    assert (PROJECT / "merge.yml").read_text().rstrip().endswith("ansible.builtin.import_playbook: dicom.network.merge")
+
+
 def test_the_schedule_example_parses_as_awx_parses_it_and_starts_disabled():
     schedule = json.loads((PROJECT / "schedule-example.json").read_text())
     assert schedule["enabled"] is False

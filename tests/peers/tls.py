@@ -79,12 +79,12 @@ def _ext_file(d: Path, name: str, san: str, eku: str) -> Path:
     return p
 
 
-def _sign(d: Path, stem: str, cn: str, ca: str, san: str, eku: str) -> None:
+def _sign(d: Path, stem: str, cn: str, ca: str, san: str, eku: str, days: int = 365) -> None:
     ext = _ext_file(d, stem, san, eku)
     _openssl(["req", "-new", "-key", f"{stem}.key", "-out", f"{stem}.csr",
               "-subj", f"/O=dicom-network tests/CN={cn}"], d)
     _openssl(["x509", "-req", "-in", f"{stem}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-              "-CAcreateserial", "-days", "365", "-sha256", "-extfile", ext.name,
+              "-CAcreateserial", "-days", str(days), "-sha256", "-extfile", ext.name,
               "-out", f"{stem}.pem"], d)
 
 
@@ -153,6 +153,23 @@ def make_tls_material(directory: Path) -> Dict[str, str]:
         "untrusted_client_key": P("untrusted-client.key"),
         "wronghost_cert": P("wronghost.pem"), "wronghost_key": P("wronghost.key"),
     }
+
+
+def mint_server_certificate(material: Dict[str, str], stem: str, days: int, self_signed: bool = False
+                            ) -> Dict[str, str]:
+    """One more server certificate for localhost / 127.0.0.1 / ::1, valid for ``days`` from now: signed by
+    the test CA of ``material`` (make_tls_material's), or self-signed. Returns {"cert", "key"}."""
+    d = Path(material["dir"])
+    _genkey(d / f"{stem}.key")
+    san = "DNS:localhost,IP:127.0.0.1,IP:::1"
+    if self_signed:
+        _openssl(["req", "-x509", "-new", "-key", f"{stem}.key", "-out", f"{stem}.pem", "-days", str(days),
+                  "-subj", "/O=dicom-network tests/CN=localhost", "-sha256", "-addext", f"subjectAltName={san}",
+                  "-addext", "extendedKeyUsage=serverAuth"], d)
+    else:
+        _sign(d, stem, "localhost", "ca", san, "serverAuth", days=days)
+    (d / f"{stem}.key").chmod(0o600)
+    return {"cert": str(d / f"{stem}.pem"), "key": str(d / f"{stem}.key")}
 
 
 if __name__ == "__main__":  # manual use: python -m tests.peers.tls DIR

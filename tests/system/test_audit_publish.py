@@ -34,7 +34,7 @@ INJECTED = "<script>alert(1)</script>"
 SEEDED = "20000101T000000Z"
 # A run directory history.json does not list: never deleted, even though its name is a stamp.
 UNLISTED = "20000102T000000Z"
-ALL_FORMATS = {"json", "html", "md", "csv", "junit.xml"}
+ALL_FORMATS = {"json", "html", "md", "csv", "junit.xml", "prom"}
 PASSWORD = "s3cret-Pa55-for-the-sink"
 GROUP = "daemon"  # in every Debian and RHEL base system
 
@@ -231,7 +231,7 @@ def test_history_lists_the_kept_runs_with_their_pass_rates(published):
         assert entry["generated_at"] == report["generated_at"] and entry["complete"] is report["complete"] is True
         assert entry["files"]["html"] == "runs/%s/report.html" % entry["stamp"]
     assert runs[0]["title"] == INJECTED  # stored as it is; the page escapes it
-    assert [r["formats"] for r in runs] == [["json", "html"], ["json", "html", "md", "csv", "junit"]]
+    assert [r["formats"] for r in runs] == [["json", "html"], ["json", "html", "md", "csv", "junit", "prom"]]
 
 
 def test_index_lists_runs_newest_first_with_rates_and_a_trend_point_per_run(published):
@@ -329,9 +329,9 @@ def test_a_corrupt_history_stops_publishing_before_anything_changes(network, pub
     run = publish_only(network, "corrupt-run", {
         # The implicit localhost this time, not an inventory host.
         "echo_audit_publish_host": "localhost", "echo_audit_publish_dir": str(root), "echo_audit_publish_keep": 1,
-        # What the report step leaves for publishing: the report's head and this run's files.
-        "__echo_audit_report": {"head": json.loads(report.read_text()), "run_reports": {"json": str(report)}},
-        "__echo_audit_plan": {"run": {"options": {"report_formats": ["json"]}}}})
+        # What the report step leaves for publishing: the report's head, its formats and this run's files.
+        "__echo_audit_report": {"head": json.loads(report.read_text()), "formats": ["json"],
+                                "run_reports": {"json": str(report)}}})
     assert run.rc != 0
     assert "localhost:%s/history.json: not valid JSON" % root in run.output
     assert "Nothing was written or deleted on localhost" in run.output

@@ -337,7 +337,7 @@ def test_verdict_fails_on_unexpected_and_on_regression(first, tmp_path):
     assert "REGRESSION probe-a as MR1 -> PACS_ARCHIVE (archive): success => refused (not ok)" in regress.output
     report = json.loads(regress.latest("json"))
     assert report["baseline"]["counts"] == {"broke": 1, "fixed": 2, "appeared": 0, "disappeared": 0, "changed": 0,
-                                            "new_failures": 1}
+                                            "new_failures": 1, "peer_changes": 0}
     assert "probe-a as MR1 -&gt; PACS_ARCHIVE (archive): success =&gt; refused (not ok)" in regress.latest("html")
     assert "- probe-a as MR1 -> PACS\\_ARCHIVE (archive): success => refused (not ok)\n" in regress.latest("md")
 
@@ -423,7 +423,7 @@ def test_a_full_disk_leaves_latest_as_the_previous_runs_set(tmp_path):
     assert done.rc == 2, done.output[-3000:] + (first_log.read_text()[-3000:] if first_log.exists() else "")
     assert "No space left on device" in done.output and "no file was changed" in done.output, done.output[-3000:]
     first_run = sorted(path for path in copy.glob("echo-audit-*.*") if path.is_file())
-    assert len(first_run) == 5, sorted(os.listdir(copy))
+    assert len(first_run) == 6, sorted(os.listdir(copy))
     for stamped in first_run:
         extension = stamped.name.split(".", 1)[1]
         assert (copy / ("latest." + extension)).read_bytes() == stamped.read_bytes(), extension

@@ -87,7 +87,7 @@ def test_a_refused_service_fails_its_cell_and_is_a_regression_against_the_baseli
     assert cases["CT1 -> ARCHIVE (archive) provides %s" % ENHANCED_CT].find("failure").get("type") == "service_refused"
     markdown = (report_dir / "latest.md").read_text()
     assert "| CT1 | ct-1 | ARCHIVE | archive | EnhancedCTImageStorage | abstract-syntax-not-supported |" in markdown
-    assert "\\[refused now: EnhancedCTImageStorage\\]" in markdown
+    assert "\\[refused now: EnhancedCTImageStorage; implementation class UID " in markdown
     html = (report_dir / "latest.html").read_text()
     assert "Services refused (1)" in html and "<td title=\"1.2.840.10008.5.1.4.1.1.2.1\">EnhancedCTImageStorage</td>" in html
 

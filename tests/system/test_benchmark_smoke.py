@@ -128,3 +128,18 @@ def test_services_smoke_runs_and_prints_its_rows_and_targets(tmp_path):
     assert [(t["key"], t["verdict"] in ("PASS", "MISS")) for t in document["targets"]] == [("20a", True), ("20b", True)]
     assert "pynetdicom's own requestor" in document["targets"][1]["best_possible"]
     assert "| 20b | discover storage vs a plain echo, per association |" in done.stdout, report
+
+
+def test_merge_benchmark_smoke_runs_and_prints_its_table(tmp_path):
+    """``benchmarks/merge.py`` at 3 x 2 hosts x 3 peers, through ansible-playbook too: exit 0 (its merged report
+    equals the single play's, or it exits 1), one table and the merged report's summary."""
+    out = tmp_path / "merge.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.merge", "--hosts", "6", "--peers", "3", "--playbook",
+                           "--json", str(out)], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300, check=False)
+    report = "stdout:\n%s\nstderr:\n%s" % (done.stdout[-6000:], done.stderr[-3000:])
+    assert done.returncode == 0, report
+    assert [row["what"].split(" ")[0] for row in json.loads(out.read_text())["rows"]] == \
+        ["read", "report", "ansible-playbook"], report
+    assert "Synthetic audit: 18 checks" in done.stdout, report
+    assert "merged 3 report(s) of run bench-merge: slice 1 of 3, slice 2 of 3, slice 3 of 3" in done.stdout, report

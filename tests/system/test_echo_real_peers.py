@@ -5,6 +5,7 @@ wall time is checked against the configured timeout (a bound on hanging, not a s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -268,21 +269,7 @@ def test_a_peer_at_its_association_limit_does_not_meet_reject(tmp_path):
     """A real pynetdicom SCP whose one allowed association is held by DCMTK's echoscu turns every other
     caller away (rejected-transient, service-provider, local-limit-exceeded): that is the peer being busy,
     not a refusal of this caller, so ``expect: reject`` must not count it as proof."""
-    from tests.peers.pynetdicom_peers import start_pynetdicom_peers
-    echoscu = "/usr/bin/echoscu"
-    if not os.access(echoscu, os.X_OK):
-        pytest.skip("DCMTK echoscu is not installed")
-    proc, peers = start_pynetdicom_peers(tmp_path / "busy", {
-        "busy": ({"behaviour": "slow", "delay": 20, "ae_title": "BUSY_SCP", "max_associations": 1}, "")},
-        prefix="busy")
-    peer = peers["busy"]
-    holder = subprocess.Popen([echoscu, "-to", "30", "-td", "30", "-aec", "BUSY_SCP", peer.host, str(peer.port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while peer.counter() < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert peer.counter() == 1
+    with _busy_peer(tmp_path, 20, ["-to", "30", "-td", "30"]) as peer:
         time.sleep(0.5)  # echoscu's association reaches the slow C-ECHO handler
         rejected, accepted = echo([peer_entry(peer, expect="reject", name="must_refuse"),
                                    peer_entry(peer, name="must_accept")], parallel=1)
@@ -293,7 +280,28 @@ def test_a_peer_at_its_association_limit_does_not_meet_reject(tmp_path):
             assert result["ok"] is False
             assert "the peer is busy (its association limit or load), which is no decision about this caller" \
                 in result["message"]
-        assert holder.poll() is None
+
+
+@contextlib.contextmanager
+def _busy_peer(tmp_path, delay, echoscu_options=()):
+    """A real pynetdicom SCP whose one association DCMTK's echoscu holds for ``delay`` s (its slow C-ECHO)."""
+    from tests.peers.pynetdicom_peers import start_pynetdicom_peers
+    echoscu = "/usr/bin/echoscu"
+    if not os.access(echoscu, os.X_OK):
+        pytest.skip("DCMTK echoscu is not installed")
+    proc, peers = start_pynetdicom_peers(tmp_path / "busy", {
+        "busy": ({"behaviour": "slow", "delay": delay, "ae_title": "BUSY_SCP", "max_associations": 1}, "")},
+        prefix="busy")
+    peer = peers["busy"]
+    holder = subprocess.Popen([echoscu, *echoscu_options, "-aec", "BUSY_SCP", peer.host, str(peer.port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while peer.counter() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert peer.counter() == 1
+        yield peer
+        assert holder.poll() is None or delay < 10
     finally:
         holder.kill()
         holder.wait(10)
@@ -586,20 +594,7 @@ def test_a_busy_peer_is_echoed_again_and_the_result_says_ok_after_retry(tmp_path
     for 2 s rejects us (local-limit-exceeded); 2.5 s later it is free and the retry succeeds. The peer that
     must be blocked (a closed port) is as expected at once and never retried."""
     from tests.peers.base import closed_port
-    from tests.peers.pynetdicom_peers import start_pynetdicom_peers
-    echoscu = "/usr/bin/echoscu"
-    if not os.access(echoscu, os.X_OK):
-        pytest.skip("DCMTK echoscu is not installed")
-    proc, peers = start_pynetdicom_peers(tmp_path / "busy", {
-        "busy": ({"behaviour": "slow", "delay": 2, "ae_title": "BUSY_SCP", "max_associations": 1}, "")},
-        prefix="busy")
-    peer = peers["busy"]
-    holder = subprocess.Popen([echoscu, "-aec", "BUSY_SCP", peer.host, str(peer.port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while peer.counter() < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with _busy_peer(tmp_path, 2) as peer:
         started = time.monotonic()
         done = run_module({"peers": [peer_entry(peer, name="busy"),
                                      {"name": "firewalled", "ae_title": "X", "host": "127.0.0.1", "port": closed_port(),
@@ -615,7 +610,3 @@ def test_a_busy_peer_is_echoed_again_and_the_result_says_ok_after_retry(tmp_path
         assert busy["message"].endswith("; ok after retry (attempt 2; first: rejected during associate)")
         assert (firewalled["outcome"], firewalled["attempts"], firewalled["earlier_attempts"]) == ("refused", 1, [])
         assert 2.5 + 2 <= wall < 2.5 + 2 + 5, wall  # one delay, one slow echo: no second round for the firewall
-    finally:
-        holder.kill()
-        holder.wait(10)
-        proc.stop()
