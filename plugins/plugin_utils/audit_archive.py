@@ -147,6 +147,23 @@ def archive_section(plans: Mapping[str, Any], results: Mapping[str, Any]) -> Opt
             "differences": sum(len(entry["differences"]) for entry in archives)}
 
 
+def merge_archive_sections(sections: Sequence[Any]) -> Optional[Dict[str, Any]]:
+    """The "Archive configuration" sections of the reports of one run's slices or sites, as one (an archive in two
+    reports counted once); None when no report has one."""
+    archives: Dict[str, Dict[str, Any]] = {}
+    for section in sections:
+        if not isinstance(section, Mapping):
+            continue
+        for entry in _entries(section.get("archives")):
+            if isinstance(entry.get("source_host"), str):
+                archives.setdefault(entry["source_host"], entry)
+    if not archives:
+        return None
+    merged = [archives[host] for host in sorted(archives)]
+    return {"archives": merged, "drifted": sum(1 for entry in merged if entry.get("in_sync") is False),
+            "differences": sum(len(entry.get("differences") or []) for entry in merged)}
+
+
 def difference_text(difference: Mapping[str, Any]) -> str:
     """One difference in words, for the console, Markdown and CSV."""
     if difference["kind"] == "missing":
