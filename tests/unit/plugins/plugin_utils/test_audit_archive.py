@@ -51,16 +51,17 @@ def test_rows_say_via_the_api():
     assert api_label("probe-1") is None and api_label(None) is None
 
 
-DRIFT = {"in_sync": False, "summary": {"compared": 2}, "missing": [{"name": "mr", "ae_title": "MR", "host": "h",
-                                                                    "port": 104}],
-         "unknown": [], "mismatches": [{"name": "ws", "modality": "ws1", "field": "port", "registry": 104,
-                                        "orthanc": 11113}]}
+DRIFT = {
+    "in_sync": False, "summary": {"compared": 2}, "unknown": [],
+    "missing": [{"name": "mr", "ae_title": "MR", "host": "h", "port": 104}],
+    "mismatches": [{"name": "ws", "modality": "ws1", "field": "port", "registry": 104, "orthanc": 11113}],
+}
 PLANS = {"pacs": {"echo_api": {"type": "orthanc", "url": "http://p"}}, "ct": {"calls": []}}
 
 
 def test_the_section_comes_from_the_archives_call_and_says_why_when_there_is_none():
-    section = archive_section(PLANS, {"pacs": {"results": [{"drift": DRIFT, "orthanc": {"ae_title": "PACS",
-                                                                                       "version": "1.10.1"}}]}})
+    call = {"drift": DRIFT, "orthanc": {"ae_title": "PACS", "version": "1.10.1"}}
+    section = archive_section(PLANS, {"pacs": {"results": [call]}})
     (archive,) = section["archives"]
     assert (archive["source_host"], archive["ae_title"], archive["in_sync"], section["drifted"]) == (
         "pacs", "PACS", False, 1)
