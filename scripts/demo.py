@@ -4,7 +4,8 @@ Run by ``scripts/demo`` inside .venv. It starts about a dozen Application Entiti
 behaviours a PACS team meets in real life (an archive that only knows registered callers, a
 worklist without a Verification context, a printer that is off, a modality that refuses
 unknown callers, a slow modality...), seven source hosts that each speak from their own 127.x
-address, and one source host that cannot be reached. It writes an inventory for them, runs the
+address, one source host that cannot be reached, and the archive itself as a source, echoed through
+its REST API, whose table of remote AEs has one wrong port. It writes an inventory for them, runs the
 audit, prints the summary and where the reports are, and stops everything it started.
 
 With ``--collections-path DIR`` it runs ``dicom.network.audit`` from the collection installed

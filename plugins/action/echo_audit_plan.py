@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.dicom.network.plugins.modules.echo_audit_plan import ARGUMENT_SPEC
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import api_peers
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import registry_digests, run_identity
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_plan
@@ -26,7 +27,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
 )
 
 _PEER_LISTS = re.compile(r"^dicom_peers(_.+)?$")
-_HOST_VARIABLES = ("dicom_aes", "dicom_local_aes", "dicom_bind_address", "dicom_echo_via")
+_HOST_VARIABLES = ("dicom_aes", "dicom_local_aes", "dicom_bind_address", "dicom_echo_via", "dicom_echo_api")
 ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu", "retries",
                 "retry_delay")
 
@@ -118,6 +119,8 @@ class ActionModule(ActionBase):
             # One module call per host: each peer carries the calling AE title it is echoed as.
             plan["echo_peers"] = [dict(peer, calling_ae_title=call["calling_ae_title"])
                                   for call in plan["calls"] for peer in call["peers"]]
+            if plan.get("echo_api"):
+                plan["echo_peers"] = api_peers(plan["echo_peers"])
         if earlier:
             names = ", ".join(os.path.basename(path) for path in earlier)
             result["warnings"] = ["%d interrupted audit run(s) left a journal in %s (%s): unless an audit is still "

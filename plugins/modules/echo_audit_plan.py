@@ -13,8 +13,8 @@ description:
   - The first step of the C(dicom.network.echo_audit) role, run once (C(run_once)) on the controller before any
     association is attempted.
   - Reads the variables of every host of the play (C(dicom_aes), C(dicom_local_aes), C(dicom_peers),
-    C(dicom_peers_*), C(dicom_bind_address), C(dicom_echo_via)), resolves each source host's peers, and checks the
-    role's report options, the baseline and the report directory.
+    C(dicom_peers_*), C(dicom_bind_address), C(dicom_echo_via), C(dicom_echo_api)), resolves each source host's
+    peers, and checks the role's report options, the baseline and the report directory.
   - Every problem is collected and the task fails once with all of them, each naming the variable and the host or
     registry entry it belongs to (a mistake in C(dicom_aes) is said once, not once per host).
   - Starts the run's journal on the controller (C(<report_dir>/.journal-<run>/), or a temporary directory in check
@@ -139,6 +139,10 @@ options:
   retry_delay:
     description: C(echo_audit_retry_delay), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:retry_delay), before any echo.
     type: raw
+  fail_on_config_drift:
+    description: C(echo_audit_fail_on_config_drift), the verdict fails when an archive's modality table differs from the registry.
+    type: raw
+    default: false
   connect_timeout:
     description: C(echo_audit_connect_timeout), checked here as M(dicom.network.echo) checks its O(dicom.network.echo#module:connect_timeout), before any echo.
     type: raw
@@ -214,7 +218,9 @@ EXAMPLES = r"""
 RETURN = r"""
 plans:
   description: Each source host's plan; C(calls) (one per calling AE, with its peers), C(aes), C(bind_address),
-    C(echo_via) and C(echo_peers) (the peers of every call, each with the calling AE title it is echoed as).
+    C(echo_via) and C(echo_peers) (the peers of every call, each with the calling AE title it is echoed as); for an
+    archive echoed through its REST API also C(echo_api) (C(dicom_echo_api) without the password, with
+    C(has_password)) and C(drift) (the C(registry) its modality table is compared with, and the C(required) AEs).
   returned: success
   type: dict
 run:
@@ -266,6 +272,7 @@ ARGUMENT_SPEC = dict(
     metrics_mode=dict(type="raw", default="0640"),
     retries=dict(type="raw"),
     retry_delay=dict(type="raw"),
+    fail_on_config_drift=dict(type="raw", default=False),
     connect_timeout=dict(type="raw"),
     acse_timeout=dict(type="raw"),
     dimse_timeout=dict(type="raw"),

@@ -15,7 +15,8 @@ Inventory model (see ``roles/echo_audit/README.md``):
   ``services`` are what the AE must provide as a called AE, ``discover`` a family of SOP classes to
   propose and report without requiring them (checked for syntax only: the controller has no pydicom).
 * per source host: ``dicom_local_aes`` (registry names it speaks as), ``dicom_peers`` and any
-  ``dicom_peers_*`` lists (merged), ``dicom_bind_address``, ``dicom_echo_via``.
+  ``dicom_peers_*`` lists (merged), ``dicom_bind_address``, ``dicom_echo_via``, ``dicom_echo_api`` (an
+  archive echoed through its REST API, see :mod:`audit_archive`).
 * a peer entry is a registry name, ``{name: <registry name>, expect, local_aes, services, discover}`` or
   an inline peer ``{ae_title, host, port, name, expect, local_aes, site, kind, description, tls, services,
   discover}``. A peer entry's ``services`` or ``discover`` replaces the registry entry's for that route;
@@ -32,6 +33,11 @@ from collections.abc import Mapping
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import (
+    EchoApiError,
+    check_echo_api,
+    drift_registry,
+)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     CALL_OPTION_CHECKS,
     TLS_KEYS,
@@ -868,9 +874,28 @@ def resolve_hosts(
         except AuditInventoryError as error:
             problems.append(error)
             echo_via = None
+        echo_api = None
+        if spec.get("dicom_echo_api") is not None:
+            try:
+                echo_api = check_echo_api(spec["dicom_echo_api"])
+            except EchoApiError as error:
+                problems.append(AuditInventoryError(name, "dicom_echo_api", str(error)))
+            for other in ("dicom_echo_via", "dicom_bind_address"):
+                if spec.get(other) not in (None, ""):
+                    problems.append(AuditInventoryError(name, "dicom_echo_api", "and %s exclude each other: an "
+                                                        "archive echoes from its own address, through its API"
+                                                        % other))
         host_errors.extend(problems)
         if result is not None and result.plan is not None and not problems:
             plans[name] = dict(result.plan, echo_via=echo_via)
+            if echo_api is not None:
+                plans[name]["echo_api"] = echo_api
+                # The archive's modality table against the registry: every listening AE is known, the AEs
+                # this archive must reach are required.
+                plans[name]["drift"] = {
+                    "registry": drift_registry(aes),
+                    "required": sorted({peer["name"] for call in result.plan["calls"] for peer in call["peers"]
+                                        if peer.get("expect", "accept") == "accept"})}
     errors.extend(_host_lines(host_errors))
 
     if tls_usable:

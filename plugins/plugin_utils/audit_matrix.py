@@ -1060,7 +1060,8 @@ def build_report(plans: Mapping[str, Any], results: Optional[Mapping[str, Any]],
 
 
 _REPORT_ORDER = ("schema_version", "generated_at", "started_at", "title", "run", "scope", "complete", "partial_reasons",
-                 "sites", "rows", "columns", "cells", "summary", "baseline", "certificates", "standin")
+                 "sites", "rows", "columns", "cells", "summary", "baseline", "certificates", "standin",
+                 "archive_configuration")
 
 
 def is_packed(report: Mapping[str, Any]) -> bool:

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import merge_archive_sections
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     C_COLUMN,
     C_ROW,
@@ -342,6 +343,9 @@ def merge_reports(
                                only_peers=(first_report.get("scope") or {}).get("only_peers"))
     except AuditMatrixError as error:
         raise AuditMergeError(str(error)) from None
+    archives = merge_archive_sections([report.get("archive_configuration") for _source, report, _run, _matrix in parts])
+    if archives is not None:
+        merged["archive_configuration"] = archives
     merged["partial_reasons"] = reasons + merged["partial_reasons"]
     merged["complete"] = not merged["partial_reasons"]
     site_names = {run.get("site") for run in runs}

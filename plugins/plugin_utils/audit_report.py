@@ -36,6 +36,7 @@ from xml.sax.saxutils import escape as xml_escape
 import jinja2
 from jinja2.utils import htmlsafe_json_dumps
 
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import API_TYPES, api_label, difference_text
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     C_COLUMN,
     C_ROW,
@@ -480,9 +481,10 @@ def _matrix_section(ctx: _Report) -> Dict[str, Any]:
             blocks.append({"rows": [], "all_ok": True})
         ok = index not in failing_rows
         blocks[-1]["all_ok"] = blocks[-1]["all_ok"] and ok
+        via = api_label(row.get("echoed_from"))
         blocks[-1]["rows"].append({
             "index": index, "site": site, "ok": ok, "ae_title": row["calling_ae_title"],
-            "source_host": row["source_host"], "cells": cells[index],
+            "source_host": row["source_host"] + (" via %s" % via if via else ""), "cells": cells[index],
             "title": _lines("%s on %s" % (row["calling_ae_title"], row["source_host"]),
                             "site: %s, kind: %s" % (site_names[site], row["kind"] or "-"), row["description"])})
     # The row headers' width, in characters of the page's font (the title attribute has the full text).
@@ -578,6 +580,22 @@ def _certificates_section(ctx: _Report) -> Optional[Dict[str, Any]]:
             "hidden": max(0, len(shown) - ctx.failures_limit)}
 
 
+def _archives_section(ctx: _Report) -> Optional[Dict[str, Any]]:
+    """The "Archive configuration" section (audit_archive.archive_section): each archive echoed through its REST
+    API, its modality table against the registry; None when the run has no such archive."""
+    section = ctx.report.get("archive_configuration")
+    if not section:
+        return None
+    archives = []
+    for entry in section["archives"]:
+        state = ("not read: %s" % entry["error"]) if entry["error"] else (
+            "in sync with the registry" if entry["in_sync"] else "%d difference(s)" % len(entry["differences"]))
+        archives.append(dict(entry, state=state, lines=[dict(difference, text=difference_text(difference))
+                                                        for difference in entry["differences"][:ctx.failures_limit]],
+                             hidden=max(0, len(entry["differences"]) - ctx.failures_limit)))
+    return {"archives": archives, "drifted": section["drifted"]}
+
+
 SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("summary", _summary_section),
     ("standin", _standin_section),
@@ -587,6 +605,7 @@ SECTIONS: Tuple[Tuple[str, Callable[[_Report], Any]], ...] = (
     ("failures", _failures_section),
     ("services", _services_section),
     ("certificates", _certificates_section),
+    ("archives", _archives_section),
     ("matrix", _matrix_section),
 )
 
@@ -624,6 +643,9 @@ def _console(ctx: _Report, limit: int) -> List[str]:
     expiring = [entry for entry in certificates if entry["state"] in ("expired", "fail", "warn")]
     lines.extend("TLS %s %s" % ("EXPIRED" if entry["state"] == "expired" else "EXPIRES", expiry_line(entry))
                  for entry in expiring[:limit])
+    drift = [(entry["source_host"], difference) for entry in (report.get("archive_configuration") or {}).get("archives", ())
+             for difference in entry["differences"]]
+    lines.extend("CONFIG DRIFT %s: %s" % (host, difference_text(difference)) for host, difference in drift[:limit])
     # Checks that did not run for one reason (a host unreachable, pynetdicom missing) are one line per
     # source and calling AE, not one per peer.
     shown: List[List[Any]] = []
@@ -649,7 +671,7 @@ def _console(ctx: _Report, limit: int) -> List[str]:
                 cell["source_host"], cell["calling_ae_title"],
                 peers[0] if len(peers) == 1 else "%d peers (%s)" % (len(peers), named), cell["message"]))
     hidden = max(0, len(shown) - limit) + max(0, len(regressions) - limit) + max(0, len(changed) - limit) \
-        + max(0, len(expiring) - limit)
+        + max(0, len(expiring) - limit) + max(0, len(drift) - limit)
     if hidden:
         lines.append("... %d more line(s) in the reports" % hidden)
     return lines
@@ -834,8 +856,25 @@ def _csv_text(ctx: _Report) -> str:
                               ctx.columns[packed[C_COLUMN]]["name"]), "") if changes else ""
         append("%s,%s,%s,%s,%s,%s,%s,%s,%s,%s" % (row, columns[packed[C_COLUMN]], first, rtt_text, version, started_text,
                                                   last, probe, services, change))
+    lines.extend(_csv_drift_records(ctx))
     lines.append("")
     return "\r\n".join(lines)
+
+
+def _csv_drift_records(ctx: _Report) -> List[str]:
+    """The "Archive configuration" section as CSV records after the cells: outcome ``config_drift``, the archive's
+    host and AE title as the row, the registry AE (or the unknown modality) as the peer, the difference as the
+    message and the field in the phase column; expect and ok say that it is not a check."""
+    records = []
+    for entry in (ctx.report.get("archive_configuration") or {}).get("archives", ()):
+        for difference in entry["differences"]:
+            values: Dict[str, Any] = dict.fromkeys(CSV_HEADER)
+            values.update(source_host=entry["source_host"], calling_ae_title=entry["ae_title"],
+                          peer=difference["name"] or difference["modality"], outcome="config_drift", ok=False,
+                          message=difference_text(difference), phase=difference["kind"],
+                          echoed_from="%s at %s" % (API_TYPES.get(entry["type"], entry["type"]), entry["url"]))
+            records.append(_csv_fields([values[key] for key in CSV_HEADER]))
+    return records
 
 
 # ---------------------------------------------------------------------------------------------- JUnit

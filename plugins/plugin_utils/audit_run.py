@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import archive_section, drift_problems
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import (
     AuditMatrixError,
     baseline_cells,
@@ -159,7 +160,7 @@ def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Di
         errors.append("echo_audit_baseline_scope must be all or run, got %r" % (scope,))
     options["baseline_scope"] = scope
     for name in ("baseline_save", "baseline_save_partial", "journal", "fail_on_unexpected", "fail_on_regression",
-                 "fail_on_change"):
+                 "fail_on_change", "fail_on_config_drift"):
         options[name] = _flag(raw.get(name, False), "echo_audit_" + name, errors)
     report_dir = raw.get("report_dir")
     if not isinstance(report_dir, str) or not report_dir.strip():
@@ -311,8 +312,9 @@ def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], option
     """The packed report of a journal (see audit_matrix.build_packed), with the go-live section when
     ``standin`` is given (see audit_standin.standin_section)."""
     try:
+        results = results_from_journal(list(entries))
         report = build_packed(
-            document["plans"], results_from_journal(list(entries)), generated_at,
+            document["plans"], results, generated_at,
             started_at=document.get("started_at"), title=document.get("title") or options["title"],
             baseline=baseline, baseline_source=options.get("baseline") or None,
             baseline_scope=options["baseline_scope"], only_peers=document.get("only_peers") or None,
@@ -324,12 +326,16 @@ def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], option
         report["run"] = dict(document["identity"])
     if standin:
         report["standin"] = standin_section(matrix_of(report), standin)
+    archives = archive_section(document["plans"], results)
+    if archives is not None:
+        report["archive_configuration"] = archives
     return report
 
 
 def verdict(view: Mapping[str, Any], options: Mapping[str, Any],
             standin: Optional[Mapping[str, Any]] = None,
-            certificates: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+            certificates: Optional[Dict[str, Any]] = None,
+            archives: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     summary = view["summary"]
     counts = view.get("baseline_counts")
     reasons = []
@@ -344,6 +350,10 @@ def verdict(view: Mapping[str, Any], options: Mapping[str, Any],
     if expiring:
         reasons.append("%d TLS certificate(s) expired or expiring within %s day(s)" % (
             len(expiring), certificates["fail_days"]))
+    drifted = drift_problems(archives)
+    if options.get("fail_on_config_drift") and drifted:
+        reasons.append("%d archive(s) whose modality table differs from the registry: %s"
+                       % (len(drifted), ", ".join(drifted)))
     if standin and standin["problems"]:
         reasons.append("%d go-live problem(s) with %s" % (len(standin["problems"]), standin["device"]["name"]))
     return {"failed": bool(reasons), "reasons": reasons}
@@ -450,7 +460,7 @@ def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_d
     if len(lines) == 2 and not notes:
         # All as expected: one line says it and where the reports are.
         lines = ["%s; %s" % tuple(lines)]
-    judged = verdict(view, options, report.get("standin"), report.get("certificates"))
+    judged = verdict(view, options, report.get("standin"), report.get("certificates"), report.get("archive_configuration"))
     if judged["failed"]:
         lines.append("failed because %s" % " and ".join(judged["reasons"]))
     return {

@@ -28,7 +28,7 @@ _TOO_OLD_PYTHON = re.compile(r"SyntaxError: (future feature annotations is not d
 
 
 # Never written to a file on the controller, wherever they appear in a plan or a result.
-SECRET_KEYS = frozenset(("key_password",))
+SECRET_KEYS = frozenset(("key_password", "password"))
 
 
 def without_secrets(value: Any) -> Any:

@@ -283,3 +283,22 @@ def test_the_survey_answer_false_lets_the_job_succeed_and_still_report(built_col
     assert report["summary"]["failed"] >= 1  # CT_B1 is refused by the archive
     assert _stats(job)["artifact_data"]["echo_audit"]["summary"] == report["summary"]
     assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]
+
+
+def test_the_orthanc_api_credential_type_injects_what_the_archive_host_vars_use():
+    """AWX's rules for a custom credential type (awx/main/fields.py: CredentialInputField and
+    CredentialTypeInjectorField): fields with an id, a type and a label; secrets marked; injectors that
+    template only declared fields. The variables it injects are the ones the documentation's host_vars use."""
+    spec = yaml.safe_load((PROJECT / "credential-types" / "orthanc-api.yml").read_text())
+    assert set(spec) == {"inputs", "injectors"}
+    fields = {field["id"]: field for field in spec["inputs"]["fields"]}
+    for field in fields.values():
+        assert field["type"] == "string" and field["label"]
+    assert fields["password"].get("secret") is True and not fields["url"].get("secret")
+    assert set(spec["inputs"]["required"]) == set(fields)
+    injected = spec["injectors"]["extra_vars"]
+    assert set(spec["injectors"]) == {"extra_vars"}
+    assert {value.strip("{} ") for value in injected.values()} == set(fields)
+    readme = (PROJECT / "README.md").read_text()
+    for variable in injected:
+        assert '"{{ %s }}"' % variable in readme

@@ -6,12 +6,18 @@ behave as a PACS team meets them in real life: an archive that only knows regist
 is off, a modality that refuses unknown callers, a slow modality, a site-B archive with an
 allowlist, a router between the sites that takes CT and MR images but not the enhanced CT images the
 new site-B CT sends (its required service is refused), and the site-B archive's storage classes
-discovered from the router. Seven source hosts speak from their own 127.x addresses; one more (an ultrasound
-cart) cannot be reached, so its row must come out ``not_run``.
+discovered from the router. Seven source hosts speak from their own 127.x addresses, where their own AEs
+also listen; one more (an ultrasound cart) cannot be reached, so its row must come out ``not_run``.
+
+The archive is also a source of its own (``pacs-a``): an Orthanc with its REST API enabled (local clients
+only, a user and password), echoed through that API, whose table of remote AEs has one deliberate mistake -
+reading room 1 with a wrong port - so the audit shows the reverse direction failing and the configuration
+drift, while reading room 1 itself echoes the archive fine.
 """
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -42,21 +48,28 @@ ARCHIVE_KNOWN = {"CT_A1": "127.20.1.11", "MR_A1": "127.20.1.12", "WS_A1": "127.2
 QR_B_KNOWN = {"ROUTER_B": "127.20.2.30", "CT_B1": "127.20.2.11", "WS_B1": "127.20.2.21"}
 
 
-def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[str, Any]]]:
-    """Start every AE of the demo hospital and return its processes and registry entries."""
-    procs: List[ManagedProcess] = []
-    aes: Dict[str, Dict[str, Any]] = {}
+# The archive's REST API user (its password is made per run).
+ARCHIVE_API_USER = "dicom-audit"
 
-    def add(name, ae_title, port, site, kind, description, host="127.0.0.1"):
-        aes[name] = {"ae_title": ae_title, "host": host, "port": port, "site": site, "kind": kind,
-                     "description": description}
+
+class Registry(dict):
+    """The registry entries, and ``api``: how the archive's REST API is reached (url, username, password)."""
+
+    api: Dict[str, str] = {}
+
+
+def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[str, Any]]]:
+    """Start every AE of the demo hospital and return its processes and registry entries (a :class:`Registry`)."""
+    procs: List[ManagedProcess] = []
+    aes: Dict[str, Dict[str, Any]] = Registry()
+
+    own_address = {name: address for address, names in SOURCES.values() for name in names}
+
+    def add(name, ae_title, port, site, kind, description, host=None):
+        aes[name] = {"ae_title": ae_title, "host": host or own_address.get(name, "127.0.0.1"), "port": port,
+                     "site": site, "kind": kind, "description": description}
 
     try:
-        proc, archive = orthanc.start_orthanc(workdir, name="pacs-archive", ae_title="PACS_ARCHIVE",
-                                              known_calling=ARCHIVE_KNOWN)
-        procs.append(proc)
-        add("pacs_archive", "PACS_ARCHIVE", archive.port, SITE_A, "archive",
-            "Orthanc archive: only registered callers, each from its registered address")
         proc, qr_b = dcmtk.start_dcmqrscp(workdir, qr_ae="QR_B", callers=QR_B_KNOWN)
         procs.append(proc)
         add("qr_b", "QR_B", qr_b.port, SITE_B, "archive", "DCMTK dcmqrscp: site B short-term archive")
@@ -65,6 +78,7 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
         add("mwl_b", "MWL_B", mwl_b.port, SITE_B, "ris", "DCMTK wlmscpfs: site B worklist")
         proc, ws_a1 = dcmtk.start_storescp(workdir, ae_title="WS_A1", name="ws-a1-storescp")
         procs.append(proc)
+        # storescp listens on every address: reading room 1 is reached at its own.
         add("ws_a1", "WS_A1", ws_a1.port, SITE_A, "workstation", "Reading room 1 (DCMTK storescp)")
         specs = {
             "ris_mwl": ({"behaviour": "no-verification", "ae_title": "RIS_MWL"}, ""),
@@ -79,6 +93,10 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
             "printer_b": ({"behaviour": "accept", "ae_title": "PRINTER_B"}, ""),
             "ws_b1": ({"behaviour": "reject-called", "ae_title": "WS_B1"}, ""),
         }
+        # An AE of a source host listens on that host's address, as in a real network.
+        for name, (spec, _notes) in specs.items():
+            if name in own_address:
+                spec["host"] = own_address[name]
         proc, scps = start_pynetdicom_peers(workdir / "pynetdicom", specs, prefix="demo")
         procs.append(proc)
         add("ris_mwl", "RIS_MWL", scps["ris_mwl"].port, SITE_A, "ris",
@@ -95,6 +113,22 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
         add("printer_b", "PRINTER_B", scps["printer_b"].port, SITE_B, "printer", "Film printer, site B")
         add("ws_b1", "WS_B1", scps["ws_b1"].port, SITE_B, "workstation", "Site B review station")
         add("printer_a", "DRYVIEW_A", closed_port(), SITE_A, "printer", "Film printer, site A: switched off")
+        # The archive's table of remote AEs: every registered caller from its address, with the port it listens
+        # on (where the archive sends to it). One deliberate mistake: reading room 1 with a wrong port.
+        table = {}
+        for ae_title, address in sorted(ARCHIVE_KNOWN.items()):
+            (name,) = [key for key, ae in aes.items() if ae["ae_title"] == ae_title]
+            port = aes[name]["port"] if name != "ws_a1" else closed_port()
+            table[name.replace("_", "-")] = {"AET": ae_title, "Host": address, "Port": port}
+        password = secrets.token_urlsafe(12)
+        proc, archive = orthanc.start_orthanc(
+            workdir, name="pacs-archive", ae_title="PACS_ARCHIVE", known_calling={}, extra_modalities=table,
+            extra_config={"AuthenticationEnabled": True, "RegisteredUsers": {ARCHIVE_API_USER: password}})
+        procs.append(proc)
+        add("pacs_archive", "PACS_ARCHIVE", archive.port, SITE_A, "archive",
+            "Orthanc archive: only registered callers, each from its registered address")
+        aes.api = {"url": "http://127.0.0.1:%d" % archive.extra["http_port"], "username": ARCHIVE_API_USER,
+                   "password": password}
     except Exception:
         stop_all(procs)
         raise
@@ -117,6 +151,7 @@ def write_inventory(directory: Path, aes: Dict[str, Dict[str, Any]], unreachable
                                                    "us-a1": None}},
                     "dicom_workstations": {"hosts": {"ws-a1": None, "ws-a2": None, "ws-b1": None}},
                     "dicom_routers": {"hosts": {"router-b": None}},
+                    "dicom_archives": {"hosts": {"pacs-a": None}} if getattr(aes, "api", None) else {},
                 }},
             },
         }
@@ -152,6 +187,21 @@ def write_inventory(directory: Path, aes: Dict[str, Dict[str, Any]], unreachable
         "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": unreachable_port,
         "ansible_ssh_common_args": "-o ConnectTimeout=3 -o BatchMode=yes",
         "dicom_local_aes": ["us_a1"], "dicom_peers": ["pacs_archive"]}, indent=2))
+    api = getattr(aes, "api", None)
+    if api:
+        # The archive, audited through its REST API: it must reach the reading rooms and the site-A modalities
+        # (C-MOVE destinations). Its credentials sit apart, as an AWX credential or a vault would keep them.
+        archive_vars = host_vars / "pacs-a"
+        archive_vars.mkdir(exist_ok=True)
+        (archive_vars / "main.yml").write_text(json.dumps({
+            "dicom_local_aes": ["pacs_archive"], "dicom_peers": ["ws_a1", "ws_a2", "ct_a1", "mr_a1"],
+            "dicom_echo_api": {"type": "orthanc", "url": "{{ orthanc_api_url }}",
+                               "username": "{{ orthanc_api_username }}", "password": "{{ orthanc_api_password }}"}},
+            indent=2))
+        credentials = archive_vars / "credentials.yml"
+        credentials.write_text(json.dumps({"orthanc_api_url": api["url"], "orthanc_api_username": api["username"],
+                                           "orthanc_api_password": api["password"]}, indent=2))
+        credentials.chmod(0o600)
     aes_with_us = dict(aes)
     aes_with_us["us_a1"] = {"ae_title": "US_A1", "host": "127.0.0.1", "port": unreachable_port,
                             "site": SITE_A, "kind": "modality", "description": "Ultrasound cart (offline)"}

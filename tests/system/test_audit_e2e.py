@@ -67,7 +67,7 @@ def test_every_expected_cell_is_there_once_including_the_unreachable_host(audit)
     report = audit.report
     keys = [(c["source_host"], c["calling_ae_title"], c["peer"]) for c in report["cells"]]
     assert len(keys) == len(set(keys))
-    assert {c["source_host"] for c in report["cells"]} == set(SOURCES) | {"us-a1"}
+    assert {c["source_host"] for c in report["cells"]} == set(SOURCES) | {"us-a1", "pacs-a"}
     unreachable = [c for c in report["cells"] if c["source_host"] == "us-a1"]
     assert unreachable and all(c["outcome"] == "not_run" and not c["ok"] for c in unreachable)
     assert "unreachable" in unreachable[0]["message"]
@@ -93,6 +93,25 @@ def test_every_expected_cell_is_there_once_including_the_unreachable_host(audit)
 def test_cells_show_what_each_real_peer_did(audit, source, called, outcome, ok):
     cell = _cell(audit.report, source, called)
     assert (cell["outcome"], cell["ok"]) == (outcome, ok), cell
+
+
+def test_the_archive_echoes_through_its_rest_api_and_its_table_has_the_wrong_port(audit):
+    """The reverse direction: the archive reaches reading room 2 and the modalities, not reading room 1, whose port
+    it has wrong, although reading room 1 echoes the archive fine; the drift section says why."""
+    cells = {c["called_ae_title"]: c for c in audit.report["cells"] if c["source_host"] == "pacs-a"}
+    assert {title: (c["outcome"], c["ok"]) for title, c in cells.items()} == {
+        "WS_A1": ("refused", False), "WS_A2": ("success", True), "CT_A1": ("success", True), "MR_A1": ("success", True)}
+    assert _cell(audit.report, "ws-a1", "PACS_ARCHIVE")["outcome"] == "success"
+    assert "through modality 'ws-a1'; Orthanc's entry differs from the inventory: port" in cells["WS_A1"]["message"]
+    (archive,) = audit.report["archive_configuration"]["archives"]
+    assert [(d["kind"], d["name"], d["field"]) for d in archive["differences"]] == [("mismatch", "ws_a1", "port")]
+    assert "CONFIG DRIFT pacs-a: ws_a1: port is" in audit.completed.stdout
+    assert "| PACS\\_ARCHIVE (pacs-a via Orthanc REST) |" in (audit.report_dir / "latest.md").read_text()
+    password = (audit.workdir / "inventory" / "host_vars" / "pacs-a" / "credentials.yml").read_text()
+    password = json.loads(password)["orthanc_api_password"]
+    assert password not in audit.completed.stdout + audit.completed.stderr
+    for path in audit.report_dir.iterdir():
+        assert password not in path.read_text(errors="replace"), path
 
 
 def test_the_archive_checks_the_source_address(audit):
@@ -121,7 +140,9 @@ def test_csv_junit_and_markdown_agree_with_the_json(audit):
     cells = audit.report["cells"]
     with open(audit.report_dir / "latest.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == len(cells)
+    # One per cell, then one per difference of the archive's modality table.
+    drift = [row for row in rows if row["outcome"] == "config_drift"]
+    assert len(rows) == len(cells) + len(drift) and len(drift) == 1
     suite = ElementTree.parse(audit.report_dir / "latest.junit.xml").getroot()
     testcases = suite.findall(".//testcase")
     # One per cell, and one per service a route requires.
