@@ -241,8 +241,11 @@ def test_index_lists_runs_newest_first_with_rates_and_a_trend_point_per_run(publ
     assert rows == [published.stamps[2], published.stamps[1]]
     body = text[text.index('<table id="runs">'):]
     assert body.index("66.7 %") < body.index("100.0 %")
-    assert len(page.all("svg")) == 1
-    (polyline,) = page.all("polyline")
+    (trend,) = [svg for svg in page.all("svg") if svg.get("id") == "trend"]
+    history = json.loads((published.root / "history.json").read_text())
+    # Besides the pass-rate chart, a round-trip sparkline per pair of the kept runs, no more.
+    assert len(page.all("svg")) == 1 + len({pair for run in history["runs"] for pair in run["rtt"] or {}})
+    (polyline,) = [line for line in page.all("polyline") if "class" in line]
     points = [tuple(float(v) for v in pair.split(",")) for pair in polyline["points"].split()]
     assert len(points) == 2 and len(page.all("circle")) == 2
     # Oldest on the left; the 100 % run is drawn higher (smaller y) than the 66.7 % one.

@@ -126,10 +126,10 @@ def test_a_peer_reported_during_its_lookup_gets_no_traffic(hostile_factory, monk
     silent.control.reset_counts()
     real_associate_and_echo = echo_engine._associate_and_echo
 
-    def after_the_lookup_deadline(run):
+    def after_the_lookup_deadline(run, *args, **kwargs):
         # Between the lookup's end and the TCP connect: the watchdog reports the lookup as timed out.
         run.done.wait(5.0)
-        real_associate_and_echo(run)
+        real_associate_and_echo(run, *args, **kwargs)
 
     real_result = echo_engine._result
 
