@@ -13,10 +13,8 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import (
-    JournalError,
-    journal_record,
+    keep_in_journal,
     unrunnable_module_message,
-    write_journal,
 )
 
 
@@ -54,13 +52,9 @@ class ActionModule(ActionBase):
         if problem:
             result["msg"] = problem
 
-        if journal and not wrap_async:
+        if not wrap_async:
             loop_var = self._task.loop_control.loop_var if self._task.loop_control else "item"
-            try:
-                write_journal(journal, journal_record(host, echoed_from, task_vars.get(loop_var), result))
-            except (JournalError, OSError, TypeError, ValueError) as exc:
-                # The echo itself happened: report it, and say the journal could not keep it.
-                result.setdefault("warnings", []).append("the echo journal was not written: %s" % exc)
+            keep_in_journal(journal, host, echoed_from, task_vars.get(loop_var), result)
         return result
 
     def _interpreter(self, task_vars):

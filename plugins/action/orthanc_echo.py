@@ -11,11 +11,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import (
-    JournalError,
-    journal_record,
-    write_journal,
-)
+from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller import keep_in_journal
 
 
 class ActionModule(ActionBase):
@@ -39,9 +35,5 @@ class ActionModule(ActionBase):
         # The rows of this source say the echoes went through the archive's API, not a host.
         result["echoed_from"] = "Orthanc REST at %s" % (
             (result.get("orthanc") or {}).get("url") or str(module_args.get("url") or "").rstrip("/"))
-        if journal:
-            try:
-                write_journal(journal, journal_record(host, result["echoed_from"], None, result))
-            except (JournalError, OSError, TypeError, ValueError) as exc:
-                result.setdefault("warnings", []).append("the echo journal was not written: %s" % exc)
+        keep_in_journal(journal, host, result["echoed_from"], None, result)
         return result

@@ -38,6 +38,12 @@ DISCOVER_FAMILIES = ("storage", "query_retrieve", "worklist", "all")
 UID_MAX_LENGTH = 64
 
 
+# The argument spec of a peer's common keys, for the modules that take a peers list; validate_request()
+# checks them instead, so that an error names the entry.
+PEER_ARGUMENT_OPTIONS = dict(ae_title=dict(type="str"), host=dict(type="str"), port=dict(type="raw"),
+                             name=dict(type="str"), expect=dict(type="str"), calling_ae_title=dict(type="str"))
+
+
 class EchoInputError(ValueError):
     """A user mistake in the module's input; the message names the field and the peer."""
 

@@ -723,7 +723,8 @@ from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_dep impo
 from ansible_collections.dicom.network.plugins.module_utils.echo_engine import run_echoes
 from ansible_collections.dicom.network.plugins.module_utils.echo_retry import run_with_retries
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import summarize, summary_message
-from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError, validate_request
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
+    PEER_ARGUMENT_OPTIONS, EchoInputError, validate_request)
 
 
 def main():
@@ -746,13 +747,7 @@ def main():
                 type="list",
                 elements="dict",
                 options=dict(
-                    # Checked by validate_request() instead, whose errors name the entry.
-                    ae_title=dict(type="str"),
-                    host=dict(type="str"),
-                    port=dict(type="raw"),
-                    name=dict(type="str"),
-                    expect=dict(type="str"),
-                    calling_ae_title=dict(type="str"),
+                    PEER_ARGUMENT_OPTIONS,
                     tls=dict(type="dict", options=peer_tls_options),
                     services=dict(type="list", elements="raw"),
                     discover=dict(type="str"),

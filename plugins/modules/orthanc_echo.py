@@ -462,7 +462,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import summarize, summary_message
-from ansible_collections.dicom.network.plugins.module_utils.echo_validation import EchoInputError, validate_request
+from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
+    PEER_ARGUMENT_OPTIONS, EchoInputError, validate_request)
 from ansible_collections.dicom.network.plugins.module_utils.orthanc_rest import (
     OrthancApiError,
     OrthancClient,
@@ -497,16 +498,8 @@ def main():
             peers=dict(
                 type="list",
                 elements="dict",
-                options=dict(
-                    # Checked by validate_request() and split_peers() instead, whose errors name the entry.
-                    ae_title=dict(type="str"),
-                    host=dict(type="str"),
-                    port=dict(type="raw"),
-                    name=dict(type="str"),
-                    expect=dict(type="str"),
-                    calling_ae_title=dict(type="str"),
-                    modality=dict(type="str"),
-                ),
+                # Checked by validate_request() and split_peers() instead, whose errors name the entry.
+                options=dict(PEER_ARGUMENT_OPTIONS, modality=dict(type="str")),
             ),
             registry=dict(type="dict"),
             registry_required=dict(type="list", elements="str"),

@@ -74,3 +74,14 @@ def write_journal(path: str, record: Mapping[str, Any]) -> None:
     # No fsync: the journal outlives an interrupted play (the page cache survives the process), and
     # an fsync per echo call would slow every host's echo task.
     atomic_write(path, json.dumps(record, default=str).encode("utf-8"), JOURNAL_MODE, sync=False)
+
+
+def keep_in_journal(journal: Optional[str], host: str, echoed_from: str, item: Any, result: Dict[str, Any]) -> None:
+    """Write the call's journal entry (an echo action's ``journal`` option); when it cannot be written, the
+    echo itself still happened: the result says so in a warning instead of failing."""
+    if not journal:
+        return
+    try:
+        write_journal(journal, journal_record(host, echoed_from, item, result))
+    except (JournalError, OSError, TypeError, ValueError) as exc:
+        result.setdefault("warnings", []).append("the echo journal was not written: %s" % exc)
