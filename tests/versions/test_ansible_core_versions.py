@@ -189,7 +189,8 @@ def first_sources(unreachable_port: int) -> Dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ normalising
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?")
-RUN_STAMP = re.compile(r"\d{8}T\d{6}(?:\.\d+)?Z(?:-\d+)?")
+# A run's stamp, with the -2, -3 of a second run in the same second, or the random tail of a run id.
+RUN_STAMP = re.compile(r"\d{8}T\d{6}(?:\.\d+)?Z(?:-[0-9a-f]{6}(?![0-9a-z])|-\d+)?")
 # Numbers that are measured, not decided: "12.3 ms", "0.012 s", JUnit's time="0.012000".
 MEASURED = re.compile(r"\b\d+\.\d+(?=\s?(?:ms|s)\b)")
 # The round-trip times of a JUnit case or a Markdown cell, "rtt: 3.4 / 3.6 / 4.1 ms" (min / avg / max).
