@@ -14,6 +14,7 @@ results. The engine does the negotiation; pydicom and pynetdicom name the SOP cl
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -54,6 +55,7 @@ def default_transfer_syntaxes() -> Tuple[str, ...]:
     return (str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian))
 
 
+@functools.lru_cache(maxsize=None)
 def _known_sop_classes() -> Dict[str, str]:
     # pynetdicom's names and pydicom's, where they differ (ModalityWorklistInformationFind and
     # ModalityWorklistInformationModelFind): users copy either.
@@ -63,6 +65,7 @@ def _known_sop_classes() -> Dict[str, str]:
     return known
 
 
+@functools.lru_cache(maxsize=None)
 def _known_transfer_syntaxes() -> Dict[str, str]:
     return {name: str(value) for name, value in vars(pydicom_uid).items()
             if isinstance(value, UID) and value.type == "Transfer Syntax" and value.keyword == name}

@@ -230,7 +230,7 @@ def _check_timeout(value: Any, where: str) -> float:
 
 
 def _check_retry_delay(value: Any) -> float:
-    if value in (0, 0.0):
+    if not isinstance(value, bool) and value in (0, 0.0):
         return 0.0
     seconds = _check_timeout(value, "retry_delay")
     if seconds > MAX_RETRY_DELAY_S:

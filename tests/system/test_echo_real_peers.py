@@ -269,7 +269,7 @@ def test_a_peer_at_its_association_limit_does_not_meet_reject(tmp_path):
     """A real pynetdicom SCP whose one allowed association is held by DCMTK's echoscu turns every other
     caller away (rejected-transient, service-provider, local-limit-exceeded): that is the peer being busy,
     not a refusal of this caller, so ``expect: reject`` must not count it as proof."""
-    with _busy_peer(tmp_path, 20, ["-to", "30", "-td", "30"]) as peer:
+    with _busy_peer(tmp_path, 20, ["-to", "30", "-td", "30"]) as (peer, holder):
         time.sleep(0.5)  # echoscu's association reaches the slow C-ECHO handler
         rejected, accepted = echo([peer_entry(peer, expect="reject", name="must_refuse"),
                                    peer_entry(peer, name="must_accept")], parallel=1)
@@ -280,6 +280,7 @@ def test_a_peer_at_its_association_limit_does_not_meet_reject(tmp_path):
             assert result["ok"] is False
             assert "the peer is busy (its association limit or load), which is no decision about this caller" \
                 in result["message"]
+        assert holder.poll() is None
 
 
 @contextlib.contextmanager
@@ -300,8 +301,7 @@ def _busy_peer(tmp_path, delay, echoscu_options=()):
         while peer.counter() < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert peer.counter() == 1
-        yield peer
-        assert holder.poll() is None or delay < 10
+        yield peer, holder
     finally:
         holder.kill()
         holder.wait(10)
@@ -594,7 +594,7 @@ def test_a_busy_peer_is_echoed_again_and_the_result_says_ok_after_retry(tmp_path
     for 2 s rejects us (local-limit-exceeded); 2.5 s later it is free and the retry succeeds. The peer that
     must be blocked (a closed port) is as expected at once and never retried."""
     from tests.peers.base import closed_port
-    with _busy_peer(tmp_path, 2) as peer:
+    with _busy_peer(tmp_path, 2) as (peer, _holder):
         started = time.monotonic()
         done = run_module({"peers": [peer_entry(peer, name="busy"),
                                      {"name": "firewalled", "ae_title": "X", "host": "127.0.0.1", "port": closed_port(),
