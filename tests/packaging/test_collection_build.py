@@ -2,11 +2,13 @@
 the demo audit runs from the installed copy alone."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import PurePosixPath
 
 import pytest
@@ -20,6 +22,65 @@ FORBIDDEN_DIRS = {".git", ".venv", "venv", ".pytest_cache", ".hypothesis", "__py
 # ... and paths from the collection root.
 FORBIDDEN_PREFIXES = ("tests/output", "demo-output", "reports", "examples/execution-environment/context")
 FORBIDDEN_SUFFIXES = (".pyc", ".tar.gz", ".retry")
+
+
+# What an installed collection holds, and nothing more: every tarball member matches one of these
+# (a * stays inside one path segment, ** spans any number of them). What is left out on purpose, through
+# galaxy.yml build_ignore: tests/ (the test suites, the hostile-peer servers), docs/development.md and
+# docs/hardening.md (how the project is built and tested), changelogs/fragments, benchmarks/, scripts/,
+# the dev requirement and constraint files, .ci/ and the linters' settings.
+ALLOWED = (
+    "MANIFEST.json", "FILES.json",  # written by ansible-galaxy
+    "README.md", "LICENSE", "CHANGELOG.rst", "requirements.txt",
+    "changelogs/changelog.yaml", "changelogs/config.yaml",
+    "meta/runtime.yml", "meta/execution-environment.yml",
+    "plugins/*/*.py",
+    "roles/*/README.md", "roles/*/defaults/*.yml", "roles/*/meta/*.yml", "roles/*/tasks/*.yml",
+    "roles/*/vars/*.yml", "roles/*/handlers/*.yml", "roles/*/templates/*.j2",
+    "playbooks/*.yml",
+    "examples/**/*.yml", "examples/**/*.json", "examples/**/*.md",
+    "inventory.example/README.md", "inventory.example/**/*.yml",
+    # the docsite (antsibull-docs): links, extra docs and their pages
+    "docs/docsite/*.yml", "docs/docsite/rst/*.rst",
+)
+# Members that must be there whatever else changes. CHANGELOG.rst is required through the check that
+# every allowlisted checkout file is packed, once the release has written it.
+REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "requirements.txt", "meta/runtime.yml",
+            "meta/execution-environment.yml", "changelogs/changelog.yaml", "changelogs/config.yaml",
+            "playbooks/audit.yml", "roles/echo_audit/README.md", "roles/echo_venv/README.md",
+            "roles/echo_audit/meta/argument_specs.yml", "plugins/modules/echo.py")
+GENERATED = {"MANIFEST.json", "FILES.json"}
+
+
+def _segments_match(parts, pattern, prefix=False):
+    """fnmatch per path segment; ``**`` is any number of segments. With ``prefix``: could a path
+    matching ``pattern`` lie under ``parts`` (which is then a directory)?"""
+    if not parts:
+        return prefix or all(p == "**" for p in pattern)
+    if not pattern:
+        return False
+    if pattern[0] == "**":
+        return _segments_match(parts, pattern[1:], prefix) or _segments_match(parts[1:], pattern, prefix)
+    return fnmatch.fnmatchcase(parts[0], pattern[0]) and _segments_match(parts[1:], pattern[1:], prefix)
+
+
+def allowed(name, patterns, directory=False):
+    parts = PurePosixPath(name).parts
+    return any(_segments_match(parts, PurePosixPath(pattern).parts, prefix=directory) for pattern in patterns)
+
+
+def not_allowed(files, directories=()):
+    """Files matched by no ALLOWED pattern, and directories in which no allowed file could be."""
+    return ([name for name in files if not allowed(name, ALLOWED)]
+            + [name for name in directories if not allowed(name, ALLOWED, directory=True)])
+
+
+def tar_entries(tarball):
+    """The regular files and the directories of a tarball (anything else is neither)."""
+    with tarfile.open(tarball) as archive:
+        members = archive.getmembers()
+    return ([m.name for m in members if m.isfile()], [m.name.rstrip("/") for m in members if m.isdir()],
+            [m.name for m in members if not m.isfile() and not m.isdir()])
 
 
 def forbidden(members):
@@ -40,22 +101,47 @@ def project_files():
     return sorted(name for name in listed if name and (REPO_ROOT / name).is_file())
 
 
-def test_the_tarball_holds_every_content_file_and_no_local_state(built_collection):
-    members = set(built_collection.members)
+def test_the_tarball_holds_the_allowlist_exactly(built_collection):
+    members = built_collection.members
+    files, directories, others = tar_entries(built_collection.tarball)
     assert not forbidden(members)
-    assert {"MANIFEST.json", "FILES.json", "README.md", "requirements.txt", "meta/runtime.yml",
-            "meta/execution-environment.yml", "roles/echo_audit/README.md"} <= members
-    # Everything users run or copy, as the checkout has it now (new files too), nothing more or less.
-    content = ("plugins/", "roles/", "playbooks/", "meta/", "examples/")
-    wanted = {name for name in project_files() if name.startswith(content) and not forbidden([name])}
-    packed = {name for name in members if name.startswith(content) and not name.endswith("/")
-              and not (REPO_ROOT / name).is_dir()}
-    assert wanted - packed == set(), "content files missing from the tarball"
-    assert packed - wanted == set(), "files in the tarball that are not part of the project"
+    assert others == [], "links or special files in the tarball"
+    assert not_allowed(files, directories) == [], "in the tarball but not in ALLOWED (allow it, or build_ignore it)"
+    assert [name for name in REQUIRED if name not in files] == [], "required files missing from the tarball"
+    # Every allowlisted file of the checkout, as it is now (new files too), is packed, and nothing else is.
+    packed = set(files) - GENERATED
+    wanted = {name for name in project_files() if allowed(name, ALLOWED) and not forbidden([name])}
+    assert sorted(wanted - packed) == [], "allowlisted checkout files missing from the tarball"
+    assert sorted(packed - wanted) == [], "files in the tarball that are not part of the project"
     manifest = json.loads((built_collection.installed / "MANIFEST.json").read_text())["collection_info"]
     galaxy = galaxy_metadata()
     for key in ("namespace", "name", "version", "tags", "license", "description", "authors"):
         assert manifest[key] == galaxy[key], key
+
+
+def test_the_licence_is_the_full_gpl_3_text_galaxy_yml_names():
+    assert galaxy_metadata()["license"] == ["GPL-3.0-or-later"]
+    text = (REPO_ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007")
+    assert "END OF TERMS AND CONDITIONS" in text and "How to Apply These Terms to Your New Programs" in text
+
+
+@pytest.mark.parametrize("name, directory, ok", [
+    ("plugins/modules/echo.py", False, True), ("plugins", True, True), ("docs", True, True),
+    ("docs/docsite/rst", True, True), ("docs/docsite/rst/inventory.rst", False, True),
+    ("examples/awx-project/collections/requirements.yml", False, True),
+    ("inventory.example/group_vars/all/dicom_aes.yml", False, True),
+    ("tests", True, False), ("tests/peers/hostile.py", False, False), ("docs/development.md", False, False),
+    ("plugins/modules/echo.py.orig", False, False), ("plugins/modules/sub/echo.py", False, False),
+    ("plugins/modules", False, False), ("roles/x/files/a.sh", False, False), ("roles/x/files", True, False),
+    ("changelogs/fragments/a.yml", False, False), ("changelogs/fragments", True, False),
+    ("scripts/demo", False, False), ("requirements-dev.txt", False, False),
+])
+def test_the_allowlist_matches_by_path_segment(name, directory, ok):
+    """A pattern's * stays in its path segment, ** spans any number of them; a directory is allowed
+    when an allowed file could be in it."""
+    files, directories = ([], [name]) if directory else ([name], [])
+    assert (not_allowed(files, directories) == []) is ok
 
 
 def test_build_ignore_keeps_every_kind_of_local_state_out(tmp_path):
@@ -70,12 +156,15 @@ def test_build_ignore_keeps_every_kind_of_local_state_out(tmp_path):
             "reports/latest.json", "plugins/filter/__pycache__/echo_matrix.cpython-311.pyc",
             "roles/echo_audit/stray.pyc", "dicom-network-0.0.1.tar.gz",
             "examples/execution-environment/dicom-network-0.1.0.tar.gz",
-            "examples/execution-environment/context/Containerfile", "playbooks/audit.retry"]
+            "examples/execution-environment/context/Containerfile", "playbooks/audit.retry",
+            "changelogs/.plugin-cache.yaml"]
     for name in junk:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text("local state\n")
-    members = tar_members(build_collection(source, tmp_path / "dist"))
+    tarball = build_collection(source, tmp_path / "dist")
+    members = tar_members(tarball)
     assert forbidden(members) == []
+    assert not_allowed(*tar_entries(tarball)[:2]) == []
     assert "playbooks/audit.yml" in members  # the build did pack the content
 
 
