@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: echo_publish_history
 short_description: Merge an echo audit run into the publish history and decide which old runs to delete
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - dicom.network contributors
 description:

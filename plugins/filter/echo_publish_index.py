@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: echo_publish_index
 short_description: What the index page of published echo audit runs shows
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - dicom.network contributors
 description:

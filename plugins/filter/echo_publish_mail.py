@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: echo_publish_mail
 short_description: Check the e-mail settings of the echo audit and compose the run's message
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - dicom.network contributors
 description:
