@@ -129,7 +129,7 @@ def start_network(workdir: Path) -> Tuple[List[ManagedProcess], Dict[str, Dict[s
             "Orthanc archive: only registered callers, each from its registered address")
         aes.api = {"url": "http://127.0.0.1:%d" % archive.extra["http_port"], "username": ARCHIVE_API_USER,
                    "password": password}
-    except Exception:
+    except BaseException:  # Ctrl-C too: stop the peers already started
         stop_all(procs)
         raise
     return procs, aes
