@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared setup for scripts/test and scripts/demo: sourced, never executed. scripts/demo asks
-# for the "demo" part only (see dicom_network_setup).
+# Shared setup for scripts/test, scripts/demo and scripts/build-docsite: sourced, never executed.
+# scripts/demo asks for the "demo" part only, scripts/build-docsite for "docs" (see dicom_network_setup).
 #
 # Brings a fresh Debian 12 machine (root, PyPI + Debian's apt reachable, nothing else)
 # to the state the tests need, and does nothing that is already done:
@@ -339,11 +339,14 @@ PY
     fi
 }
 
-# dicom_network_setup demo|test: "demo" sets up only what scripts/demo needs (its apt packages and
-# .venv); "test" everything, as the Python 3.9 venv, the wheelhouse and community.general serve tests alone.
+# dicom_network_setup demo|docs|test: "demo" sets up only what scripts/demo needs (its apt packages and
+# .venv); "docs" only .venv (scripts/build-docsite: antsibull-docs and Sphinx need no apt package); "test"
+# everything, as the Python 3.9 venv, the wheelhouse and community.general serve tests alone.
 dicom_network_setup() {
     if [[ "${1:-}" == demo ]]; then
         _setup_apt "${APT_PACKAGES_DEMO[@]}"
+        _setup_venv
+    elif [[ "${1:-}" == docs ]]; then
         _setup_venv
     else
         _setup_apt "${APT_PACKAGES[@]}"
