@@ -76,7 +76,7 @@ options:
         description:
           - The called AE title of the peer. Required.
           - This and the other peer keys are checked by the module itself, so that an error names the
-            entry (index and name), for example C(peers[3] (printer).port must be between 1 and 65535).
+            entry (index and name), for example "peers[3] (printer).port must be between 1 and 65535".
         type: str
       host:
         description: Host name, IPv4 or IPv6 address of the peer. Required.

@@ -344,7 +344,7 @@ associations:
     ended:
       description:
         - How the connection ended - V(released), V(aborted or closed by the caller), V(idle) (no A-ASSOCIATE-RQ
-          within O(idle_timeout)), V(connection closed), or V(aborted by the listener (its time was up)).
+          within O(idle_timeout)), V(connection closed), or "aborted by the listener (its time was up)".
       type: str
       returned: always
       sample: released
