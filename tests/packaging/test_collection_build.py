@@ -43,10 +43,9 @@ ALLOWED = (
     # the docsite (antsibull-docs): links, extra docs and their pages
     "docs/docsite/*.yml", "docs/docsite/rst/*.rst",
 )
-# Members that must be there whatever else changes. CHANGELOG.rst is required through the check that
-# every allowlisted checkout file is packed, once the release has written it.
-REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "requirements.txt", "meta/runtime.yml",
-            "meta/execution-environment.yml", "changelogs/changelog.yaml", "changelogs/config.yaml",
+# Members that must be there whatever else changes.
+REQUIRED = ("MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.rst", "requirements.txt",
+            "meta/runtime.yml", "meta/execution-environment.yml", "changelogs/changelog.yaml", "changelogs/config.yaml",
             "playbooks/audit.yml", "roles/echo_audit/README.md", "roles/echo_venv/README.md",
             "roles/echo_audit/meta/argument_specs.yml", "plugins/modules/echo.py")
 GENERATED = {"MANIFEST.json", "FILES.json"}
