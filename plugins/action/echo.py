@@ -18,17 +18,12 @@ from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller impo
 )
 
 
-class ActionModule(ActionBase):
+class EchoFromTarget:
+    """The echo step of an ActionBase: also used by dicom.network.echo_audit_source, for the audit's hosts."""
 
-    _supports_check_mode = True
-    _supports_async = True
-
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        del tmp
-
-        module_args = dict(self._task.args)
+    def echo_from_target(self, result, module_args, task_vars):
+        """``result`` (ActionBase.run's) merged with dicom.network.echo's on the target (or delegate)."""
+        module_args = dict(module_args)
         # A controller path: the module on the target has no use for it.
         journal = module_args.pop("journal", None)
         wrap_async = self._task.async_val and not self._connection.has_native_async
@@ -36,8 +31,8 @@ class ActionModule(ActionBase):
         # With delegate_to the module ran on the delegate: the matrix row must say so.
         echoed_from = self._task.delegate_to or host
         try:
-            result = merge_hash(result, self._execute_module(module_args=module_args, task_vars=task_vars,
-                                                             wrap_async=wrap_async))
+            result = merge_hash(result, self._execute_module(module_name="dicom.network.echo", module_args=module_args,
+                                                             task_vars=task_vars, wrap_async=wrap_async))
         except AnsibleConnectionFailure as exc:
             # Unreachable, as ansible-core would report it, but saying which host could not be
             # reached (a probe, with delegate_to) and kept in the journal like any other answer.
@@ -64,3 +59,15 @@ class ActionModule(ActionBase):
             return str(self._templar.template(value)) if value else None
         except Exception:  # pylint: disable=broad-except  # a message detail must never fail the task
             return None
+
+
+class ActionModule(EchoFromTarget, ActionBase):
+
+    _supports_check_mode = True
+    _supports_async = True
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+        return self.echo_from_target(result, self._task.args, task_vars)

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.dicom.network.plugins.modules.echo_audit_plan import ARGUMENT_SPEC
-from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import api_peers
-from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import resolve_hosts
+from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import echo_peers, resolve_hosts
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import registry_digests, run_identity
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_standin import standin_plan
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_run import (
@@ -116,11 +115,7 @@ class ActionModule(ActionBase):
                              error.strerror or error))
             return result
         for plan in plans.values():
-            # One module call per host: each peer carries the calling AE title it is echoed as.
-            plan["echo_peers"] = [dict(peer, calling_ae_title=call["calling_ae_title"])
-                                  for call in plan["calls"] for peer in call["peers"]]
-            if plan.get("echo_api"):
-                plan["echo_peers"] = api_peers(plan["echo_peers"])
+            plan["echo_peers"] = echo_peers(plan)
         if earlier:
             names = ", ".join(os.path.basename(path) for path in earlier)
             result["warnings"] = ["%d interrupted audit run(s) left a journal in %s (%s): unless an audit is still "

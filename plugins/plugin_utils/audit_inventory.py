@@ -35,6 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import EXPECTATIONS
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_archive import (
     EchoApiError,
+    api_peers,
     check_echo_api,
     drift_registry,
 )
@@ -806,6 +807,13 @@ def _unmatched_lines(tokens: Sequence[str], resolved: Mapping[str, _Resolved], m
         lines.append("%s: %s is not a peer (registry name or AE title) of any host in this play%s"
                      % (ONLY_VARIABLE, token, " (did you mean %s?)" % ", ".join(close) if close else ""))
     return lines
+
+
+def echo_peers(plan: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The peers of a host's one module call: each carries the calling AE title it is echoed as; an archive's
+    only what its REST API can echo."""
+    peers = [dict(peer, calling_ae_title=call["calling_ae_title"]) for call in plan["calls"] for peer in call["peers"]]
+    return api_peers(peers) if plan.get("echo_api") else peers
 
 
 def resolve_hosts(

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) dicom.network contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller-side helpers of the dicom.network.echo action plugin, free of Ansible imports.
+"""Controller-side helpers of the echo action plugins (dicom.network.echo, orthanc_echo and the audit's
+echo_audit_source), free of Ansible imports.
 
 The journal is what lets a play that is interrupted (Ctrl-C, a cancelled AWX job, a killed
 controller) still produce a report with every planned check: each echo call's result is written
@@ -14,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import atomic_write
 
@@ -85,3 +86,32 @@ def keep_in_journal(journal: Optional[str], host: str, echoed_from: str, item: A
         write_journal(journal, journal_record(host, echoed_from, item, result))
     except (JournalError, OSError, TypeError, ValueError) as exc:
         result.setdefault("warnings", []).append("the echo journal was not written: %s" % exc)
+
+
+# The role's echo options (echo_audit_<name>) that dicom.network.echo takes under the same name, when set.
+_AUDIT_ECHO_OPTIONS = ("connect_timeout", "acse_timeout", "dimse_timeout", "parallel", "count", "max_pdu", "tls",
+                       "retries", "retry_delay", "debug")
+
+
+def audit_echo_call(plan: Mapping[str, Any], options: Mapping[str, Any], journal: str,
+                    api_password: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
+    """The module that echoes one source host's peers in an audit, and its arguments: an archive
+    (``echo_api`` in its plan) echoes through its REST API from the controller, with its modality table
+    compared with the registry on the way; any other host runs dicom.network.echo. The report step judges
+    the whole matrix, so neither module fails on what it finds. An unset option (None or empty) is left out,
+    so that the module's default applies."""
+    api = plan.get("echo_api")
+    if api is not None:
+        module = "dicom.network.orthanc_echo"
+        call = {"url": api["url"], "validate_certs": api["validate_certs"], "peers": plan["echo_peers"],
+                "registry": plan["drift"]["registry"], "registry_required": plan["drift"]["required"]}
+        optional = {"username": api.get("username"), "ca_path": api.get("ca_path"), "timeout": options.get("api_timeout"),
+                    "password": api_password if api.get("has_password") else None}
+    else:
+        module = "dicom.network.echo"
+        # Each peer carries the calling AE title it is echoed as; the module wants one for the peers without.
+        call = {"calling_ae_title": plan["calls"][0]["calling_ae_title"], "peers": plan["echo_peers"]}
+        optional = dict({name: options.get(name) for name in _AUDIT_ECHO_OPTIONS}, bind_address=plan.get("bind_address"))
+    call.update((name, value) for name, value in optional.items() if value is not None and value != "")
+    call.update(fail_on="never", journal=journal)
+    return module, call
