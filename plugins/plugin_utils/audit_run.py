@@ -34,6 +34,7 @@ from ansible_collections.dicom.network.plugins.plugin_utils.audit_matrix import 
     build_packed,
     matrix_of,
     parse_report,
+    paused_gc,
     results_from_journal,
 )
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_merge import (
@@ -274,7 +275,7 @@ def start_journal(options: Mapping[str, Any], run: Mapping[str, Any], plans: Map
 def read_journal(directory: str) -> Tuple[Dict[str, Any], List[Any]]:
     """A journal's plan document and its echo records, in the order they were written."""
     try:
-        with open(os.path.join(directory, PLAN_FILE), encoding="utf-8") as stream:
+        with open(os.path.join(directory, PLAN_FILE), encoding="utf-8") as stream, paused_gc():
             document = json.load(stream)
     except FileNotFoundError:
         raise AuditRunError("%s has no %s: that audit stopped before its plan was written, so it echoed nothing; "
@@ -394,9 +395,12 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
     baseline_text, problems = (None, []) if interrupted else read_baseline(options)
     if problems:
         raise AuditRunError(problems[0])
-    report = build_run_report(document, entries, options, generated_at, baseline_text, setup_failures, interrupted,
-                              standin)
-    return conclude_run(report, options, templates_dir, generated_at, baseline_text, check_mode, interrupted, name)
+    # The journal's results and the reports are hundreds of thousands of objects without cycles: without the
+    # collector's passes over them the step takes 0.2 s less at 300 x 300.
+    with paused_gc():
+        report = build_run_report(document, entries, options, generated_at, baseline_text, setup_failures, interrupted,
+                                  standin)
+        return conclude_run(report, options, templates_dir, generated_at, baseline_text, check_mode, interrupted, name)
 
 
 def merge_run(patterns: Any, options: Mapping[str, Any], templates_dir: str, check_mode: bool = False,
