@@ -179,8 +179,8 @@ def check_options(raw: Mapping[str, Any], cwd: Optional[str] = None) -> Tuple[Di
     return options, errors
 
 
-def read_baseline(options: Mapping[str, Any]) -> Tuple[Optional[str], List[str]]:
-    """The baseline's text (None when there is none yet) and what is wrong with it."""
+def read_baseline(options: Mapping[str, Any]) -> Tuple[Any, List[str]]:
+    """The baseline report, parsed (None when there is none yet), and what is wrong with it."""
     path = options["baseline"]
     if not path:
         return None, []
@@ -200,10 +200,11 @@ def read_baseline(options: Mapping[str, Any]) -> Tuple[Optional[str], List[str]]
         return None, ["echo_audit_baseline: %s is empty, not a report of dicom.network.echo_audit (a copy that "
                       "failed, or a full disk?): %s" % (path, fix)]
     try:
-        baseline_cells(parse_report(text, path), path)
+        report = parse_report(text, path)
+        baseline_cells(report, path)
     except AuditMatrixError as error:
         return None, ["echo_audit_baseline: %s; %s" % (error, fix)]
-    return text, []
+    return report, []
 
 
 def report_paths(options: Mapping[str, Any], name: str) -> Dict[str, str]:
@@ -307,7 +308,7 @@ def _free_name(options: Mapping[str, Any], stamp: str) -> str:
 
 
 def build_run_report(document: Mapping[str, Any], entries: Sequence[Any], options: Mapping[str, Any],
-                     generated_at: str, baseline: Optional[str] = None,
+                     generated_at: str, baseline: Any = None,
                      setup_failures: Optional[Mapping[str, Any]] = None,
                      interrupted: Optional[str] = None, standin: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The packed report of a journal (see audit_matrix.build_packed), with the go-live section when
@@ -392,15 +393,15 @@ def report_run(document: Mapping[str, Any], entries: Sequence[Any], options: Map
                standin: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Build, write and judge one run's reports; what the report action returns, without Ansible's keys."""
     generated_at = utc_now()
-    baseline_text, problems = (None, []) if interrupted else read_baseline(options)
+    baseline, problems = (None, []) if interrupted else read_baseline(options)
     if problems:
         raise AuditRunError(problems[0])
     # The journal's results and the reports are hundreds of thousands of objects without cycles: without the
     # collector's passes over them the step takes 0.2 s less at 300 x 300.
     with paused_gc():
-        report = build_run_report(document, entries, options, generated_at, baseline_text, setup_failures, interrupted,
+        report = build_run_report(document, entries, options, generated_at, baseline, setup_failures, interrupted,
                                   standin)
-        return conclude_run(report, options, templates_dir, generated_at, baseline_text, check_mode, interrupted, name)
+        return conclude_run(report, options, templates_dir, generated_at, baseline, check_mode, interrupted, name)
 
 
 def merge_run(patterns: Any, options: Mapping[str, Any], templates_dir: str, check_mode: bool = False,
@@ -409,13 +410,13 @@ def merge_run(patterns: Any, options: Mapping[str, Any], templates_dir: str, che
     """Merge the reports of one run's slices or sites (paths or globs), then write and judge the merged reports
     as :func:`report_run` does one run's."""
     generated_at = utc_now()
-    baseline_text, problems = read_baseline(options)
+    baseline, problems = read_baseline(options)
     if problems:
         raise AuditRunError(problems[0])
     try:
         reports, notes = select_run(read_reports(patterns, cwd), run_id)
         report = merge_reports(reports, generated_at, planned_slices=slices,
-                               planned_sites=sites, planned_hosts=hosts, baseline=baseline_text,
+                               planned_sites=sites, planned_hosts=hosts, baseline=baseline,
                                baseline_source=options.get("baseline") or None, baseline_scope=options["baseline_scope"])
     except AuditMergeError as error:
         raise AuditRunError("the reports cannot be merged: %s" % error) from None
@@ -423,11 +424,11 @@ def merge_run(patterns: Any, options: Mapping[str, Any], templates_dir: str, che
     notes = ["merged %d report(s) of run %s: %s" % (len(merged["parts"]), merged["id"],
                                                     ", ".join(part["label"] for part in merged["parts"]))] \
         + notes + merged["notes"]
-    return conclude_run(report, options, templates_dir, generated_at, baseline_text, check_mode, notes=notes)
+    return conclude_run(report, options, templates_dir, generated_at, baseline, check_mode, notes=notes)
 
 
 def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_dir: str, generated_at: str,
-                 baseline_text: Optional[str], check_mode: bool = False, interrupted: Optional[str] = None,
+                 baseline: Any, check_mode: bool = False, interrupted: Optional[str] = None,
                  name: Optional[str] = None, notes: Sequence[str] = ()) -> Dict[str, Any]:
     """Write and judge a built report (of one run, or merged): the console lines, baseline and latest.* rules."""
     # The TLS certificates the checks saw, rated against this run's expiry days (a merged run's too).
@@ -450,7 +451,7 @@ def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_d
                          "to save a partial run." % (options["baseline_save_path"], "; ".join(partial)))
         else:
             baseline_path = options["baseline_save_path"]
-            if baseline_text is None:
+            if baseline is None:
                 notes.append("No baseline yet at %s: this run is saved as the baseline for the next runs." % baseline_path)
     if protected:
         notes.append("latest.* kept as it was: it is the baseline (%s) and this run is partial (%s). Set "
