@@ -284,7 +284,7 @@ def _service(entry: Any) -> Optional[Tuple[Any, ...]]:
 
 def pack_services(value: Any) -> Tuple[Tuple[Any, ...], ...]:
     """A cell's or result's ``services`` list as a variant holds it."""
-    if not isinstance(value, (list, tuple)):
+    if not value or not isinstance(value, (list, tuple)):
         return ()
     return tuple(service for service in map(_service, value) if service is not None)
 

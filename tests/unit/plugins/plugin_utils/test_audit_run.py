@@ -89,6 +89,28 @@ def test_the_journal_never_holds_a_secret(tmp_path):
     assert peer["tls"]["key_password"] == "********" and len(entries) == 2
 
 
+def test_the_plan_file_holds_each_ae_once_and_reads_as_the_plans(tmp_path):
+    the_plans = plans()
+    directory = start_journal(options(tmp_path), {"started_at": "2026-12-07T10:00:00Z"}, the_plans, check_mode=False)
+    written = json.loads(Path(directory, "plan.json").read_text())
+    # pacs is a peer of both hosts and ws1 a row of one and a peer of the other: each is written once.
+    assert sorted(entry["name"] for entry in written["aes"]) == ["pacs", "scu", "ws1"]
+    assert all(isinstance(index, int) for plan in written["plans"].values() for index in plan["aes"].values())
+    document, _entries = read_journal(directory)
+    assert {host: plan["aes"] for host, plan in document["plans"].items()} == \
+        {host: plan["aes"] for host, plan in the_plans.items()}
+    # The journal of an interrupted run of 0.1.0 has every plan's AEs inline: recover reads it as it was.
+    del written["aes"]
+    for host, plan in written["plans"].items():
+        plan["aes"] = the_plans[host]["aes"]
+    Path(directory, "plan.json").write_text(json.dumps(written))
+    assert read_journal(directory)[0]["plans"] == written["plans"]
+    broken = dict(written, aes=[], plans={host: dict(plan, aes={"pacs": 5}) for host, plan in written["plans"].items()})
+    Path(directory, "plan.json").write_text(json.dumps(broken))
+    with pytest.raises(AuditRunError, match="plan.json is not the plan of a dicom.network audit"):
+        read_journal(directory)
+
+
 def test_without_journal_the_plan_goes_to_a_temporary_directory(tmp_path):
     opts = options(tmp_path, journal=False)
     directory = start_journal(opts, {"started_at": "2026-12-07T10:00:00Z"}, plans(), check_mode=False)
