@@ -30,6 +30,8 @@ import zlib
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 COLLECTION = "dicom.network"
@@ -75,10 +77,10 @@ collection_install = {{
 
 def collection_version() -> str:
     """The version in galaxy.yml (the pages name the tarball users install)."""
-    for line in (REPO_ROOT / "galaxy.yml").read_text().splitlines():
-        if line.startswith("version:"):
-            return line.split(":", 1)[1].strip().strip("'\"")
-    raise SystemExit("galaxy.yml has no version")
+    version = (yaml.safe_load((REPO_ROOT / "galaxy.yml").read_text()) or {}).get("version")
+    if not version:
+        raise SystemExit("galaxy.yml has no version")
+    return str(version)
 
 
 def write_inventory(path: Path) -> None:
