@@ -13,9 +13,11 @@ tests only) turns every speed trick off, so that CI proves the fallback.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
+import threading
 import time
 import types
 from typing import Any, Callable
@@ -180,13 +182,34 @@ def guard_reactor(assoc) -> None:
     assoc._serve_request = serve_or_requeue
 
 
-def quiet_standard_logging(debug: bool) -> Callable[[], None]:
-    """Switch off pynetdicom's standard event handlers (its documented LOG_HANDLER_LEVEL option)
-    unless ``debug`` wants their dump. They run before ours, format every PDU even when nobody logs
-    it, and one that raises on a malformed PDU (an A-ASSOCIATE-AC for a context never proposed)
-    keeps ours from seeing it. Returns the function that restores them."""
-    config = getattr(pynetdicom, "_config", None)
-    if debug or not hasattr(config, "LOG_HANDLER_LEVEL"):
+class _RunLogRouter(logging.Handler):
+    """pynetdicom's log lines (the echoscu -d style dump) to the debug lines of the run whose thread logged them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        run = getattr(threading.current_thread(), "_dn_run", None)
+        if run is not None:
+            try:
+                run.debug(record.getMessage())
+            except Exception:  # pylint: disable=broad-except  # a log line must never break an echo
+                pass
+
+
+def pynetdicom_logging(debug: bool) -> Callable[[], None]:
+    """With ``debug``, pynetdicom's log lines go to each run's debug lines. Without, its standard event
+    handlers are off (its documented LOG_HANDLER_LEVEL option): they run before ours, format every PDU
+    even when nobody logs it, and one that raises on a malformed PDU (an A-ASSOCIATE-AC for a context
+    never proposed) keeps ours from seeing it. Returns the function that restores pynetdicom's logging."""
+    logger, config = logging.getLogger("pynetdicom"), getattr(pynetdicom, "_config", None)
+    if debug:
+        router, level = _RunLogRouter(), logger.level
+        logger.addHandler(router)
+        logger.setLevel(logging.DEBUG)
+
+        def restore() -> None:
+            logger.removeHandler(router)
+            logger.setLevel(level)
+        return restore
+    if not hasattr(config, "LOG_HANDLER_LEVEL"):
         return lambda: None
     previous, config.LOG_HANDLER_LEVEL = config.LOG_HANDLER_LEVEL, "none"
     return lambda: setattr(config, "LOG_HANDLER_LEVEL", previous)

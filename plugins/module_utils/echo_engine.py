@@ -11,7 +11,6 @@ failure to its phase and cause. pynetdicom internals only through _pynetdicom_co
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 import struct
@@ -19,15 +18,15 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_compat as compat
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
-    Classification, Observation, classify, classify_connect_error, expectation_met, rtt_statistics, with_services)
+    Classification, Observation, classify_connect_error, expectation_met, rtt_statistics)
 from ansible_collections.dicom.network.plugins.module_utils.echo_services import (
-    ServicePlan, negotiate_remaining, plan_peers, service_results)
+    ServicePlan, context_answers, negotiate_remaining, plan_peers, verdict_with_services)
 from ansible_collections.dicom.network.plugins.module_utils.echo_tls import (
-    TlsSetupError, certificate_facts, ssl_contexts, unverified_certificate)
+    TlsSetupError, handshake, session_line, ssl_contexts, tls_record_hint)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoRequest, PeerSpec, bind_family, check_bind_address)
 
@@ -48,12 +47,10 @@ _PYNETDICOM_TIMEOUT_SLACK_S = 2.0
 # Our watchdog's backstop for phases already bounded by a socket timeout (TCP connect).
 _BACKSTOP_SLACK_S = 0.5
 _WATCHDOG_TICK_S = 0.02
-# A peer that has not answered anything for this long (lookup, TCP, TLS, A-ASSOCIATE) is silent,
-# not work for this host: its association stops counting against `parallel`, so that silent
-# peers cost about one timeout in all rather than one per `parallel` of them...
+# A peer silent this long (lookup, TCP, TLS, A-ASSOCIATE) stops counting against `parallel`: silent
+# peers cost about one timeout in all, not one per `parallel` of them...
 _STALLED_AFTER_S = 0.5
-# ...while at most this many times `parallel` connections are open (nor more than _MAX_OPEN,
-# unless `parallel` itself asks for more).
+# ...while at most this many times `parallel` connections are open (nor over _MAX_OPEN, unless `parallel` is).
 _STALL_HEADROOM = 4
 _MAX_OPEN = 256
 # An association-phase PDU larger than this cannot be a real answer to our echo; refusing to
@@ -61,12 +58,8 @@ _MAX_OPEN = 256
 _MAX_SANE_PDU_LENGTH = 16 * 1024 * 1024
 _PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
               5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
-_LOG = logging.getLogger("pynetdicom")
 # A name with more addresses is tried on its first eight: each may take connect_timeout.
 _MAX_ADDRESSES = 8
-# A TLS server answers plain DICOM with a TLS record: an alert (0x15) or a handshake (0x16).
-_TLS_RECORD_TYPES = (0x15, 0x16)
-_TLS_RECORD_HINT = " (a TLS record: this port may expect DICOM over TLS, see tls.enabled)"
 
 
 class _AlreadyReported(OSError):
@@ -77,10 +70,13 @@ class _PeerRun:
     """One peer's echo: its state, shared by its thread, pynetdicom's threads and the watchdog, and
     the transport hooks (``connect``, ``connect_failed``, ``received``) of _pynetdicom_compat."""
 
-    def __init__(self, spec: PeerSpec, request: EchoRequest, ssl_context: Optional[ssl.SSLContext],
+    def __init__(self, spec: PeerSpec, request: EchoRequest, tls: Union[ssl.SSLContext, TlsSetupError, None],
                  plan: ServicePlan):
-        self.spec, self.request, self.ssl_context, self.plan = spec, request, ssl_context, plan
-        self.obs = self.observation(request.count)
+        """``tls``: the peer's SSL context, None without TLS, or why this host's TLS files cannot be used."""
+        self.spec, self.request, self.plan = spec, request, plan
+        self.ssl_context = None if isinstance(tls, TlsSetupError) else tls
+        self.obs = Observation.of_peer(spec, request.count)
+        self.obs.tls_setup_error = tls.for_settings(spec.tls) if isinstance(tls, TlsSetupError) else None
         # The peer's answer to each SOP class of the plan (result code, transfer syntax), and the failure
         # of an association after the echo's, when the services needed more than one.
         self.answers: Dict[str, Tuple[Optional[int], Optional[str]]] = {}
@@ -106,14 +102,6 @@ class _PeerRun:
         self.expected_msg_id: Optional[int] = None
         self.pdu_in_body: Optional[Tuple[int, int]] = None  # (type, length) of the PDU being read
 
-    def observation(self, count: int) -> Observation:
-        spec = self.spec
-        return Observation(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
-                           calling_ae_title=spec.calling_ae_title, count=count,
-                           tls_verified=spec.tls.verify if spec.tls.enabled else None,
-                           tls_client_certificate=bool(spec.tls.enabled and spec.tls.cert_file))
-
-    # -- phases and deadlines -------------------------------------------------------------
     def enter(self, phase: str, timeout: float, slack: float = 0.0) -> None:
         """Start the next step; OSError when this run has been reported already (its name lookup
         returned just as its deadline passed), so that a reported peer gets no traffic."""
@@ -173,7 +161,6 @@ class _PeerRun:
         if self.request.debug:
             self.debug_lines.append(line)
 
-    # -- transport hooks (see _pynetdicom_compat.HookedSocket) ---------------------------------------------------------------------
     def connect(self, raw: socket.socket, address: tuple, tls_args) -> socket.socket:
         """TCP connect, then the TLS handshake, each a phase of its own; returns the socket to use."""
         self.raw_socket = raw
@@ -185,22 +172,16 @@ class _PeerRun:
         self.timings["connect"] = _ms_since(started)
         sock = raw
         if tls_args:
-            context, server_hostname = tls_args
             self.enter("tls", self.request.connect_timeout, _BACKSTOP_SLACK_S)
             try:
-                sock = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
-            except ssl.SSLCertVerificationError:
-                # Its expiry and fingerprint still tell why: one unverified handshake in the time left.
-                left = (self.deadline or 0.0) - _BACKSTOP_SLACK_S - time.monotonic()
-                der = unverified_certificate(address, server_hostname, left, self.request.bind_address) \
-                    if left > 0.1 else None
-                self.tls_certificate = certificate_facts(der, None, time.time())
+                sock, self.tls_certificate = handshake(raw, tls_args, address, lambda: (
+                    self.deadline or 0.0) - _BACKSTOP_SLACK_S - time.monotonic(), self.request.bind_address)
+            except ssl.SSLCertVerificationError as exc:
+                self.tls_certificate = getattr(exc, "certificate_facts", None)
                 raise
-            self.tls_certificate = certificate_facts(sock.getpeercert(True), sock.getpeercert(), time.time())
             # wrap_socket() moves the descriptor to the TLS socket: a timeout must shut that one down.
             self.raw_socket = sock
-            cipher = sock.cipher()
-            self.debug("TLS established: %s, cipher %s" % (sock.version(), cipher[0] if cipher else "?"))
+            self.debug(session_line(sock))
         sock.settimeout(None)
         self.source_address = str(sock.getsockname()[0])
         self.enter("associate", self.request.acse_timeout)
@@ -220,8 +201,7 @@ class _PeerRun:
                 pdu_type, _reserved, length = struct.unpack(">BBL", bytes(data))
                 if pdu_type not in _PDU_NAMES:
                     self._protocol_violation("unknown PDU type 0x%02X, first bytes %s%s" % (
-                        pdu_type, _printable(data), _TLS_RECORD_HINT if pdu_type in _TLS_RECORD_TYPES
-                        and self.obs.tls_verified is None else ""))
+                        pdu_type, _printable(data), tls_record_hint(pdu_type, self.obs.tls_verified is not None)))
                 elif length > _MAX_SANE_PDU_LENGTH:
                     self._protocol_violation("%s announces %d bytes, more than any answer to an echo"
                                              % (_PDU_NAMES[pdu_type], length))
@@ -283,19 +263,11 @@ def _on_pdu_recv(event, run: _PeerRun) -> None:
         run.peer_info = {key: _text(getattr(info, key, None)) for key in (
             "implementation_class_uid", "implementation_version_name")}
         run.peer_info["max_pdu"] = getattr(info, "maximum_length", None)
-        proposed = {cx.context_id: str(cx.abstract_syntax) for cx in event.assoc.requestor.requested_contexts}
-        for item in pdu.presentation_context:
-            if item.context_id not in proposed:
-                run.violation("A-ASSOCIATE-AC answers presentation context ID %s, which was not proposed"
-                              % item.context_id)
-                continue
-            result = item.result if item.result is not None else item.result_reason
-            transfer_syntax = _text(item.transfer_syntax) if result == 0 else None
-            if proposed[item.context_id] == Verification:
-                run.obs.context_result = result
-                run.transfer_syntax = transfer_syntax
-            else:
-                run.answers[proposed[item.context_id]] = (result, transfer_syntax)
+        answers, unproposed = context_answers(pdu, event.assoc.requestor.requested_contexts)
+        for context_id in unproposed:
+            run.violation("A-ASSOCIATE-AC answers presentation context ID %s, which was not proposed" % context_id)
+        run.obs.context_result, run.transfer_syntax = answers.pop(Verification, (None, None))
+        run.answers.update(answers)
     elif kind == "A_ABORT_RQ":
         run.obs.peer_abort = {"source": pdu.source, "reason": pdu.reason_diagnostic, "phase": run.phase}
         run.debug("Received A-ABORT: source %s, reason %s" % (pdu.source, pdu.reason_diagnostic))
@@ -337,18 +309,6 @@ def _on_dimse_recv(event, run: _PeerRun) -> None:
             command.get("MessageIDBeingRespondedTo"), run.expected_msg_id), "echo")
     elif "AffectedSOPClassUID" in command and command.AffectedSOPClassUID != Verification:
         run.violation("C-ECHO-RSP names SOP class %s, not Verification" % command.AffectedSOPClassUID, "echo")
-
-
-class _DebugLogRouter(logging.Handler):
-    """Collects pynetdicom's own log lines (the echoscu -d style dump) for the run that emitted them."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        run = getattr(threading.current_thread(), "_dn_run", None)
-        if run is not None and run.request.debug:
-            try:
-                run.debug_lines.append(record.getMessage())
-            except Exception:  # noqa: BLE001 - a log line must never break an echo
-                pass
 
 
 def _resolve(run: _PeerRun) -> bool:
@@ -474,7 +434,7 @@ def _associate_and_echo(run: _PeerRun, contexts: list, echo: bool = True) -> Non
 
 
 def _echo_one(run: _PeerRun) -> None:
-    threading.current_thread()._dn_run = run  # type: ignore[attr-defined]  # for _DebugLogRouter
+    threading.current_thread()._dn_run = run  # type: ignore[attr-defined]  # for compat.pynetdicom_logging
     run.started = time.monotonic()
     run.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     run.debug("dicom.network echo on pynetdicom %s" % compat.VERSION)
@@ -491,8 +451,7 @@ def _echo_one(run: _PeerRun) -> None:
         run.debug("TCP connect to %s failed (%s); trying the next address of %s"
                   % (address, run.obs.connect_error, run.spec.host))
         _forget_failed_connect(run)
-    if len(run.plan.parts) > 1 and classify(run.obs).outcome == "success":
-        run.later_failure = negotiate_remaining(run, _associate_and_echo)
+    run.later_failure = negotiate_remaining(run, _associate_and_echo)
 
 
 def _association_thread(run: _PeerRun, wake: threading.Event) -> None:
@@ -584,20 +543,8 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     check_bind_address(request.bind_address)
     plans = plan_peers(request.peers)
     contexts = ssl_contexts(spec.tls for spec in request.peers)
-    runs: List[_PeerRun] = []
-    for spec in request.peers:
-        context = contexts[spec.tls]
-        run = _PeerRun(spec, request, None if isinstance(context, TlsSetupError) else context, plans[spec.index])
-        if isinstance(context, TlsSetupError):
-            run.obs.tls_setup_error = context.for_settings(spec.tls)
-        runs.append(run)
-
-    router = _DebugLogRouter()
-    previous_level = _LOG.level
-    restore_logging = compat.quiet_standard_logging(request.debug)
-    if request.debug:
-        _LOG.addHandler(router)
-        _LOG.setLevel(logging.DEBUG)
+    runs = [_PeerRun(spec, request, contexts[spec.tls], plans[spec.index]) for spec in request.peers]
+    restore_logging = compat.pynetdicom_logging(request.debug)
     wake = threading.Event()  # set as each run ends, so that the next starts at once
     number = [0]
     scheduler = _Scheduler(runs, request.parallel, lambda run: _start_thread(run, wake, number))
@@ -615,16 +562,12 @@ def run_echoes(request: EchoRequest) -> List[Dict[str, Any]]:
     finally:
         # Ending early (an interrupt, an error) starts no more peers; those in flight end by themselves.
         restore_logging()
-        if request.debug:
-            _LOG.removeHandler(router)
-            _LOG.setLevel(previous_level)
     return [_result(run) for run in runs]
 
 
 def _result(run: _PeerRun) -> Dict[str, Any]:
     spec = run.spec
-    services = service_results(run.plan.services, run.answers)
-    verdict = run.later_failure or with_services(classify(run.obs), services)
+    verdict, services = verdict_with_services(run)
     result: Dict[str, Any] = {
         "name": spec.name, "ae_title": spec.ae_title, "host": spec.host, "port": spec.port,
         "address": run.address, "source_address": run.source_address, "calling_ae_title": spec.calling_ae_title,

@@ -101,6 +101,14 @@ class Observation:
     release_problem: Optional[str] = None
     count: int = 1
 
+    @classmethod
+    def of_peer(cls, spec: Any, count: int) -> "Observation":
+        """A new observation of the echo's peer (an echo_validation.PeerSpec), ``count`` echoes asked."""
+        return cls(host=spec.host, port=spec.port, called_ae_title=spec.ae_title,
+                   calling_ae_title=spec.calling_ae_title, count=count,
+                   tls_verified=spec.tls.verify if spec.tls.enabled else None,
+                   tls_client_certificate=bool(spec.tls.enabled and spec.tls.cert_file))
+
 
 @dataclass
 class Classification:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
-    CONTEXT_RESULTS, Classification, classify)
+    CONTEXT_RESULTS, Classification, Observation, classify, with_services)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
     EchoInputError, PeerSpec, ServiceSpec)
 
@@ -172,11 +172,13 @@ def negotiate_remaining(run: Any, associate: Callable[..., None]) -> Optional[Cl
     """The services that did not fit in the echo's association of the engine's ``run``: one more
     association for each 127, by ``associate(run, contexts, echo=False)`` (to the address that answered,
     under the same deadlines), each only negotiated and released. The first failure ends them and is
-    returned; the echo's own observation and timings stay the run's."""
+    returned; the echo's own observation and timings stay the run's. Nothing when the echo failed."""
+    if len(run.plan.parts) < 2 or classify(run.obs).outcome != "success":
+        return None
     echoed, timings, source_address = run.obs, dict(run.timings), run.source_address
     try:
         for number in range(2, len(run.plan.parts) + 1):
-            run.obs, run.release_complete = run.observation(count=0), False
+            run.obs, run.release_complete = Observation.of_peer(run.spec, count=0), False
             associate(run, run.plan.contexts[number - 1], echo=False)
             verdict = classify(run.obs)
             if verdict.outcome != "success":
@@ -211,3 +213,28 @@ def service_results(services: Sequence[Service], answers: Dict[str, Tuple[Option
             "result": None if code is None else CONTEXT_RESULTS.get(code, "result-%d" % code),
         })
     return results
+
+
+def context_answers(pdu: Any, proposed: Sequence[Any]) -> Tuple[Dict[str, Tuple[Optional[int], Optional[str]]], List[int]]:
+    """An A-ASSOCIATE-AC's answer to each proposed context (by abstract syntax UID: result code, and the
+    transfer syntax of an accepted one), and the IDs of the contexts it answers that were never proposed."""
+    by_id = {context.context_id: str(context.abstract_syntax) for context in proposed}
+    answers: Dict[str, Tuple[Optional[int], Optional[str]]] = {}
+    unproposed: List[int] = []
+    for item in pdu.presentation_context:
+        if item.context_id not in by_id:
+            unproposed.append(item.context_id)
+            continue
+        result = item.result if item.result is not None else item.result_reason
+        transfer_syntax = item.transfer_syntax if result == 0 else None
+        if isinstance(transfer_syntax, bytes):
+            transfer_syntax = transfer_syntax.decode("ascii", "replace")
+        answers[by_id[item.context_id]] = (result, None if transfer_syntax is None else
+                                           str(transfer_syntax).strip("\x00 "))
+    return answers, unproposed
+
+
+def verdict_with_services(run: Any) -> Tuple[Classification, List[Dict[str, Any]]]:
+    """The engine's ``run`` classified with its services (a refused required one fails the peer), and their results."""
+    services = service_results(run.plan.services, run.answers)
+    return run.later_failure or with_services(classify(run.obs), services), services

@@ -11,8 +11,9 @@ import math
 import os
 import socket
 import ssl
+import time
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import TlsSettings
 
@@ -179,3 +180,31 @@ def unverified_certificate(address: tuple, server_hostname: Optional[str], timeo
                 return sock.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
+
+
+def handshake(raw: socket.socket, tls_args: Tuple[ssl.SSLContext, Optional[str]], address: tuple,
+              time_left: Callable[[], float], bind_address: Optional[str]) -> Tuple[ssl.SSLSocket, Optional[Dict[str, Any]]]:
+    """The TLS handshake on a connected socket: the TLS socket and the peer certificate's facts. A peer
+    whose certificate fails verification raises SSLCertVerificationError carrying ``certificate_facts``:
+    its expiry and fingerprint still tell why, from one unverified handshake in the ``time_left()``."""
+    context, server_hostname = tls_args
+    try:
+        sock = context.wrap_socket(raw, server_side=False, server_hostname=server_hostname)
+    except ssl.SSLCertVerificationError as exc:
+        left = time_left()
+        der = unverified_certificate(address, server_hostname, left, bind_address) if left > 0.1 else None
+        exc.certificate_facts = certificate_facts(der, None, time.time())  # type: ignore[attr-defined]
+        raise
+    return sock, certificate_facts(sock.getpeercert(True), sock.getpeercert(), time.time())
+
+
+def session_line(sock: ssl.SSLSocket) -> str:
+    cipher = sock.cipher()
+    return "TLS established: %s, cipher %s" % (sock.version(), cipher[0] if cipher else "?")
+
+
+def tls_record_hint(pdu_type: int, tls_enabled: bool) -> str:
+    """Where plain DICOM got a TLS record back (an alert 0x15 or a handshake 0x16), what it likely means."""
+    if pdu_type in (0x15, 0x16) and not tls_enabled:
+        return " (a TLS record: this port may expect DICOM over TLS, see tls.enabled)"
+    return ""

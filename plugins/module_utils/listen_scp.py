@@ -435,7 +435,7 @@ def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = la
     seen. Raises OSError when the port cannot be bound (see :func:`bind_problem`)."""
     from pynetdicom import AE, evt  # pylint: disable=import-outside-toplevel
     from ansible_collections.dicom.network.plugins.module_utils._pynetdicom_compat import (  # pylint: disable=import-outside-toplevel
-        quiet_standard_logging,
+        pynetdicom_logging,
     )
     from ansible_collections.dicom.network.plugins.module_utils.echo_engine import (  # pylint: disable=import-outside-toplevel
         IMPLEMENTATION_CLASS_UID,
@@ -443,7 +443,7 @@ def run_listener(request: ListenRequest, stop_requested: Callable[[], bool] = la
     )
 
     logging.getLogger("pynetdicom").addHandler(logging.NullHandler())
-    restore_logging = quiet_standard_logging(False)
+    restore_logging = pynetdicom_logging(False)
     # pynetdicom 2.0's DUL thread can die sending an A-ABORT on a socket its caller already closed (seen
     # with DCMTK storescu): the connection is over either way, and a module must not print a traceback.
     previous_hook, threading.excepthook = threading.excepthook, lambda args: None

@@ -2,6 +2,9 @@
 into associations and how the peer's answers become results and the outcome."""
 from __future__ import annotations
 
+import struct
+import types
+
 import pytest
 
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import Classification, with_services
@@ -9,6 +12,7 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_services import
     SERVICES_PER_ASSOCIATION,
     Service,
     associations,
+    context_answers,
     plan_peers,
     resolve_services,
     service_results,
@@ -210,3 +214,28 @@ def test_a_message_names_ten_refused_services_and_counts_the_rest():
 def test_other_outcomes_stay_what_they_are():
     refused = Classification("context_rejected", "associate", "association accepted but ...")
     assert with_services(refused, [_result("CTImageStorage", False, "abstract-syntax-not-supported")]) is refused
+
+
+def _ac_item(context_id, result, transfer_syntax=b""):
+    """A presentation context item of an A-ASSOCIATE-AC, decoded by pynetdicom from its wire bytes."""
+    from pynetdicom.pdu_items import PresentationContextItemAC
+    sub_item = bytes([0x40, 0]) + struct.pack(">H", len(transfer_syntax)) + transfer_syntax
+    body = bytes([context_id, 0, result, 0]) + sub_item
+    item = PresentationContextItemAC()
+    item.decode(bytes([0x21, 0]) + struct.pack(">H", len(body)) + body)
+    return item
+
+
+def test_an_associate_ac_is_read_as_answers_by_sop_class_and_contexts_never_proposed():
+    from pynetdicom.presentation import build_context
+    proposed = []
+    for context_id, uid in ((1, "1.2.840.10008.1.1"), (3, CT), (5, ENHANCED_CT)):
+        context = build_context(uid)
+        context.context_id = context_id
+        proposed.append(context)
+    pdu = types.SimpleNamespace(presentation_context=[
+        _ac_item(1, 0, EXPLICIT.encode() + b"\x00"), _ac_item(3, 3), _ac_item(5, 0, IMPLICIT.encode()),
+        _ac_item(7, 0, IMPLICIT.encode())])
+    answers, unproposed = context_answers(pdu, proposed)
+    assert answers == {"1.2.840.10008.1.1": (0, EXPLICIT), CT: (3, None), ENHANCED_CT: (0, IMPLICIT)}
+    assert unproposed == [7]
