@@ -176,6 +176,8 @@ def create_namespace() -> Tuple[Optional[NetNamespace], str]:
     that deletes it.
     """
     try:
+        for name in NetNamespace.remove_abandoned("dicom-demo"):
+            print("demo: deleted network namespace %s, left behind by a demo that was killed" % name, file=sys.stderr)
         return NetNamespace.create(prefix="dicom-demo"), ""
     except (NetnsUnavailable, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         return None, " ".join(str(exc).split())

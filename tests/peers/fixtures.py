@@ -339,6 +339,7 @@ def closed_port() -> Peer:
 @pytest.fixture
 def netns():
     try:
+        NetNamespace.remove_abandoned("dnt")  # those of a test run that was killed
         ns = NetNamespace.create()
     except NetnsUnavailable as exc:
         pytest.skip(str(exc))

@@ -17,6 +17,7 @@ Helpers (all bounded, argument lists only):
 * ``ns.veth_to(other, addr_self, addr_other)`` veth pair between two of OUR namespaces
 * ``ns.delete()``                  delete namespace and /etc/netns/<name> (and /etc/netns
   itself if this process created it and it is empty)
+* ``NetNamespace.remove_abandoned(prefix)``  delete those of a creator killed before its cleanup ran
 
 Module-level ``run_in_netns(name, argv, ...)`` is the functional form.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,11 +39,22 @@ from .base import ManagedProcess, peer_env
 
 _counter = itertools.count()
 ETC_NETNS = Path("/etc/netns")
+RUN_NETNS = Path("/run/netns")
 _created_etc_netns = False  # we made /etc/netns: remove it again once empty
 
 
 class NetnsUnavailable(RuntimeError):
     pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _ip(args: Sequence[str], timeout: float = 10.0, check: bool = True
@@ -101,6 +114,29 @@ class NetNamespace:
             ns.delete()
             raise
         return ns
+
+    @classmethod
+    def remove_abandoned(cls, prefix: str) -> List[str]:
+        """Delete the namespaces ``<prefix>-<pid>-<n>`` whose creator is gone (killed with SIGKILL, so
+        that its own cleanup never ran) and in which nothing runs any more; returns their names. A
+        namespace whose creator lives, or with a process inside, is left alone."""
+        removed = []
+        pattern = re.compile(r"^%s-(\d+)-\d+$" % re.escape(prefix))
+        try:
+            names = sorted(os.listdir(RUN_NETNS))
+        except OSError:
+            return removed
+        for name in names:
+            match = pattern.match(name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            if _ip(["netns", "pids", name], check=False).stdout.split():
+                continue
+            _ip(["netns", "delete", name], check=False)
+            shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
+            if not (RUN_NETNS / name).exists():
+                removed.append(name)
+        return removed
 
     # -- running things inside
     def run(self, argv: Sequence[str], timeout: float = 30.0, env: Optional[dict] = None,

@@ -253,6 +253,43 @@ def test_a_stopped_demo_stops_its_peers_and_deletes_its_namespace(namespaces, tm
     assert_gone(demo.namespace(), processes)
 
 
+def test_the_next_demo_deletes_the_namespace_of_a_demo_killed_with_sigkill(namespaces, tmp_path):
+    killed = Demo(tmp_path / "killed")
+    try:
+        killed.wait_for_audit()
+        name = killed.namespace()
+        # SIGKILL to every process of the demo (kill -9, the OOM killer): no cleanup of its own runs.
+        for pid in killed.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        killed.proc.wait(10)
+    finally:
+        killed.kill()
+    deadline = time.monotonic() + 10
+    while ip("netns", "pids", name).split() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert name in ip("netns", "list").split(), "the killed demo's namespace is expected to stay behind"
+    # A namespace whose creator lives is not the next demo's to delete, whatever its name.
+    alive = "dicom-demo-%d-99" % os.getpid()
+    subprocess.run(["ip", "netns", "add", alive], check=True)
+    try:
+        demo = Demo(tmp_path / "next")
+        try:
+            code = demo.finish()
+        finally:
+            demo.kill()
+        assert code == 0, demo.text()[-4000:]
+        assert "demo: deleted network namespace %s, left behind by a demo that was killed" % name in demo.stderr, \
+            demo.text()[-4000:]
+        namespaces_now = ip("netns", "list").split()
+        assert name not in namespaces_now and alive in namespaces_now
+        assert not (Path("/etc/netns") / name).exists()
+    finally:
+        subprocess.run(["ip", "netns", "delete", alive], check=False)
+
+
 @pytest.mark.parametrize("how", ["without CAP_SYS_ADMIN", "--no-netns"])
 def test_without_a_namespace_the_demo_says_so_and_runs_on_this_machine(namespaces, tmp_path, how):
     if how == "--no-netns":
