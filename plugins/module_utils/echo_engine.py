@@ -266,7 +266,8 @@ def _on_pdu_recv(event, run: _PeerRun) -> None:
         answers, unproposed = context_answers(pdu, event.assoc.requestor.requested_contexts)
         for context_id in unproposed:
             run.violation("A-ASSOCIATE-AC answers presentation context ID %s, which was not proposed" % context_id)
-        run.obs.context_result, run.transfer_syntax = answers.pop(Verification, (None, None))
+        if Verification in answers:
+            run.obs.context_result, run.transfer_syntax = answers.pop(Verification)
         run.answers.update(answers)
     elif kind == "A_ABORT_RQ":
         run.obs.peer_abort = {"source": pdu.source, "reason": pdu.reason_diagnostic, "phase": run.phase}
