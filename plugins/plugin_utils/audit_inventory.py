@@ -469,41 +469,12 @@ def _echo_option_problems(options: Any, host: Optional[str]) -> List[AuditInvent
     return problems
 
 
-def check_echo_options(options: Any, host: Optional[str] = None) -> None:
-    """The role's echo options (``echo_audit_connect_timeout``...), checked as the module would.
-
-    Done before any echo: otherwise every host's call fails with the same message and the whole
-    matrix, ``latest.*`` included, becomes not_run. Raises the first mistake.
-    """
-    problems = _echo_option_problems(options, host)
-    if problems:
-        raise problems[0]
-
-
 def _tls_problem(peer_tls: Any, module_tls: Mapping[str, Any], where: str) -> Optional[str]:
     try:
         merge_tls(module_tls, peer_tls, where)
     except EchoInputError as error:
         return "%s (or enable TLS for every peer with echo_audit_tls)" % error
     return None
-
-
-def check_peer_tls(plan: Mapping[str, Any], module_tls: Any) -> None:
-    """Every planned peer's TLS settings merged with ``echo_audit_tls``, checked as the module would.
-
-    A registry entry with ``tls: {ca_file: ...}`` but TLS off would fail that host's whole call; here it
-    stops the play before any echo instead. No file is read: the files are on the source hosts.
-    """
-    host = plan["host"]
-    if module_tls is not None and not isinstance(module_tls, Mapping):
-        raise AuditInventoryError(host, "echo_audit_tls", "must be a dictionary, got %s" % type_name(module_tls))
-    for call in plan["calls"]:
-        for peer in call["peers"]:
-            if peer.get("tls") is None:
-                continue
-            problem = _tls_problem(peer["tls"], module_tls or {}, "dicom_aes.%s" % peer["name"])
-            if problem:
-                raise AuditInventoryError(host, "peer %s" % peer["name"], problem)
 
 
 class _Resolved:

@@ -263,11 +263,6 @@ def _sync_directory(directory: str) -> None:
         os.close(handle)
 
 
-def apply_plan(plan: FilePlan) -> None:
-    """Make the file what ``plan`` says: rewrite it when its content differs, else only fix its mode."""
-    apply_plans([plan])
-
-
 def apply_plans(plans: Sequence[FilePlan], done: Optional[List[FilePlan]] = None) -> None:
     """Make every file what its plan says, all or none as far as this machine allows.
 

@@ -11,8 +11,6 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 
 from ansible_collections.dicom.network.plugins.plugin_utils.audit_inventory import (
     AuditInventoryError,
-    check_echo_options,
-    check_peer_tls,
     resolve_host,
     resolve_hosts,
     validate_registry,
@@ -82,16 +80,14 @@ def test_tls_true_is_shorthand():
 
 def test_peer_tls_settings_are_checked_with_echo_audit_tls_as_the_module_would():
     registry = dict(REGISTRY, half={"ae_title": "HALF", "host": "h", "port": 2762, "tls": {"ca_file": "/etc/ca.pem"}})
-    plan = resolve_host("h1", registry, ["ct1"], {"dicom_peers": ["half", "archive_tls"]})
+    hosts = {"h1": source("ct1", ["half", "archive_tls"], registry)}
     # TLS on for every peer: the registry entry only adds its CA file.
-    check_peer_tls(plan, {"enabled": True})
+    assert resolve_hosts(hosts, tls={"enabled": True})[1] == []
     for module_tls in (None, {"enabled": False}):
-        with pytest.raises(AuditInventoryError, match=r"^host h1: peer half: dicom_aes\.half\.tls sets ca_file but TLS "
-                                                      r"is off for this peer: .*\(or enable TLS for every peer with "
-                                                      r"echo_audit_tls\)$"):
-            check_peer_tls(plan, module_tls)
-    with pytest.raises(AuditInventoryError, match="^host h1: echo_audit_tls: must be a dictionary, got str$"):
-        check_peer_tls(plan, "yes")
+        _plans, errors = resolve_hosts(hosts, tls=module_tls)
+        assert errors == ["dicom_aes.half.tls sets ca_file but TLS is off for this peer: add enabled: true to use "
+                          "TLS, or enabled: false to keep it plain (or enable TLS for every peer with echo_audit_tls)"]
+    assert resolve_hosts(hosts, tls="yes")[1] == ["echo_audit_tls: must be a dictionary, got str"]
 
 
 def test_inline_peer_gets_a_default_name_and_metadata():
@@ -262,7 +258,7 @@ def test_property_plan_or_typed_error(local, lists):
 
 
 @pytest.mark.parametrize("options, fragments", [
-    ({"connect_timeout": 0}, ["host probe-a: echo_audit_connect_timeout: must be a positive number of seconds"]),
+    ({"connect_timeout": 0}, ["echo_audit_connect_timeout: must be a positive number of seconds"]),
     ({"dimse_timeout": "soon"}, ["echo_audit_dimse_timeout: must be a number of seconds, got 'soon'"]),
     ({"parallel": "0"}, ["echo_audit_parallel: must be between 1 and 256, got 0"]),
     ({"count": 1001}, ["echo_audit_count: must be between 1 and 1000"]),
@@ -270,14 +266,15 @@ def test_property_plan_or_typed_error(local, lists):
     ({"colour": 1}, ["echo_audit_colour: is not an option of the echo module"]),
 ])
 def test_echo_options_are_checked_as_the_module_would(options, fragments):
-    with pytest.raises(AuditInventoryError) as caught:
-        check_echo_options(options, "probe-a")
+    _plans, errors = resolve_hosts({"h1": source("ct1", ["archive"])}, echo_options=options)
+    assert len(errors) == 1
     for fragment in fragments:
-        assert fragment in str(caught.value)
+        assert fragment in errors[0]
 
 
 def test_echo_options_left_to_the_module_defaults_pass():
-    check_echo_options({"connect_timeout": None, "acse_timeout": "2.5", "parallel": "16", "max_pdu": 0}, "probe-a")
+    options = {"connect_timeout": None, "acse_timeout": "2.5", "parallel": "16", "max_pdu": 0}
+    assert resolve_hosts({"h1": source("ct1", ["archive"])}, echo_options=options)[1] == []
 
 
 # ---------------------------------------------------------------------------- every host of the play at once

@@ -12,7 +12,6 @@ import pytest
 from ansible_collections.dicom.network.plugins.plugin_utils.controller_files import (
     ControllerFileError,
     FileSpec,
-    apply_plan,
     apply_plans,
     atomic_write,
     plan_file,
@@ -30,7 +29,7 @@ def test_a_new_file_is_created_with_exactly_its_mode_whatever_the_umask(tmp_path
     assert (plan.status, plan.changed) == ("created", True)
     previous = os.umask(0o077)
     try:
-        apply_plan(plan)
+        apply_plans([plan])
     finally:
         os.umask(previous)
     assert dest.read_text() == "new\n"
@@ -40,11 +39,11 @@ def test_a_new_file_is_created_with_exactly_its_mode_whatever_the_umask(tmp_path
 
 def test_same_content_and_mode_is_unchanged_and_not_rewritten(tmp_path):
     dest = tmp_path / "latest.json"
-    apply_plan(plan_file(_spec(dest), 0o640))
+    apply_plans([plan_file(_spec(dest), 0o640)])
     inode = dest.stat().st_ino
     plan = plan_file(_spec(dest), 0o640)
     assert (plan.status, plan.changed) == ("unchanged", False)
-    apply_plan(plan)
+    apply_plans([plan])
     assert dest.stat().st_ino == inode
 
 
@@ -56,7 +55,7 @@ def test_other_content_is_updated_by_a_new_file_renamed_over_the_old_one(tmp_pat
     with open(dest) as reader:  # a reader of the old file keeps the old file whole
         plan = plan_file(_spec(dest), 0o640)
         assert (plan.status, plan.changed) == ("updated", True)
-        apply_plan(plan)
+        apply_plans([plan])
         assert reader.read() == before
     assert dest.read_text() == "new\n"
     assert os.listdir(tmp_path) == ["latest.csv"]
@@ -69,7 +68,7 @@ def test_only_the_mode_is_fixed_when_only_the_mode_differs(tmp_path):
     inode = dest.stat().st_ino
     plan = plan_file(_spec(dest), 0o640)
     assert (plan.status, plan.changed, plan.content_changed) == ("mode_changed", True, False)
-    apply_plan(plan)
+    apply_plans([plan])
     assert stat.S_IMODE(dest.stat().st_mode) == 0o640 and dest.stat().st_ino == inode
 
 
@@ -80,7 +79,7 @@ def test_a_symlink_is_replaced_not_followed(tmp_path):
     dest.symlink_to(target)
     plan = plan_file(_spec(dest), 0o640)
     assert plan.status == "updated"
-    apply_plan(plan)
+    apply_plans([plan])
     assert not dest.is_symlink() and dest.read_text() == "new\n" and target.read_text() == "keep\n"
 
 
@@ -140,7 +139,7 @@ def test_apply_plan_names_the_file_when_the_write_fails(tmp_path):
     dest.mkdir()
     (dest / "inside").write_text("keep")  # appeared between the check and the write
     with pytest.raises(ControllerFileError, match="^%s: cannot write it" % dest):
-        apply_plan(plan)
+        apply_plans([plan])
     assert sorted(os.listdir(tmp_path)) == ["latest.json"]
 
 
@@ -161,7 +160,7 @@ def _exclusive_spec(path: Path, text: str = "this run\n") -> FileSpec:
 def test_an_exclusive_file_is_created_and_then_unchanged(tmp_path):
     target = tmp_path / "echo-audit-20261126T154931Z.json"
     plan = plan_file(_exclusive_spec(target), 0o640)
-    apply_plan(plan)
+    apply_plans([plan])
     assert target.read_text() == "this run\n" and stat.S_IMODE(target.stat().st_mode) == 0o640
     again = plan_file(_exclusive_spec(target), 0o640)
     assert again.status == "unchanged"
@@ -187,7 +186,7 @@ def test_an_exclusive_file_written_by_another_run_after_the_plan_is_kept(tmp_pat
     plan = plan_file(_exclusive_spec(target), 0o640)
     target.write_text("the other run got there first\n")
     with pytest.raises(ControllerFileError, match="already exists with other content"):
-        apply_plan(plan)
+        apply_plans([plan])
     assert target.read_text() == "the other run got there first\n"
     assert sorted(os.listdir(tmp_path)) == [target.name], "no temporary file is left"
 
@@ -198,13 +197,13 @@ def test_an_exclusive_file_on_a_file_system_without_hard_links_is_still_created_
 
     monkeypatch.setattr(os, "link", no_links)
     target = tmp_path / "echo-audit-20261126T154931Z.json"
-    apply_plan(plan_file(_exclusive_spec(target), 0o640))
+    apply_plans([plan_file(_exclusive_spec(target), 0o640)])
     assert target.read_text() == "this run\n" and stat.S_IMODE(target.stat().st_mode) == 0o640
     target.unlink()
     plan = plan_file(_exclusive_spec(target, "this run\n"), 0o640)
     target.write_text("the other run\n")
     with pytest.raises(ControllerFileError, match="already exists with other content"):
-        apply_plan(plan)
+        apply_plans([plan])
     assert target.read_text() == "the other run\n" and sorted(os.listdir(tmp_path)) == [target.name]
 
 
@@ -223,9 +222,9 @@ def test_an_exclusive_write_interrupted_without_hard_links_leaves_nothing_in_the
     with monkeypatch.context() as patch:
         patch.setattr(os, "replace", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            apply_plan(plan)
+            apply_plans([plan])
     assert os.listdir(tmp_path) == []
-    apply_plan(plan_file(_exclusive_spec(target), 0o640))
+    apply_plans([plan_file(_exclusive_spec(target), 0o640)])
     assert target.read_text() == "this run\n"
 
 
