@@ -428,8 +428,9 @@ def _services_section(ctx: _Report) -> Dict[str, Any]:
             "hidden": total - len(lines)}
 
 
-# A matrix cell as the formats show it: the CSS classes of its outcome (and "x" when not ok), and its symbol.
-MatrixCell = namedtuple("MatrixCell", "css symbol")
+# A matrix cell as the formats show it: the CSS classes of its outcome (and "x" when not ok), its symbol,
+# and whether it is ok (Markdown marks the cells that are not).
+MatrixCell = namedtuple("MatrixCell", "css symbol ok")
 
 
 def _column_labels(columns: Sequence[Mapping[str, Any]]) -> List[str]:
@@ -467,7 +468,7 @@ def _matrix_section(ctx: _Report) -> Dict[str, Any]:
                             "site: %s, kind: %s" % (site_names[site], column["kind"] or "-"), column["description"])})
     # Every cell of one variant shows the same: one shared MatrixCell per variant.
     by_variant = [MatrixCell("o%d%s" % (ctx.outcome_index[variant[V_OUTCOME]], "" if variant[V_OK] else " x"),
-                             symbol(variant[V_OUTCOME])) for variant in ctx.variants]
+                             symbol(variant[V_OUTCOME]), variant[V_OK]) for variant in ctx.variants]
     cells: List[List[Optional[MatrixCell]]] = [[None] * len(columns) for row in rows]
     for packed in ctx.matrix.cells:
         cells[packed[C_ROW]][packed[C_COLUMN]] = by_variant[packed[C_VARIANT]]

@@ -349,7 +349,8 @@ def test_markdown_matrix_only_when_it_fits():
     lines = markdown_matrix(md)
     assert lines[0] == ["calling \\ called", "ARCHIVE", "MWL", "ROUTER\\_B"]
     assert [line[0] for line in lines if line[0].startswith("**")] == ["**Site A**", "**Site B**", "**(no site)**"]
-    assert lines[2] == ["CT1 (probe-a)", SYMBOLS["success"], SYMBOLS["rejected"], SYMBOLS["success"]]
+    # A cell that is not ok is bold, with a "!": CT1 is expected to reach MWL.
+    assert lines[2] == ["CT1 (probe-a)", SYMBOLS["success"], "**%s!**" % SYMBOLS["rejected"], SYMBOLS["success"]]
     assert lines[-1] == ["WS1 (ws-1)", SYMBOLS["success"], SYMBOLS["rejected"], ""]
     assert all(len(line) == 4 for line in lines)
     assert "|\n\n|" not in md[md.index("## Matrix"):], "a blank line would end the Markdown table"
