@@ -537,7 +537,7 @@ def _resolve(host: str, aes: Mapping[str, Dict[str, Any]], broken: Set[str], loc
         bind_address = None
 
     peers: List[Dict[str, Any]] = []
-    by_name: Dict[str, Dict[str, Any]] = {}
+    by_name: Dict[str, List[Dict[str, Any]]] = {}
     by_target: Dict[Tuple[str, str, int], Dict[str, Any]] = {}
     registered = {_target(ae): name for name, ae in aes.items() if _target(ae) is not None}
     try:
@@ -564,14 +564,19 @@ def _resolve(host: str, aes: Mapping[str, Dict[str, Any]], broken: Set[str], loc
                     if name not in declared:
                         raise AuditInventoryError(host, peer["entry"], "local_aes names %s, which is not in this "
                                                   "host's dicom_local_aes (%s)" % (_show(name), ", ".join(declared)))
-                previous = by_name.get(peer["name"])
-                if previous is not None:
-                    if all(previous[key] == peer[key] for key in ("ae", "expect", "local_aes", "needs")):
-                        continue
+                listed = by_name.get(peer["name"], [])
+                if any(all(previous[key] == peer[key] for key in ("ae", "expect", "local_aes", "needs"))
+                       for previous in listed):
+                    continue
+                # One peer may be listed again for other calling AEs of this host ("SRC_A must be accepted,
+                # SRC_X refused"): each calling AE checks it once, as one of the entries says.
+                clash = next((previous for previous in listed if not _disjoint(previous["local_aes"], peer["local_aes"])),
+                             None)
+                if clash is not None:
                     raise AuditInventoryError(host, peer["entry"], "peer %s is already listed with other settings in "
-                                              "%s: list it once, or give both entries the same expect, local_aes, "
-                                              "services and discover"
-                                              % (peer["name"], previous["entry"]))
+                                              "%s: list it once, give both entries the same expect, local_aes, "
+                                              "services and discover, or give each its own local_aes (the calling "
+                                              "AEs it is checked from)" % (peer["name"], clash["entry"]))
                 target = _target(peer["ae"])
                 if peer["inline"] and target in registered:
                     # Another host naming the registry entry would get a second column for the same AE.
@@ -579,7 +584,7 @@ def _resolve(host: str, aes: Mapping[str, Dict[str, Any]], broken: Set[str], loc
                                               "dicom_aes.%s: refer to it by that name (with expect or local_aes as "
                                               "needed), so that the matrix has one column for it"
                                               % (peer["name"], _describe(peer["ae"]), registered[target]))
-                if target in by_target:
+                if target in by_target and by_target[target]["name"] != peer["name"]:
                     raise AuditInventoryError(host, peer["entry"], "duplicate AE title %s on %s:%d, already listed as %s"
                                               % (peer["ae"]["ae_title"], peer["ae"]["host"], peer["ae"]["port"],
                                                  by_target[target]["entry"]))
@@ -588,7 +593,7 @@ def _resolve(host: str, aes: Mapping[str, Dict[str, Any]], broken: Set[str], loc
                 if reference is not None:
                     out.mentioned.add(reference)
                 continue
-            by_name[peer["name"]] = peer
+            by_name.setdefault(peer["name"], []).append(peer)
             by_target[target] = peer
             peers.append(peer)
 
@@ -632,6 +637,11 @@ def _resolve(host: str, aes: Mapping[str, Dict[str, Any]], broken: Set[str], loc
     return out
 
 
+def _disjoint(one: Optional[Sequence[str]], other: Optional[Sequence[str]]) -> bool:
+    """Whether two entries' ``local_aes`` share no calling AE (an entry without local_aes is for every one)."""
+    return one is not None and other is not None and not set(one) & set(other)
+
+
 def resolve_host(
     host: str,
     registry: Any,
@@ -644,9 +654,10 @@ def resolve_host(
 
     ``peer_lists`` maps variable names (``dicom_peers``, ``dicom_peers_*``) to lists of peer
     entries. ``only`` keeps the peers whose registry name or AE title is listed (verify mode).
-    An AE never checks itself; identical repeats of a peer are merged; two entries for one
-    AE title on one host:port, one name with two different settings, or an inline peer that is a
-    registry entry, raise :class:`AuditInventoryError` (the first mistake; :func:`resolve_hosts` gives all).
+    An AE never checks itself; identical repeats of a peer are merged; a peer listed again with other
+    settings for other calling AEs (disjoint ``local_aes``) is checked from each as its entry says; two
+    entries for one AE title on one host:port, one name with two different settings for one calling AE,
+    or an inline peer that is a registry entry, raise :class:`AuditInventoryError` (the first mistake; :func:`resolve_hosts` gives all).
     """
     host = str(host)
     aes = validate_registry(registry, host)

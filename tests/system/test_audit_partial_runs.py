@@ -16,6 +16,7 @@ import pytest
 
 from tests.peers import dcmtk
 from tests.peers.base import closed_port, stop_all
+from tests.peers.pynetdicom_peers import KNOWN_CALLING
 
 pytestmark = [pytest.mark.peers, pytest.mark.ansible]
 
@@ -269,6 +270,31 @@ def test_a_host_with_two_calling_aes_one_of_them_calling_only_echoes_each_peer_a
     assert [column["name"] for column in report["columns"]] == ["archive"]
     assert sorted(os.listdir(report_dir)) == sorted(
         [name for name in os.listdir(report_dir) if name.endswith((".json", ".csv"))])
+
+
+def test_one_host_expects_the_archive_to_accept_one_calling_ae_and_refuse_another(tmp_path, pynetdicom_peers):
+    """The archive accepts only KNOWN_SCU: from one host, KNOWN_SCU must be accepted and STRANGER refused,
+    each by its own dicom_peers entry (local_aes). Both cells are ok; swapped expectations make both not ok."""
+    strict = pynetdicom_peers["reject-calling"]
+    aes = {"archive": {"ae_title": strict.ae_title, "host": strict.host, "port": strict.port},
+           "known": {"ae_title": KNOWN_CALLING}, "stranger": {"ae_title": "STRANGER"}}
+    for swapped in (False, True):
+        entries = [{"name": "archive", "local_aes": ["known"], "expect": "reject" if swapped else "accept"},
+                   {"name": "archive", "local_aes": ["stranger"], "expect": "accept" if swapped else "reject"}]
+        inventory = write_inventory(tmp_path / ("inventory-%s" % swapped), aes,
+                                    {"ws-1": {"dicom_local_aes": ["known", "stranger"], "dicom_peers": entries}})
+        report_dir = tmp_path / ("reports-%s" % swapped)
+        completed = run(audit_command(inventory, report_dir, "-e", "echo_audit_report_formats=json,md"), tmp_path)
+        assert completed.returncode == (2 if swapped else 0), completed.stdout[-3000:]
+        report = json.loads((report_dir / "latest.json").read_text())
+        assert sorted((cell["calling_ae_title"], cell["expect"], cell["outcome"], cell["ok"])
+                      for cell in report["cells"]) == [
+            (KNOWN_CALLING, "reject" if swapped else "accept", "success", not swapped),
+            ("STRANGER", "accept" if swapped else "reject", "rejected", not swapped)]
+        assert [column["name"] for column in report["columns"]] == ["archive"]
+        markdown = (report_dir / "latest.md").read_text()
+        matrix = markdown[markdown.index("## Matrix"):]
+        assert ("**\u2713!**" in matrix) is swapped and ("**\u2298!**" in matrix) is swapped
 
 
 @pytest.mark.parametrize("quiet", [False, True])

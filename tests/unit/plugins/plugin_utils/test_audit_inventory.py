@@ -113,6 +113,23 @@ def test_local_aes_limits_an_entry():
     assert names(plan["calls"][1]) == ["archive", "printer"]
 
 
+def test_one_peer_may_expect_other_outcomes_from_other_calling_aes_of_a_host():
+    # "CT1 must be accepted by the archive, MR1 refused", from one host: an entry per calling AE.
+    lists = {"dicom_peers": [{"name": "archive", "local_aes": ["ct1"]},
+                             {"name": "archive", "local_aes": ["mr1"], "expect": "reject"}, "mwl"]}
+    plan = resolve(local=["ct1", "mr1"], lists=lists)
+    assert [(call["calling"], [(peer["name"], peer["expect"]) for peer in call["peers"]]) for call in plan["calls"]] == [
+        ("ct1", [("archive", "accept"), ("mwl", "accept")]),
+        ("mr1", [("archive", "reject"), ("mwl", "accept")])]
+    assert plan["checks"] == 4 and list(plan["aes"]).count("archive") == 1
+    # Where both entries are for one calling AE, which one it checks would be a guess: refused.
+    overlapping = {"dicom_peers": [{"name": "archive", "local_aes": ["ct1", "mr1"]},
+                                   {"name": "archive", "local_aes": ["mr1"], "expect": "reject"}]}
+    assert "dicom_peers[1] (archive)" in str(error_of(local=["ct1", "mr1"], lists=overlapping))
+    everyone = {"dicom_peers": ["archive", {"name": "archive", "local_aes": ["mr1"], "expect": "reject"}]}
+    assert "or give each its own local_aes" in str(error_of(local=["ct1", "mr1"], lists=everyone))
+
+
 def test_identical_repeats_are_merged():
     plan = resolve(lists={"dicom_peers_modalities": ["archive", "mwl"], "dicom_peers": ["archive", {"name": "mwl"}]})
     assert names(plan["calls"][0]) == ["archive", "mwl"]
