@@ -101,8 +101,12 @@ class ActionModule(ActionBase):
         if not errors:
             errors.extend(check_report_dir(options, check_mode))
         if errors:
-            result.update(failed=True, changed=False, errors=errors,
-                          msg="the audit stops before any echo: %s" % " | ".join(errors))
+            # Each mistake once: the one in msg, or several in errors, one per item.
+            if len(errors) == 1:
+                result.update(failed=True, changed=False, msg="the audit stops before any echo: %s" % errors[0])
+            else:
+                result.update(failed=True, changed=False, errors=errors,
+                              msg="the audit stops before any echo: %d mistakes, listed in errors" % len(errors))
             return result
 
         run = {"started_at": started_at, "options": options, "check_mode": check_mode, "identity": identity}

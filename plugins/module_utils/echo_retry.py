@@ -35,7 +35,8 @@ def run_with_retries(request: EchoRequest, run: Callable[[EchoRequest], List[Dic
     """``run(request)``, then the retryable peers again (all of them in one call, so they keep running
     concurrently) up to ``request.retries`` times. Every result gets ``attempts`` (how many were made)
     and ``earlier_attempts`` (outcome, phase, message, started_at of each before the last); a result
-    that was as expected only after a retry says so in its message."""
+    that was as expected only after a retry says so in its message, and one that never was, how many
+    attempts it took."""
     results = run(request)
     for result in results:
         result["attempts"], result["earlier_attempts"] = 1, []
@@ -53,4 +54,9 @@ def run_with_retries(request: EchoRequest, run: Callable[[EchoRequest], List[Dic
                 result["message"] += "; ok after retry (attempt %d; first: %s during %s)" % (
                     attempt, first["outcome"], first["phase"])
             results[index] = result
+    for result in results:
+        if not result["ok"] and result["earlier_attempts"]:
+            # Why the check took retries x its deadlines, and that the retries did not change the answer.
+            result["message"] += "; %d attempts, the earlier: %s" % (result["attempts"], ", ".join(
+                "%s during %s" % (earlier["outcome"], earlier["phase"]) for earlier in result["earlier_attempts"]))
     return results

@@ -491,7 +491,10 @@ def check_bind_address(address: Optional[str]) -> None:
     try:
         probe.bind(infos[0][4])
     except OSError as exc:
-        raise EchoInputError("bind_address %r (%s) is not an address of this host: %s"
-                             % (address, infos[0][4][0], exc.strerror or exc)) from None
+        resolved = str(infos[0][4][0])
+        raise EchoInputError("bind_address %s is not an address of this host (%s): give one of its own addresses, or "
+                             "leave it unset (in an audit: dicom_bind_address)"
+                             % (repr(address) if resolved == address else "%r (%s)" % (address, resolved),
+                                exc.strerror or exc)) from None
     finally:
         probe.close()

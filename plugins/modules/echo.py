@@ -320,7 +320,7 @@ options:
       - Retries start after every peer has been echoed once, after O(retry_delay), and run concurrently like
         the first round. Each result says how many attempts it took (RV(results[].attempts)) and keeps the
         earlier ones (RV(results[].earlier_attempts)); one that met its expectation only on a retry says
-        C(ok after retry) in its message.
+        C(ok after retry) in its message, one that never did C(N attempts) and the earlier outcomes.
       - Each retry can take as long as the first round's slowest peer; keep it small where timeouts are long.
     type: int
     default: 0

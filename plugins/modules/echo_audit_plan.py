@@ -238,8 +238,8 @@ standin:
   sample: {"name": "newct", "ae_title": "NEWCT", "host": "10.20.30.40", "port": 104, "accept": ["PACS"],
            "reject": ["OLDWS"], "blocked": []}
 errors:
-  description: Every problem found, one line each.
-  returned: failure
+  description: Every problem found, one line each, when there are several (one alone is in C(msg)).
+  returned: failure, with more than one problem
   type: list
   elements: str
 """

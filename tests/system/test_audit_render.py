@@ -443,12 +443,15 @@ def test_only_peers_from_the_command_line_is_comma_separated_text(tmp_path):
 
 
 def test_preflight_errors_stop_before_any_echo_and_name_host_and_entry(tmp_path):
-    hosts = dict(HOSTS, **{"ws-1": {"dicom_local_aes": ["ws1"], "dicom_peers": ["archiv"]}})
+    hosts = dict(HOSTS, **{"ws-1": {"dicom_local_aes": ["ws1"], "dicom_peers": ["archiv", "mwll"]}})
     inventory = write_inventory(tmp_path / "bad.yml", hosts=hosts)
     bad = run(tmp_path, {}, inventory=inventory)
     assert bad.rc != 0
-    assert "host ws-1: dicom_peers[0] (archiv): unknown AE 'archiv', not in dicom_aes (did you mean archive?)" \
-        in bad.output
+    # Every mistake once (ansible-core repeats a failed task's msg: it only counts them).
+    assert "the audit stops before any echo: 2 mistakes, listed in errors" in bad.output, bad.output[-3000:]
+    for mistake in ("host ws-1: dicom_peers[0] (archiv): unknown AE 'archiv', not in dicom_aes (did you mean archive?)",
+                    "host ws-1: dicom_peers[1] (mwll): unknown AE 'mwll', not in dicom_aes (did you mean mwl?)"):
+        assert bad.output.count(mistake) == 1, bad.output[-3000:]
     assert "Traceback" not in bad.output
     assert "Matrix, reports, verdict" not in bad.output, "any_errors_fatal stops every host"
     assert not (tmp_path / "reports").exists()
