@@ -132,4 +132,7 @@ class ActionModule(ActionBase):
         if self._task.diff and check_mode:
             result["diff"] = {"prepared": "would write %d report file(s):\n%s\n" % (
                 len(outcome["would_write"]), "\n".join(outcome["would_write"]))}
+            if outcome["pruned"]:
+                result["diff"]["prepared"] += "would delete %d report file(s) of older runs (echo_audit_report_keep):\n%s\n" % (
+                    len(outcome["pruned"]), "\n".join(outcome["pruned"]))
         return result

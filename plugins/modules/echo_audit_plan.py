@@ -57,6 +57,10 @@ options:
     description: C(echo_audit_report_prefix), the file name prefix of the reports.
     type: str
     default: echo-audit
+  report_keep:
+    description: C(echo_audit_report_keep), the runs whose reports the report step keeps in the report directory.
+    type: raw
+    default: 0
   report_formats:
     description: C(echo_audit_report_formats), the report formats, a list or comma-separated text of V(json), V(html), V(md), V(csv) and V(junit).
     type: raw
@@ -251,6 +255,7 @@ ARGUMENT_SPEC = dict(
     report_dir=dict(type="str", required=True),
     report_dir_mode=dict(type="raw", default="0750"),
     report_prefix=dict(type="str", default="echo-audit"),
+    report_keep=dict(type="raw", default=0),
     report_formats=dict(type="raw", required=True),
     title=dict(type="str", default="DICOM echo audit"),
     baseline=dict(type="str", default=""),

@@ -241,6 +241,12 @@ run_reports:
   description: Format to the path of this run's own report file; empty in check mode.
   returned: success, without recover
   type: dict
+pruned:
+  description: The report files of older runs deleted after this run's were written, beyond C(echo_audit_report_keep)
+    (in check mode, those a real run would delete).
+  returned: success, without recover
+  type: list
+  elements: str
 would_write:
   description: In check mode, every file a real run would write.
   returned: success, without recover

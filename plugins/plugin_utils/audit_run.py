@@ -57,7 +57,8 @@ from ansible_collections.dicom.network.plugins.plugin_utils.echo_controller impo
 
 FORMAT_EXTENSIONS = EXTENSIONS
 # Their defaults, the role's, for callers that do not give them (recover).
-COUNT_OPTIONS = {"markdown_max_columns": 30, "report_max_failures": 200, "console_max_lines": 20, "publish_keep": 30}
+COUNT_OPTIONS = {"markdown_max_columns": 30, "report_max_failures": 200, "console_max_lines": 20, "publish_keep": 30,
+                 "report_keep": 0}
 BASELINE_SCOPES = ("all", "run")
 REPORT_MODE = 0o640
 JOURNAL_MODE = 0o750
@@ -320,6 +321,40 @@ def read_journal(directory: str) -> Tuple[Dict[str, Any], List[Any]]:
     return document, entries
 
 
+def prune_runs(options: Mapping[str, Any], current: str, check_mode: bool = False) -> List[str]:
+    """The report files of the runs beyond ``report_keep`` (the newest runs, ``current`` always among them),
+    deleted (only listed in check mode), oldest first. Only ``<prefix>-<stamp>[-<n>].<extension>`` files of a
+    report format are runs: latest.*, the baseline and anything else in the directory stay."""
+    keep = options.get("report_keep") or 0
+    directory = options["report_dir"]
+    if keep <= 0 or not os.path.isdir(directory):
+        return []
+    extensions = "|".join(re.escape(ext) for ext in sorted(set(FORMAT_EXTENSIONS.values()), key=len, reverse=True))
+    pattern = re.compile(r"^(%s-(\d{8}T\d{6}Z)(?:-(\d+))?)\.(?:%s)$" % (re.escape(options["report_prefix"]), extensions))
+    runs: Dict[str, List[str]] = {}
+    order: Dict[str, Tuple[str, int]] = {}
+    for entry in os.listdir(directory):
+        match = pattern.match(entry)
+        if match:
+            runs.setdefault(match.group(1), []).append(entry)
+            order[match.group(1)] = (match.group(2), int(match.group(3) or 1))
+    older = sorted((run for run in runs if run != current), key=order.__getitem__, reverse=True)[keep - 1:]
+    protected = {options["baseline"], options["baseline_save_path"]}
+    deleted = []
+    for run in sorted(older, key=order.__getitem__):
+        for entry in sorted(runs[run]):
+            path = os.path.join(directory, entry)
+            if path in protected:
+                continue
+            if not check_mode:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+            deleted.append(path)
+    return deleted
+
+
 def _free_name(options: Mapping[str, Any], stamp: str) -> str:
     """<prefix>-<stamp>, or -2, -3... when another run of the same second took it."""
     taken = set(os.listdir(options["report_dir"])) if os.path.isdir(options["report_dir"]) else set()
@@ -481,6 +516,14 @@ def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_d
         notes.append("latest.* kept as it was: it is the baseline (%s) and this run is partial (%s). Set "
                      "echo_audit_baseline_save_partial=true to overwrite it anyway." % (options["baseline"], "; ".join(partial)))
     written = write_run_reports(report, options, templates_dir, name, latest, baseline_path, check_mode)
+    try:
+        pruned = prune_runs(options, name, check_mode)
+    except OSError as error:
+        pruned = []
+        notes.append("Older runs not deleted (echo_audit_report_keep): %s" % error)
+    if pruned:
+        notes.append("%s %d report file(s) of older runs, beyond echo_audit_report_keep=%d."
+                     % ("Would delete" if check_mode else "Deleted", len(pruned), options["report_keep"]))
     shown = report_paths(options, "latest" if latest else name)
     extensions = ",".join(FORMAT_EXTENSIONS[fmt] for fmt in options["report_formats"])
     where = "%s/%s.{%s}" % (options["report_dir"], "latest" if latest else name, extensions)
@@ -493,7 +536,7 @@ def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_d
     if judged["failed"]:
         lines.append("failed because %s" % " and ".join(judged["reasons"]))
     return {
-        "changed": written["changed"],
+        "changed": written["changed"] or bool(pruned),
         "lines": lines,
         "title": view.get("title") or report["title"],
         "generated_at": generated_at,
@@ -505,6 +548,7 @@ def conclude_run(report: Dict[str, Any], options: Mapping[str, Any], templates_d
         "reports": {} if check_mode else shown,
         "run_reports": {} if check_mode else written["run_reports"],
         "would_write": written["written"] if check_mode else [],
+        "pruned": pruned,
         "name": name,
         "formats": list(options["report_formats"]),
         # The run's identity without the registry digests (thousands of entries in a large inventory).

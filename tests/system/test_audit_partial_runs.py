@@ -297,6 +297,22 @@ def test_one_host_expects_the_archive_to_accept_one_calling_ae_and_refuse_anothe
         assert ("**\u2713!**" in matrix) is swapped and ("**\u2298!**" in matrix) is swapped
 
 
+def test_report_keep_leaves_the_newest_runs_and_latest_in_the_report_directory(tmp_path, pynetdicom_peers):
+    accept = pynetdicom_peers["accept"]
+    aes = {"archive": {"ae_title": accept.ae_title, "host": accept.host, "port": accept.port}, "ws": {"ae_title": "WS"}}
+    inventory = write_inventory(tmp_path / "inventory", aes, {"ws-1": {"dicom_local_aes": ["ws"], "dicom_peers": ["archive"]}})
+    report_dir = tmp_path / "reports"
+    for _run in range(3):
+        completed = run(audit_command(inventory, report_dir, "-e", "echo_audit_report_formats=json,csv",
+                                      "-e", "echo_audit_report_keep=2", "-e", "echo_audit_baseline_save=true"), tmp_path)
+        assert completed.returncode == 0, completed.stdout[-3000:]
+    left = sorted(os.listdir(report_dir))
+    runs = sorted({name.split(".", 1)[0] for name in left if name.startswith("echo-audit-")})
+    assert len(runs) == 2, left
+    assert {"latest.json", "latest.csv", "baseline.json"} <= set(left)
+    assert "Deleted 2 report file(s) of older runs, beyond echo_audit_report_keep=2." in completed.stdout
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_a_passing_audit_of_two_hosts_is_short_and_ends_with_the_summary(tmp_path, pynetdicom_peers, quiet):
     """The default callback, no ansible.cfg: about 30 lines, the summary last before the recap, also with

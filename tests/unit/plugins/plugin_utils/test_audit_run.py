@@ -143,6 +143,40 @@ def test_a_run_writes_every_format_0640_with_latest_and_the_calling_only_row(tmp
     assert Path(outcome["run_reports"]["json"]).exists() and Path(second["run_reports"]["json"]).exists()
 
 
+def test_runs_beyond_report_keep_are_deleted_and_nothing_else(tmp_path):
+    opts = options(tmp_path, report_keep="2", baseline="reports/echo-audit-20261101T010000Z.json")
+    # (20261101's run is written first, by a real run: its JSON is the baseline the next run is judged against.)
+    directory = Path(opts["report_dir"])
+    older = ["echo-audit-20261101T010000Z.json", "echo-audit-20261101T010000Z.html",
+             "echo-audit-20261102T010000Z.json", "echo-audit-20261102T010000Z-2.csv",
+             "echo-audit-20261103T010000Z.junit.xml", "echo-audit-20261103T010000Z.prom"]
+    others = ["latest.json", "baseline.json", "echo-audit-20261101T010000Z-interrupted.json", "notes.txt",
+              "other-20261101T010000Z.json", "echo-audit-20261101T010000Z.json.bak", "echo-audit-2026.json"]
+    document, entries = read_journal(journal_with_results(tmp_path, opts))
+    first = report_run(document, entries, dict(opts, baseline=""), TEMPLATES, name="echo-audit-20261101T010000Z")
+    assert first["pruned"] == []  # the baseline it will be, and it is
+    for name in older[1:] + others:
+        if (directory / name).exists():
+            (directory / name).unlink()  # latest.* is a hard link of the run's file
+        (directory / name).write_text(name)
+    outcome = report_run(document, entries, opts, TEMPLATES)
+    # This run and the newest older one (20261103) stay; the baseline named by echo_audit_baseline too.
+    first_files = sorted(path for path in first["run_reports"].values() if not path.endswith(".json"))
+    assert outcome["pruned"] == first_files + [str(directory / name) for name in (
+        "echo-audit-20261102T010000Z.json", "echo-audit-20261102T010000Z-2.csv")]
+    left = set(os.listdir(directory))
+    assert set(others) | {"echo-audit-20261101T010000Z.json", "echo-audit-20261103T010000Z.junit.xml",
+                          "echo-audit-20261103T010000Z.prom"} | {os.path.basename(path) for path in
+                                                                  outcome["run_reports"].values()} <= left
+    assert not left & {os.path.basename(path) for path in outcome["pruned"]}
+    assert "Deleted %d report file(s) of older runs, beyond echo_audit_report_keep=2." % (len(first_files) + 2) \
+        in outcome["lines"]
+    # Check mode deletes nothing, and says what it would; 0 keeps every run.
+    again = report_run(document, entries, dict(opts, report_keep=1), TEMPLATES, check_mode=True)
+    assert again["pruned"] and all(Path(path).exists() for path in again["pruned"])
+    assert report_run(document, entries, dict(opts, report_keep=0), TEMPLATES, check_mode=True)["pruned"] == []
+
+
 def test_check_mode_writes_nothing_and_says_what_it_would(tmp_path):
     opts = options(tmp_path)
     document, entries = read_journal(journal_with_results(tmp_path, opts))
