@@ -32,6 +32,8 @@ from ansible_collections.dicom.network.plugins.module_utils.echo_validation impo
 OUTCOMES = ("echoed", "associated", "rejected", "aborted", "no_association")
 FAIL_ON = ("missing", "never")
 DEFAULT_REJECT = {"result": "permanent", "source": "service-user", "reason": "calling-ae-title-not-recognized"}
+# The reason when only the source is given: what that source says of a caller it turns away.
+DEFAULT_REASONS = {1: "calling-ae-title-not-recognized", 2: "no-reason-given", 3: "local-limit-exceeded"}
 CALLED_AE_REJECT = (1, 1, 7)  # rejected-permanent, service-user, called-AE-title-not-recognized
 # Once every expected caller has echoed, callers still associated get this long to release.
 RELEASE_GRACE_S = 2.0
@@ -91,10 +93,12 @@ def _reject(value: Any) -> tuple:
     unknown = sorted(set(value) - set(DEFAULT_REJECT))
     if unknown:
         raise EchoInputError("reject has unknown key(s) %s; valid keys are result, source, reason" % ", ".join(unknown))
-    merged = dict(DEFAULT_REJECT, **{key: item for key, item in value.items() if item is not None})
+    given = {key: item for key, item in value.items() if item is not None}
+    merged = dict(DEFAULT_REJECT, **given)
     result = _code(REJECT_RESULTS, merged["result"], "reject.result")
     source = _code(REJECT_SOURCES, merged["source"], "reject.source")
-    reason = _code(REJECT_REASONS[source], merged["reason"], "reject.reason (for source %s)" % REJECT_SOURCES[source])
+    reason = _code(REJECT_REASONS[source], given.get("reason", DEFAULT_REASONS[source]),
+                   "reject.reason (for source %s)" % REJECT_SOURCES[source])
     return result, source, reason
 
 

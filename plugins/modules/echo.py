@@ -196,9 +196,8 @@ options:
     description: Single-peer shorthand, the peer's host. Requires O(called_ae_title).
     type: str
   port:
-    description: Single-peer shorthand, the peer's port.
+    description: Single-peer shorthand, the peer's port; 104 when not given.
     type: int
-    default: 104
   called_ae_title:
     description: Single-peer shorthand, the peer's called AE title. Requires O(host).
     type: str
@@ -756,7 +755,7 @@ def main():
             services=dict(type="list", elements="raw"),
             discover=dict(type="str", choices=["storage", "query_retrieve", "worklist", "all"]),
             host=dict(type="str"),
-            port=dict(type="int", default=104),
+            port=dict(type="int"),
             called_ae_title=dict(type="str"),
             connect_timeout=dict(type="float", default=5),
             acse_timeout=dict(type="float", default=10),
@@ -773,15 +772,13 @@ def main():
             # Consumed by the action plugin on the controller; listed so the documentation matches.
             journal=dict(type="path"),
         ),
-        mutually_exclusive=[("peers", "host"), ("peers", "called_ae_title")],
+        mutually_exclusive=[("peers", "host"), ("peers", "port"), ("peers", "called_ae_title")],
         required_one_of=[("peers", "host")],
         required_together=[("host", "called_ae_title")],
         supports_check_mode=True,
     )
     params = dict(module.params)
     if params["peers"] is not None:
-        # The shorthand's port default must not look like a conflict with peers.
-        params["port"] = None
         for peer in params["peers"]:
             if peer.get("tls") is not None:
                 peer["tls"] = {k: v for k, v in peer["tls"].items() if v is not None}

@@ -18,8 +18,8 @@ description:
   - Every problem is collected and the task fails once with all of them, each naming the variable and the host or
     registry entry it belongs to (a mistake in C(dicom_aes) is said once, not once per host).
   - Starts the run's journal on the controller (C(<report_dir>/.journal-<run>/), or a temporary directory in check
-    mode or with O(journal=false)). C(plan.json) holds every host's plan without secrets, and the echo action adds
-    each host's results to it as they come back, so that an interrupted run can still be reported.
+    mode or with O(journal=false)). C(plan.json) holds every host's plan without secrets, and the echo action writes
+    each host's results beside it (one file per host) as they come back, so that an interrupted run can still be reported.
   - The options are the role's variables without their C(echo_audit_) prefix; see the role's documentation
     (C(ansible-doc -t role dicom.network.echo_audit)) for each one.
 author:
@@ -62,7 +62,7 @@ options:
     type: raw
     default: 0
   report_formats:
-    description: C(echo_audit_report_formats), the report formats, a list or comma-separated text of V(json), V(html), V(md), V(csv) and V(junit).
+    description: C(echo_audit_report_formats), the report formats, a list or comma-separated text of V(json), V(html), V(md), V(csv), V(junit) and V(prom).
     type: raw
     required: true
   title:

@@ -15,8 +15,9 @@ description:
   - Reads the run's journal (the plans of M(dicom.network.echo_audit_plan) and the results the echo action wrote
     there), builds the matrix (rows are calling AEs, columns called AEs, one cell per planned check; a check that
     could not run is V(not_run) with the reason), compares it with the baseline, and writes the reports in every
-    format asked (JSON, HTML, Markdown, CSV, JUnit XML) as C(<prefix>-<UTC stamp>.<extension>) and C(latest.<extension>),
-    mode 0640, all or none, each atomically. Then it removes the journal.
+    format asked (JSON, HTML, Markdown, CSV, JUnit XML, Prometheus text) as C(<prefix>-<UTC stamp>.<extension>) and
+    C(latest.<extension>), mode 0640 (the Prometheus file C(metrics_mode)), all or none, each atomically. Then it removes
+    the journal.
   - A run that is partial (limited hosts or peers, checks that did not run) never replaces the baseline unless
     C(baseline_save_partial) says so, nor a C(latest.json) that is the baseline.
   - Returns the summary lines, the counts, the verdict and the paths as data, and publishes them with C(set_stats)
@@ -106,6 +107,10 @@ options:
     description: With O(recover=true) or O(merge), the file name prefix of the reports.
     type: str
     default: echo-audit
+  report_keep:
+    description: With O(merge), the runs whose timestamped reports stay in O(report_dir) (C(echo_audit_report_keep); 0 keeps every run).
+    type: raw
+    default: 0
   report_formats:
     description: With O(recover=true) or O(merge), the formats to write (a list, or comma-separated text).
     type: raw
@@ -141,6 +146,11 @@ options:
     default: false
   fail_on_change:
     description: With O(merge), the verdict fails when a peer changed since the baseline (C(echo_audit_fail_on_change)).
+    type: raw
+    default: false
+  fail_on_config_drift:
+    description: With O(merge), the verdict fails when an archive's modality table differs from the registry
+      (C(echo_audit_fail_on_config_drift)).
     type: raw
     default: false
   tls_expiry_warn_days:
@@ -220,7 +230,8 @@ baseline:
   returned: success, without recover
   type: dict
 verdict:
-  description: C(failed) and its C(reasons), from C(fail_on_unexpected) and C(fail_on_regression).
+  description: C(failed) and its C(reasons), from C(fail_on_unexpected), C(fail_on_regression), C(fail_on_change),
+    C(fail_on_config_drift), the TLS certificates within C(tls_expiry_fail_days) and a go-live check's problems.
   returned: success, without recover
   type: dict
 complete:
@@ -291,6 +302,7 @@ ARGUMENT_SPEC = dict(
     report_dir=dict(type="str", default="reports"),
     report_dir_mode=dict(type="raw", default="0750"),
     report_prefix=dict(type="str", default="echo-audit"),
+    report_keep=dict(type="raw", default=0),
     report_formats=dict(type="raw", default=["json", "html", "md", "csv", "junit", "prom"]),
     title=dict(type="str", default="DICOM echo audit"),
     baseline=dict(type="str", default=""),
@@ -300,6 +312,7 @@ ARGUMENT_SPEC = dict(
     fail_on_unexpected=dict(type="raw", default=True),
     fail_on_regression=dict(type="raw", default=False),
     fail_on_change=dict(type="raw", default=False),
+    fail_on_config_drift=dict(type="raw", default=False),
     tls_expiry_warn_days=dict(type="raw", default=30),
     tls_expiry_fail_days=dict(type="raw", default=7),
     metrics_mode=dict(type="raw", default="0640"),

@@ -95,7 +95,7 @@ options:
       - Calling AE titles that will call but must be turned away (they are not in
         O(allowed_calling_ae_titles), or come from elsewhere than O(allowed_source_addresses)). Listed
         here, they count for the early stop, and with O(fail_on=missing) the task fails when one of them
-        never called.
+        was never turned away (it never called, or it was let in).
     type: list
     elements: str
     default: []
@@ -137,8 +137,10 @@ options:
             V(calling-ae-title-not-recognized), V(called-ae-title-not-recognized); for
             V(service-provider-acse) V(no-reason-given) or V(protocol-version-not-supported); for
             V(service-provider-presentation) V(temporary-congestion) or V(local-limit-exceeded).
+          - Left out, the source's usual one - V(calling-ae-title-not-recognized) for V(service-user),
+            V(no-reason-given) for V(service-provider-acse), V(local-limit-exceeded) for
+            V(service-provider-presentation).
         type: str
-        default: calling-ae-title-not-recognized
   stop_file:
     description:
       - An absolute path on the managed host (in an existing directory, not existing yet). The listener stops
@@ -156,7 +158,7 @@ options:
   fail_on:
     description:
       - V(missing) fails the task when a caller of O(expect_callers) never echoed or one of
-        O(expect_rejected) never called; V(never) only reports
+        O(expect_rejected) was never turned away; V(never) only reports
         (what a playbook that judges both sides itself wants).
     type: str
     choices: [missing, never]
@@ -363,7 +365,7 @@ callers:
   sample: [{"ae_title": "PACS", "expected": "echo", "echoed": true, "rejected": false, "associations": 1,
             "echoes": 1, "source_addresses": ["10.1.0.5"]}]
 missing_callers:
-  description: The AE titles of O(expect_callers) that never echoed and of O(expect_rejected) that never called.
+  description: The AE titles of O(expect_callers) that never echoed and of O(expect_rejected) that were never turned away.
   returned: success
   type: list
   elements: str
@@ -404,7 +406,7 @@ def main():
             reject=dict(type="dict", options=dict(
                 result=dict(type="str", default="permanent"),
                 source=dict(type="str", default="service-user"),
-                reason=dict(type="str", default="calling-ae-title-not-recognized"),
+                reason=dict(type="str"),
             )),
             idle_timeout=dict(type="float", default=10),
             stop_file=dict(type="path"),

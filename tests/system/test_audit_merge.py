@@ -104,6 +104,14 @@ def test_three_limit_slices_merge_into_the_report_of_one_play(tmp_path, pynetdic
                                                "2 planned source host(s) in no report: src-2, src-5"]
     assert "PARTIAL report: no report from slice 2 of 3; 2 planned source host(s) in no report: src-2, src-5" \
         in completed.stdout
+    # Merged again into the same directory, keeping one run: the first merge's timestamped files go.
+    first_run = sorted(path.name for path in partial.parent.glob("echo-audit-*"))
+    completed, _seconds, _latest = merge(tmp_path, inventory, "partial", [slices[0], slices[2]],
+                                         "-e", "echo_audit_fail_on_unexpected=false", "-e", "echo_audit_report_keep=1")
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert first_run and not set(first_run) & {path.name for path in partial.parent.glob("echo-audit-*")}
+    assert "Deleted %d report file(s) of older runs, beyond echo_audit_report_keep=1." % len(first_run) \
+        in completed.stdout
 
     # The same slice twice (its latest.json and its own timestamped file).
     own = next(path for path in slices[0].parent.glob("echo-audit-*.json"))

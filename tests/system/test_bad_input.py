@@ -75,6 +75,8 @@ CASES = [
     case("peers-not-a-list", ["peers must be a list"], raw={"peers": "PACS@pacs:104"}),
     case("peers-empty", ["peers must not be empty"], raw={"peers": []}),
     case("peers-and-shorthand", ["peers is mutually exclusive with", "host"], params={"host": HOST}),
+    # A port next to peers would otherwise be ignored: each peer has its own.
+    case("peers-and-port", ["peers is mutually exclusive with port"], params={"port": PORT}),
     case("shorthand-without-called-ae", ["host and called_ae_title"], raw={"host": HOST, "port": PORT}),
     case("shorthand-called-ae-too-long", ["called_ae_title", "at most 16"],
          raw={"host": HOST, "port": PORT, "called_ae_title": "WAY_TOO_LONG_AE_TITLE"}),
@@ -189,6 +191,7 @@ PLAYBOOK_CASES = [
     ("count-zero", ["count", "between 1 and 1000"], ()),
     ("calling-ae-module-backslash", ["calling_ae_title", "backslash"], ()),
     ("peers-and-shorthand", ["mutually exclusive", "peers", "host"], ()),
+    ("peers-and-port", ["mutually exclusive", "peers", "port"], ()),
     ("port-letters", ["port", "peers[1]"], ()),
     ("expect-invalid", ["expect", "peers[1]"], ()),
     ("host-missing", ["host", "peers[1]"], ()),

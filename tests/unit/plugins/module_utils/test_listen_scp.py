@@ -30,6 +30,10 @@ def test_reject_by_name_or_code_and_titles_trimmed_and_deduplicated():
     request = validate_listen(dict(BASE, reject={"result": "transient", "source": 3, "reason": "local-limit-exceeded"},
                                    expect_callers=["PACS ", "PACS", "ROUTER"]))
     assert request.reject == (2, 3, 2)
+    # Only a source: that source's usual reason.
+    for source, expected in (("service-provider-presentation", (1, 3, 2)), ("service-provider-acse", (1, 2, 1)),
+                             ("service-user", (1, 1, 3))):
+        assert validate_listen(dict(BASE, reject={"source": source, "reason": None})).reject == expected
     assert request.expect_callers == ["PACS", "ROUTER"]
 
 
@@ -45,7 +49,7 @@ def test_reject_by_name_or_code_and_titles_trimmed_and_deduplicated():
     ({"allowed_source_addresses": ["10.0.0.0/8", "nowhere"]}, "allowed_source_addresses[1] must be an IP address or a network"),
     ({"reject": {"result": "forever"}}, "reject.result must be one of permanent, transient, got 'forever'"),
     ({"reject": {"why": "x"}}, "reject has unknown key(s) why"),
-    ({"reject": {"source": "service-provider-acse"}},
+    ({"reject": {"source": "service-provider-acse", "reason": "calling-ae-title-not-recognized"}},
      "reject.reason (for source service-provider-acse) must be one of no-reason-given, protocol-version-not-supported"),
     ({"fail_on": "always"}, "fail_on must be one of missing, never"),
     ({"stop_file": "stop"}, "stop_file must be an absolute path on this host, got 'stop'"),
