@@ -106,7 +106,7 @@ CASES = [
     # A typo in the source address is this host's mistake: one error, no peer tried or blamed.
     # (192.0.2.1 is only bound to, which fails; nothing is sent anywhere.)
     case("bind-address-not-local", ["bind_address '192.0.2.1' is not an address of this host (",
-                                     "leave it unset (in an audit: dicom_bind_address)"],
+                                    "leave it unset (in an audit: dicom_bind_address)"],
          params={"bind_address": "192.0.2.1"}),
     case("bind-address-unresolvable", ["bind_address 'nosuch.invalid'", "does not resolve"],
          params={"bind_address": "nosuch.invalid"}),

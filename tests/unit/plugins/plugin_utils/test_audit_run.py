@@ -165,9 +165,9 @@ def test_runs_beyond_report_keep_are_deleted_and_nothing_else(tmp_path):
     assert outcome["pruned"] == first_files + [str(directory / name) for name in (
         "echo-audit-20261102T010000Z.json", "echo-audit-20261102T010000Z-2.csv")]
     left = set(os.listdir(directory))
-    assert set(others) | {"echo-audit-20261101T010000Z.json", "echo-audit-20261103T010000Z.junit.xml",
-                          "echo-audit-20261103T010000Z.prom"} | {os.path.basename(path) for path in
-                                                                  outcome["run_reports"].values()} <= left
+    this_run = {os.path.basename(path) for path in outcome["run_reports"].values()}
+    assert set(others) | this_run | {"echo-audit-20261101T010000Z.json", "echo-audit-20261103T010000Z.junit.xml",
+                                     "echo-audit-20261103T010000Z.prom"} <= left
     assert not left & {os.path.basename(path) for path in outcome["pruned"]}
     assert "Deleted %d report file(s) of older runs, beyond echo_audit_report_keep=2." % (len(first_files) + 2) \
         in outcome["lines"]
