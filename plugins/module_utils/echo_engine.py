@@ -24,7 +24,7 @@ from ansible_collections.dicom.network.plugins.module_utils import _pynetdicom_c
 from ansible_collections.dicom.network.plugins.module_utils.echo_outcome import (
     Classification, Observation, classify_connect_error, expectation_met, rtt_statistics)
 from ansible_collections.dicom.network.plugins.module_utils.echo_services import (
-    ServicePlan, context_answers, negotiate_remaining, plan_peers, verdict_with_services)
+    ServicePlan, context_answers, negotiate_remaining, pdu_text, plan_peers, verdict_with_services)
 from ansible_collections.dicom.network.plugins.module_utils.echo_tls import (
     TlsSetupError, handshake, session_line, ssl_contexts, tls_record_hint)
 from ansible_collections.dicom.network.plugins.module_utils.echo_validation import (
@@ -245,11 +245,6 @@ def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000.0, 3)
 
 
-def _text(value: Any) -> Optional[str]:
-    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-    return None if text is None else str(text).strip("\x00 ")
-
-
 def _on_pdu_recv(event, run: _PeerRun) -> None:
     run.obs.pdus_received += 1
     pdu = event.pdu
@@ -260,7 +255,7 @@ def _on_pdu_recv(event, run: _PeerRun) -> None:
     elif kind == "A_ASSOCIATE_AC":
         run.obs.accepted = True
         info = pdu.user_information
-        run.peer_info = {key: _text(getattr(info, key, None)) for key in (
+        run.peer_info = {key: pdu_text(getattr(info, key, None)) for key in (
             "implementation_class_uid", "implementation_version_name")}
         run.peer_info["max_pdu"] = getattr(info, "maximum_length", None)
         answers, unproposed = context_answers(pdu, event.assoc.requestor.requested_contexts)

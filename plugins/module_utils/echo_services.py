@@ -226,12 +226,14 @@ def context_answers(pdu: Any, proposed: Sequence[Any]) -> Tuple[Dict[str, Tuple[
             unproposed.append(item.context_id)
             continue
         result = item.result if item.result is not None else item.result_reason
-        transfer_syntax = item.transfer_syntax if result == 0 else None
-        if isinstance(transfer_syntax, bytes):
-            transfer_syntax = transfer_syntax.decode("ascii", "replace")
-        answers[by_id[item.context_id]] = (result, None if transfer_syntax is None else
-                                           str(transfer_syntax).strip("\x00 "))
+        answers[by_id[item.context_id]] = (result, pdu_text(item.transfer_syntax) if result == 0 else None)
     return answers, unproposed
+
+
+def pdu_text(value: Any) -> Optional[str]:
+    """A UID or name as a PDU carries it (bytes or text, padded with NUL or spaces), as text; None stays None."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    return None if text is None else str(text).strip("\x00 ")
 
 
 def verdict_with_services(run: Any) -> Tuple[Classification, List[Dict[str, Any]]]:
